@@ -1,0 +1,54 @@
+//! Subcommand table. Each command's flags and body are in their own file.
+
+mod bench;
+mod caption;
+mod eval;
+mod export;
+mod features;
+mod inspect;
+mod synth;
+mod train;
+
+use clap::{Parser, Subcommand};
+
+/// Image captioning: a ResNet eye and an LSTM mouth, in one binary.
+#[derive(Debug, Parser)]
+#[command(name = "captioner", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a corpus of rendered scenes with five captions each (Kaggle layout).
+    Synth(synth::Args),
+    /// Describe a dataset: layout, counts, split, vocabulary, unreadable images.
+    Inspect(inspect::Args),
+    /// Compute (or reuse) the ResNet feature of every image of a corpus.
+    Features(features::Args),
+    /// Train the head and the LSTM decoder on cached features.
+    Train(train::Args),
+    /// Export a run as one self-contained model file.
+    Export(export::Args),
+    /// Caption images.
+    Caption(caption::Args),
+    /// Evaluate a model: BLEU-1..4, ROUGE-L, CIDEr-D.
+    Eval(eval::Args),
+    /// Benchmarks, side by side with PyTorch when it is installed.
+    Bench(bench::Args),
+}
+
+/// Runs the parsed command; returns the process exit code.
+pub fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Synth(a) => synth::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Features(a) => features::run(a),
+        Command::Train(a) => train::run(a),
+        Command::Export(a) => export::run(a),
+        Command::Caption(a) => caption::run(a),
+        Command::Eval(a) => eval::run(a),
+        Command::Bench(a) => bench::run(a),
+    }
+}

@@ -1,0 +1,1 @@
+//! Decoding captions from a trained model: greedy and beam search.

@@ -1,0 +1,79 @@
+//! The library's error type. Every variant that concerns a file names it, so a user reading the
+//! message knows which file to fix.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong in the captioner library.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading or writing a file failed at the operating-system level.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A file was read but its content is not what it should be (bad CSV row, bad JSON, ...).
+    #[error("{}: {msg}", path.display())]
+    Format { path: PathBuf, msg: String },
+
+    /// An image could not be decoded.
+    #[error("{}: {msg}", path.display())]
+    Image { path: PathBuf, msg: String },
+
+    /// An image is larger than the decompression-bomb limit (checked from its header).
+    #[error("{}: image is {width}x{height} = {pixels} pixels, over the limit of {limit} pixels", path.display())]
+    PixelLimit {
+        path: PathBuf,
+        width: u32,
+        height: u32,
+        pixels: u64,
+        limit: u64,
+    },
+
+    /// A weights file is not usable: wrong architecture, truncated, unsafe pickle, bad checksum.
+    #[error("{}: {msg}", path.display())]
+    Weights { path: PathBuf, msg: String },
+
+    /// A checkpoint, run directory or exported model is missing pieces or inconsistent.
+    #[error("{}: {msg}", path.display())]
+    Checkpoint { path: PathBuf, msg: String },
+
+    /// A download failed (network, HTTP status, checksum).
+    #[error("{url}: {msg}")]
+    Download { url: String, msg: String },
+
+    /// An argument or configuration value is invalid.
+    #[error("{0}")]
+    Invalid(String),
+
+    /// The user interrupted a long-running job (Ctrl-C).
+    #[error("interrupted")]
+    Interrupted,
+
+    /// A tensor operation failed.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+/// The library's result type.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// An [`Error::Io`] for `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// An [`Error::Format`] for `path`.
+    pub fn format(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
+        Error::Format {
+            path: path.into(),
+            msg: msg.into(),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Caption metrics compatible with coco-caption (pycocoevalcap): BLEU, ROUGE-L, CIDEr-D.

@@ -1,0 +1,6 @@
+//! Models: the ResNet trunk (torchvision names), weight loading, the head and the LSTM decoder.
+
+pub mod decoder;
+pub mod head;
+pub mod resnet;
+pub mod weights;

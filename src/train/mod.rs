@@ -1,0 +1,1 @@
+//! Training: the loop, loss, optimiser, checkpoints and metrics of a run directory.

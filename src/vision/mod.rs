@@ -1,0 +1,1 @@
+//! Images: decoding to RGB the way Pillow does, and torchvision-exact preprocessing.
