@@ -1,9 +1,25 @@
-//! `captioner bench`.
+//! `captioner bench`: measured tables, side by side with PyTorch when `python3` has torch installed.
+
+use clap::Subcommand;
 
 /// Flags of `captioner bench`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(subcommand)]
+    pub what: Bench,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<i32> {
-    anyhow::bail!("`captioner bench` is not implemented yet")
+#[derive(Debug, Subcommand)]
+pub enum Bench {
+    /// ResNet encoder images/s at batch 1 and 16.
+    Encoder(super::bench_encoder::Args),
+    /// Decoder training step (batch 64, 21 steps, Adam) in ms.
+    Train(super::bench_train::Args),
+}
+
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    match args.what {
+        Bench::Encoder(a) => super::bench_encoder::run(a),
+        Bench::Train(a) => super::bench_train::run(a),
+    }
 }

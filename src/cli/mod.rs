@@ -1,7 +1,10 @@
 //! Subcommand table. Each command's flags and body are in their own file.
 
 mod bench;
+mod bench_encoder;
+mod bench_train;
 mod caption;
+mod data_args;
 mod eval;
 mod export;
 mod features;

@@ -1,1 +1,3 @@
 //! Images: decoding to RGB the way Pillow does, and torchvision-exact preprocessing.
+
+pub mod header;
