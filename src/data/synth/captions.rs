@@ -104,3 +104,112 @@ fn finish(words: &str) -> String {
         None => String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::data::synth::scene::{Colour, Shape};
+    use crate::data::synth::{sample, Layout, Position, Relation, Size};
+
+    fn words(c: &str) -> Vec<String> {
+        crate::data::synth::write::words(c).collect()
+    }
+
+    #[test]
+    fn every_caption_is_true_of_its_scene() {
+        for i in 0..3000 {
+            let s = sample(11, i);
+            let scene = &s.scene;
+            let allowed_colours: Vec<&str> = std::iter::once(scene.background)
+                .chain(scene.objects.iter().map(|o| o.colour))
+                .map(Colour::name)
+                .collect();
+            for cap in &s.captions {
+                let w = words(cap);
+                let has = |x: &str| w.iter().any(|y| y == x);
+                assert!(cap.starts_with(|c: char| c.is_ascii_uppercase()) && cap.ends_with(" ."));
+                assert!((5..=15).contains(&w.len()), "{cap}");
+                for c in Colour::ALL {
+                    if has(c.name()) {
+                        assert!(allowed_colours.contains(&c.name()), "{cap} / {scene:?}");
+                    }
+                }
+                for sh in Shape::ALL {
+                    if has(sh.name()) || has(sh.plural()) {
+                        assert!(scene.objects.iter().any(|o| o.shape == sh), "{cap}");
+                    }
+                }
+                for o in &scene.objects {
+                    assert!(has(o.colour.name()), "{cap} lacks {:?}", o.colour);
+                }
+                match scene.layout {
+                    Layout::Single { size, position } => {
+                        assert!(has(scene.objects[0].shape.name()), "{cap}");
+                        let wrong_size: &[&str] = match size {
+                            Size::Small => &["large", "big"],
+                            Size::Large => &["small", "little"],
+                        };
+                        assert!(!wrong_size.iter().any(|x| has(x)), "{cap}");
+                        let place = match position {
+                            Position::Center => ["middle", "center"],
+                            Position::Left => ["left", "left"],
+                            Position::Right => ["right", "right"],
+                            Position::Top => ["top", "top"],
+                            Position::Bottom => ["bottom", "bottom"],
+                        };
+                        for p in ["middle", "center", "left", "right", "top", "bottom"] {
+                            assert!(!has(p) || place.contains(&p), "{cap} / {position:?}");
+                        }
+                        assert!(!has("two") && !has("three") && !has("and"), "{cap}");
+                    }
+                    Layout::Row { count, size } => {
+                        assert!(has(scene.objects[0].shape.plural()), "{cap}");
+                        let n = if count == 2 { "two" } else { "three" };
+                        assert!(has(n) || (count == 2 && has("pair")), "{cap}");
+                        assert!(!has(if count == 2 { "three" } else { "two" }), "{cap}");
+                        let wrong = if size == Size::Small { "large" } else { "small" };
+                        assert!(!has(wrong), "{cap}");
+                    }
+                    Layout::Pair { relation } => {
+                        let (a, b) = (&scene.objects[0], &scene.objects[1]);
+                        let one = format!("{} {}", a.colour.name(), a.shape.name());
+                        let two = format!("{} {}", b.colour.name(), b.shape.name());
+                        let lower = cap.to_lowercase();
+                        assert!(lower.contains(&one) && lower.contains(&two), "{cap}");
+                        let wrong: &[&str] = match relation {
+                            Relation::Beside => &["above", "below", "over", "top", "bottom"],
+                            Relation::Above => &["left", "right", "beside", "next"],
+                        };
+                        assert!(!wrong.iter().any(|x| has(x)), "{cap}");
+                        // The first-named object of "X left of / above Y" is objects[0].
+                        if has("left") || has("above") || has("over") {
+                            assert!(lower.find(&one) < lower.find(&two), "{cap}");
+                        }
+                        if has("below") {
+                            assert!(lower.find(&two) < lower.find(&one), "{cap}");
+                        }
+                    }
+                }
+            }
+            let distinct: std::collections::BTreeSet<_> = s.captions.iter().collect();
+            assert_eq!(distinct.len(), 5, "{:?}", s.captions);
+        }
+    }
+
+    #[test]
+    fn articles_agree_with_the_next_word() {
+        for i in 0..2000 {
+            for cap in sample(5, i).captions {
+                let w = words(&cap);
+                for pair in w.windows(2) {
+                    let vowel = pair[1].starts_with(['a', 'e', 'i', 'o', 'u']);
+                    if pair[0] == "a" {
+                        assert!(!vowel, "{cap}");
+                    }
+                    if pair[0] == "an" {
+                        assert!(vowel, "{cap}");
+                    }
+                }
+            }
+        }
+    }
+}
