@@ -33,7 +33,11 @@ fn single(o: &Object, size: Size, position: Position, bg: &str, rng: &mut impl R
         format!("{} {s} {place} of the {}", a(c), picture(rng)),
         format!("there is {} {c} {s} {place}", a(size_word(size, rng))),
         format!("{} {} with {} {s}", a(bg), picture(rng), a(c)),
-        format!("one {} {c} {s} against {} background", size_word(size, rng), a(bg)),
+        format!(
+            "one {} {c} {s} against {} background",
+            size_word(size, rng),
+            a(bg)
+        ),
     ]
 }
 
@@ -166,7 +170,11 @@ mod tests {
                         let n = if count == 2 { "two" } else { "three" };
                         assert!(has(n) || (count == 2 && has("pair")), "{cap}");
                         assert!(!has(if count == 2 { "three" } else { "two" }), "{cap}");
-                        let wrong = if size == Size::Small { "large" } else { "small" };
+                        let wrong = if size == Size::Small {
+                            "large"
+                        } else {
+                            "small"
+                        };
                         assert!(!has(wrong), "{cap}");
                     }
                     Layout::Pair { relation } => {

@@ -28,9 +28,9 @@ pub fn render(scene: &Scene) -> RgbImage {
     let mut img = RgbImage::new(scene.width, scene.height);
     for (i, (p, out)) in px.iter().zip(img.pixels_mut()).enumerate() {
         let n = noise(scene.noise_seed, i as u64);
-        for c in 0..3 {
-            let v = p[c] + ((n >> (8 * c)) & 0xff) as f32 % (2 * NOISE + 1) as f32 - NOISE as f32;
-            out.0[c] = v.round().clamp(0.0, 255.0) as u8;
+        for (c, (o, v)) in out.0.iter_mut().zip(p).enumerate() {
+            let jitter = ((n >> (8 * c)) & 0xff) as i32 % (2 * NOISE + 1) - NOISE;
+            *o = (v + jitter as f32).round().clamp(0.0, 255.0) as u8;
         }
     }
     img
@@ -60,8 +60,8 @@ fn paint(px: &mut [[f32; 3]], w: usize, h: usize, o: &Object) {
             let a = (0.5 - d).clamp(0.0, 1.0);
             if a > 0.0 {
                 let p = &mut px[y * w + x];
-                for c in 0..3 {
-                    p[c] += a * (colour[c] - p[c]);
+                for (v, target) in p.iter_mut().zip(colour) {
+                    *v += a * (target - *v);
                 }
             }
         }

@@ -463,8 +463,10 @@ mod tests {
                 Layout::Row { count, .. } => {
                     assert_eq!(s.objects.len(), count);
                     assert!(s.objects.windows(2).all(|p| p[0].cx < p[1].cx));
-                    assert!(s.objects.iter().all(|o| o.shape == s.objects[0].shape
-                        && o.colour == s.objects[0].colour));
+                    assert!(s
+                        .objects
+                        .iter()
+                        .all(|o| o.shape == s.objects[0].shape && o.colour == s.objects[0].colour));
                 }
                 Layout::Pair { relation } => {
                     let (a, b) = (&s.objects[0], &s.objects[1]);
