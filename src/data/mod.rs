@@ -10,6 +10,7 @@ pub mod readable;
 pub mod report;
 pub mod split;
 pub mod split_files;
+pub mod synth;
 pub mod token_file;
 
 pub use corpus::{CaptionCorpus, ImageRecord, LoadOptions};
