@@ -1,10 +1,176 @@
-//! `captioner bench train`.
+//! `captioner bench train`: the seed's training step (batch 64, image step + startofseq + 19
+//! words = 21 LSTM steps, vocab 9000, feature 2048 → head → decoder, loss, backward, Adam) in
+//! ms/step, and PyTorch's on the same shapes and thread count when `python3` has torch.
+
+use anyhow::Context;
+use candle_core::{Device, Tensor};
+use captioner::model::decoder::TeacherBatch;
+use captioner::train::adam::{Adam, AdamConfig};
+use captioner::train::CaptionModel;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+const PY_BENCH: &str = include_str!("../../scripts/reference/bench_train.py");
 
 /// Flags.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Threads for both sides (default: all cores).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Timed steps (after 2 warm-up steps).
+    #[arg(long, default_value_t = 10)]
+    steps: usize,
+    /// Python interpreter with torch for the side-by-side run.
+    #[arg(long, default_value = "python3")]
+    python: String,
+    /// Skip the PyTorch run.
+    #[arg(long)]
+    no_python: bool,
+}
 
-#[allow(dead_code)]
-pub fn run(_args: Args) -> anyhow::Result<i32> {
-    anyhow::bail!("not implemented yet")
+const BATCH: usize = 64;
+const WORDS: usize = 19;
+const VOCAB: usize = 9000;
+const FEATURE: usize = 2048;
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Per-step milliseconds of captioner: (total, forward, loss, backward, adam) medians.
+fn bench_captioner(steps: usize) -> anyhow::Result<[f64; 5]> {
+    let dev = Device::Cpu;
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let mut model = CaptionModel::new(FEATURE, VOCAB, 256, 512, &mut rng, &dev)?;
+    let mut opt = Adam::new(model.vars(), AdamConfig::default())?;
+    let feats: Vec<f32> = (0..BATCH * FEATURE)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    let feats = Tensor::from_vec(feats, (BATCH, FEATURE), &dev)?;
+    let caps: Vec<Vec<u32>> = (0..BATCH)
+        .map(|_| {
+            (0..WORDS)
+                .map(|_| rng.random_range(4..VOCAB as u32))
+                .collect()
+        })
+        .collect();
+    let refs: Vec<&[u32]> = caps.iter().map(|c| c.as_slice()).collect();
+    let mut phases: [Vec<f64>; 5] = Default::default();
+    for k in 0..steps + 2 {
+        let t0 = Instant::now();
+        let batch = TeacherBatch::new(&refs, &dev)?;
+        let logits = model.logits(&feats, &batch, true)?;
+        let t1 = Instant::now();
+        let loss = captioner::train::loss::cross_entropy(&logits, &batch.targets)?;
+        let t2 = Instant::now();
+        let grads = loss.backward()?;
+        let t3 = Instant::now();
+        opt.step(&grads)?;
+        let t4 = Instant::now();
+        if k >= 2 {
+            let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
+            for (p, v) in
+                phases
+                    .iter_mut()
+                    .zip([ms(t0, t4), ms(t0, t1), ms(t1, t2), ms(t2, t3), ms(t3, t4)])
+            {
+                p.push(v);
+            }
+        }
+    }
+    Ok(phases.map(|mut p| median(&mut p)))
+}
+
+/// PyTorch's median ms/step, or why it could not run.
+fn bench_torch(python: &str, threads: usize, steps: usize) -> Result<(f64, String), String> {
+    let mut child = Command::new(python)
+        .args([
+            "-",
+            "--threads",
+            &threads.to_string(),
+            "--steps",
+            &steps.to_string(),
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot run {python}: {e}"))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(PY_BENCH.as_bytes())
+            .map_err(|e| format!("cannot feed {python}: {e}"))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| format!("{python} failed: {e}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(format!(
+            "{python} failed: {}",
+            err.lines().last().unwrap_or("no message")
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(text.trim())
+        .map_err(|e| format!("unexpected output from {python}: {e}"))?;
+    let mut ms: Vec<f64> = v["ms"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+        .unwrap_or_default();
+    if ms.is_empty() {
+        return Err(format!("no timings from {python}"));
+    }
+    Ok((
+        median(&mut ms),
+        v["torch"].as_str().unwrap_or("?").to_string(),
+    ))
+}
+
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    anyhow::ensure!(
+        threads >= 1 && args.steps >= 1,
+        "--threads and --steps must be >= 1"
+    );
+    // candle's matmul reads RAYON_NUM_THREADS; the fused ops use rayon's global pool.
+    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .context("cannot size the thread pool")?;
+    println!(
+        "training step: batch {BATCH}, {} LSTM steps, vocab {VOCAB}, feature {FEATURE}, Adam; \
+         {threads} threads, median of {} steps",
+        WORDS + 2,
+        args.steps
+    );
+    let [total, fwd, loss, bwd, adam] = bench_captioner(args.steps)?;
+    let torch = if args.no_python {
+        Err("skipped (--no-python)".to_string())
+    } else {
+        bench_torch(&args.python, threads, args.steps)
+    };
+    println!("{:<22} {:>10}", "implementation", "ms/step");
+    println!("{:<22} {:>10.1}", "captioner", total);
+    match &torch {
+        Ok((ms, version)) => {
+            println!("{:<22} {:>10.1}", format!("pytorch {version}"), ms);
+            println!("ratio (pytorch ms / captioner ms): {:.2}x", ms / total);
+        }
+        Err(why) => println!("{:<22} {:>10}   ({why})", "pytorch", "-"),
+    }
+    println!(
+        "captioner phases (ms): forward {fwd:.1}, loss {loss:.1}, backward {bwd:.1}, adam {adam:.1}"
+    );
+    Ok(0)
 }

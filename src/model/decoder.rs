@@ -1,1 +1,214 @@
-//! TODO(decoder)
+//! The LSTM decoder of "Show and Tell": `Embedding(V,E)` → `LSTM(E→H)` → `Linear(H→V)`, with a
+//! teacher-forced forward for training and a single-step API for greedy and beam search.
+//!
+//! Names mirror the seed's `DecoderRNN` (`embed.weight`, `lstm.weight_ih_l0`, ..., `linear.*`);
+//! checkpoints store them under `decoder.` (see [`DECODER_PREFIX`]).
+
+use crate::model::lstm::{take, uniform, Lstm, LstmState};
+use crate::{Error, Result};
+use candle_core::{DType, Device, Tensor, Var};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use std::collections::HashMap;
+
+/// The prefix of the decoder's tensors in checkpoints and exports.
+pub const DECODER_PREFIX: &str = "decoder.";
+
+/// Vocabulary specials (fixed ids shared with `text::vocab`).
+pub const PAD: u32 = 0;
+pub const START: u32 = 1;
+pub const END: u32 = 2;
+pub const UNK: u32 = 3;
+
+/// Embedding → LSTM → Linear.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    pub embed: Var,
+    pub lstm: Lstm,
+    pub linear_weight: Var,
+    pub linear_bias: Var,
+}
+
+/// A teacher-forced batch of captions, time-major. For captions `w1..wn` the LSTM sees
+/// `[image, startofseq, w1..wn]` (padded to the longest); the outputs after `startofseq, w1..wn`
+/// are scored against `w1..wn, endofseq`; the output after the image step is not scored.
+#[derive(Debug, Clone)]
+pub struct TeacherBatch {
+    /// `[T-1, B]` u32: `startofseq, w1..wn, pad...` per column.
+    pub inputs: Tensor,
+    /// `[N]` u32: the target of every real (non-pad) position, in time-major order.
+    pub targets: Tensor,
+    /// `[N]` u32: each real position's row in the `[(T-1)*B, H]` time-major outputs.
+    pub positions: Tensor,
+    /// Number of scored tokens N (words + one endofseq per caption).
+    pub tokens: usize,
+}
+
+impl TeacherBatch {
+    /// Builds the batch from captions given as word ids without specials.
+    pub fn new(captions: &[&[u32]], device: &Device) -> Result<Self> {
+        let b = captions.len();
+        if b == 0 {
+            return Err(Error::Invalid("empty caption batch".into()));
+        }
+        let steps = captions.iter().map(|c| c.len()).max().unwrap_or(0) + 1;
+        let mut inputs = vec![PAD; steps * b];
+        let mut targets = Vec::new();
+        let mut positions = Vec::new();
+        for (col, cap) in captions.iter().enumerate() {
+            inputs[col] = START;
+            for (k, &w) in cap.iter().enumerate() {
+                inputs[(k + 1) * b + col] = w;
+            }
+        }
+        for t in 0..steps {
+            for (col, cap) in captions.iter().enumerate() {
+                let target = match t.cmp(&cap.len()) {
+                    std::cmp::Ordering::Less => cap[t],
+                    std::cmp::Ordering::Equal => END,
+                    std::cmp::Ordering::Greater => continue,
+                };
+                targets.push(target);
+                positions.push((t * b + col) as u32);
+            }
+        }
+        let tokens = targets.len();
+        Ok(Self {
+            inputs: Tensor::from_vec(inputs, (steps, b), device)?,
+            targets: Tensor::from_vec(targets, tokens, device)?,
+            positions: Tensor::from_vec(positions, tokens, device)?,
+            tokens,
+        })
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.inputs.dims()[1]
+    }
+}
+
+impl Decoder {
+    /// PyTorch's default init: embedding N(0,1), LSTM and linear U(-1/sqrt(fan), 1/sqrt(fan)).
+    pub fn new(
+        vocab: usize,
+        embed: usize,
+        hidden: usize,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Result<Self> {
+        let emb: Vec<f32> = (0..vocab * embed)
+            .map(|_| StandardNormal.sample(rng))
+            .collect();
+        let embed_var = Var::from_tensor(&Tensor::from_vec(emb, (vocab, embed), device)?)?;
+        let lstm = Lstm::new(embed, hidden, rng, device)?;
+        let k = 1.0 / (hidden as f32).sqrt();
+        Ok(Self {
+            embed: embed_var,
+            lstm,
+            linear_weight: uniform(rng, &[vocab, hidden], k, device)?,
+            linear_bias: uniform(rng, &[vocab], k, device)?,
+        })
+    }
+
+    /// Rebuilds the decoder from `{prefix}embed.weight` etc.; sizes are read from the tensors.
+    pub fn from_tensors(map: &HashMap<String, Tensor>, prefix: &str) -> Result<Self> {
+        let n = |s: &str| format!("{prefix}{s}");
+        let dims = |name: &str| {
+            map.get(name)
+                .map(|t| t.dims().to_vec())
+                .ok_or_else(|| Error::Invalid(format!("missing tensor {name}")))
+        };
+        let e = dims(&n("embed.weight"))?;
+        let l = dims(&n("linear.weight"))?;
+        let (vocab, embed) = match e.as_slice() {
+            [v, e] => (*v, *e),
+            _ => return Err(Error::Invalid("embed.weight must be 2-D".into())),
+        };
+        let hidden = l.get(1).copied().unwrap_or(0);
+        Ok(Self {
+            embed: take(map, &n("embed.weight"), &[vocab, embed])?,
+            lstm: Lstm::from_tensors(map, &n("lstm."), embed, hidden)?,
+            linear_weight: take(map, &n("linear.weight"), &[vocab, hidden])?,
+            linear_bias: take(map, &n("linear.bias"), &[vocab])?,
+        })
+    }
+
+    /// The trainable parameters under `prefix`.
+    pub fn vars(&self, prefix: &str) -> Vec<(String, Var)> {
+        let mut v = vec![(format!("{prefix}embed.weight"), self.embed.clone())];
+        v.extend(self.lstm.vars(&format!("{prefix}lstm.")));
+        v.push((format!("{prefix}linear.weight"), self.linear_weight.clone()));
+        v.push((format!("{prefix}linear.bias"), self.linear_bias.clone()));
+        v
+    }
+
+    /// Every tensor under `prefix`, for saving.
+    pub fn tensors(&self, prefix: &str) -> Vec<(String, Tensor)> {
+        self.vars(prefix)
+            .into_iter()
+            .map(|(n, v)| (n, v.as_tensor().detach()))
+            .collect()
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.embed.dims()[0]
+    }
+
+    pub fn embed_size(&self) -> usize {
+        self.embed.dims()[1]
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.lstm.hidden_size()
+    }
+
+    /// Embeddings of token ids: `ids [..]` u32 → `[.., E]`.
+    pub fn embed_tokens(&self, ids: &Tensor) -> Result<Tensor> {
+        let shape = ids.dims().to_vec();
+        let flat = ids.flatten_all()?;
+        let e = self.embed.as_tensor().index_select(&flat, 0)?;
+        let mut out = shape;
+        out.push(self.embed_size());
+        Ok(e.reshape(out)?)
+    }
+
+    /// `hidden [N, H]` → logits `[N, V]`.
+    pub fn project(&self, hidden: &Tensor) -> Result<Tensor> {
+        Ok(hidden
+            .matmul(&self.linear_weight.t()?)?
+            .broadcast_add(self.linear_bias.as_tensor())?)
+    }
+
+    /// One decoding step: `x [B, E]` (an image embedding or token embeddings) → logits `[B, V]`
+    /// and the new state. `None` starts from zeros.
+    pub fn step(&self, x: &Tensor, state: Option<&LstmState>) -> Result<(Tensor, LstmState)> {
+        let s = self.lstm.step(x, state)?;
+        Ok((self.project(&s.h)?, s))
+    }
+
+    /// Teacher-forced forward: image embeddings `[B, E]` and a batch → logits `[N, V]` for the
+    /// batch's real positions only (in the order of `batch.targets`): pad positions never reach
+    /// the output layer, which is most of the step's cost.
+    pub fn forward_teacher(&self, image: &Tensor, batch: &TeacherBatch) -> Result<Tensor> {
+        let (steps, b) = batch.inputs.dims2()?;
+        if image.dims() != [b, self.embed_size()] {
+            return Err(Error::Invalid(format!(
+                "image embeddings have shape {:?}, expected [{b}, {}]",
+                image.dims(),
+                self.embed_size()
+            )));
+        }
+        let words = self.embed_tokens(&batch.inputs)?;
+        let x = Tensor::cat(&[&image.unsqueeze(0)?, &words], 0)?;
+        let (hs, _) = self.lstm.forward_seq(&x)?;
+        let hidden = hs
+            .narrow(0, 1, steps)?
+            .reshape((steps * b, self.hidden_size()))?
+            .index_select(&batch.positions, 0)?;
+        self.project(&hidden)
+    }
+}
+
+/// Reads `[B, V]` logits as `DType::F32` rows (helper for decoders).
+pub fn logits_to_vec(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
+    Ok(logits.to_dtype(DType::F32)?.to_vec2()?)
+}

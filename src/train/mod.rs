@@ -1,1 +1,15 @@
 //! Training: the loop, loss, optimiser, checkpoints and metrics of a run directory.
+
+pub mod adam;
+pub mod batches;
+pub mod checkpoint;
+pub mod interrupt;
+pub mod loss;
+pub mod metrics_log;
+pub mod model;
+pub mod plot;
+pub mod trainer;
+
+pub use batches::{Caption, TrainData};
+pub use model::CaptionModel;
+pub use trainer::{evaluate, train, TrainConfig, TrainOptions, TrainOutcome};

@@ -1,0 +1,210 @@
+//! Adam exactly as `torch.optim.Adam` (single-tensor path, no weight decay, no amsgrad), updating
+//! parameters in place: candle_nn's AdamW allocates ~10 temporaries per parameter per step.
+
+use crate::{Error, Result};
+use candle_core::backprop::GradStore;
+use candle_core::{CpuStorage, InplaceOp2, Layout, Tensor, Var};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Adam's hyper-parameters (the seed's: lr 1e-3, betas 0.9/0.999, eps 1e-8).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AdamConfig {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+}
+
+impl Default for AdamConfig {
+    fn default() -> Self {
+        Self {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
+    }
+}
+
+struct Slot {
+    name: String,
+    var: Var,
+    m: Vec<f32>,
+    v: Vec<f32>,
+}
+
+/// The optimiser: named parameters with their first and second moments and the step count.
+pub struct Adam {
+    cfg: AdamConfig,
+    slots: Vec<Slot>,
+    step: u64,
+}
+
+/// One in-place update of a parameter from its gradient (scalars computed in f64 as Python does).
+struct Update<'a> {
+    m: Mutex<&'a mut [f32]>,
+    v: Mutex<&'a mut [f32]>,
+    beta1: f32,
+    beta2: f32,
+    step_size: f32,
+    bc2_sqrt: f32,
+    eps: f32,
+}
+
+const CHUNK: usize = 1 << 14;
+
+impl InplaceOp2 for Update<'_> {
+    fn name(&self) -> &'static str {
+        "adam-update"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dst: &mut CpuStorage,
+        dst_l: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<()> {
+        let p = match (dst, dst_l.contiguous_offsets()) {
+            (CpuStorage::F32(d), Some((a, b))) => &mut d[a..b],
+            _ => candle_core::bail!("adam: parameter must be contiguous f32"),
+        };
+        let g = match (gs, gl.contiguous_offsets()) {
+            (CpuStorage::F32(d), Some((a, b))) => &d[a..b],
+            _ => candle_core::bail!("adam: gradient must be contiguous f32"),
+        };
+        let mut m = self
+            .m
+            .lock()
+            .map_err(|_| candle_core::Error::msg("poisoned"))?;
+        let mut v = self
+            .v
+            .lock()
+            .map_err(|_| candle_core::Error::msg("poisoned"))?;
+        if g.len() != p.len() || m.len() != p.len() || v.len() != p.len() {
+            candle_core::bail!("adam: size mismatch");
+        }
+        let (b1, b2, ss, bc2, eps) = (
+            self.beta1,
+            self.beta2,
+            self.step_size,
+            self.bc2_sqrt,
+            self.eps,
+        );
+        p.par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK))
+            .zip(m.par_chunks_mut(CHUNK))
+            .zip(v.par_chunks_mut(CHUNK))
+            .for_each(|(((p, g), m), v)| {
+                for i in 0..p.len() {
+                    let gi = g[i];
+                    // torch: exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(...)
+                    m[i] += (gi - m[i]) * (1.0 - b1);
+                    v[i] = v[i] * b2 + (1.0 - b2) * gi * gi;
+                    let denom = v[i].sqrt() / bc2 + eps;
+                    p[i] -= ss * (m[i] / denom);
+                }
+            });
+        Ok(())
+    }
+}
+
+impl Adam {
+    /// An optimiser over `vars` (names are used to save and restore the moments).
+    pub fn new(vars: Vec<(String, Var)>, cfg: AdamConfig) -> Result<Self> {
+        let slots = vars
+            .into_iter()
+            .map(|(name, var)| {
+                let n = var.elem_count();
+                Slot {
+                    name,
+                    var,
+                    m: vec![0.0; n],
+                    v: vec![0.0; n],
+                }
+            })
+            .collect();
+        Ok(Self {
+            cfg,
+            slots,
+            step: 0,
+        })
+    }
+
+    /// Steps taken so far.
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    pub fn config(&self) -> AdamConfig {
+        self.cfg
+    }
+
+    /// Applies one update from `grads`; a parameter without a gradient is left alone.
+    pub fn step(&mut self, grads: &GradStore) -> Result<()> {
+        self.step += 1;
+        let t = self.step as f64;
+        let c = self.cfg;
+        let bc1 = 1.0 - c.beta1.powf(t);
+        let bc2 = 1.0 - c.beta2.powf(t);
+        for slot in &mut self.slots {
+            let Some(g) = grads.get(slot.var.as_tensor()) else {
+                continue;
+            };
+            let g = g.contiguous()?;
+            let op = Update {
+                m: Mutex::new(&mut slot.m),
+                v: Mutex::new(&mut slot.v),
+                beta1: c.beta1 as f32,
+                beta2: c.beta2 as f32,
+                step_size: (c.lr / bc1) as f32,
+                bc2_sqrt: bc2.sqrt() as f32,
+                eps: c.eps as f32,
+            };
+            slot.var.as_tensor().inplace_op2(&g, &op)?;
+        }
+        Ok(())
+    }
+
+    /// The moments as tensors named `m.<param>` and `v.<param>`, for a checkpoint.
+    pub fn state_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::with_capacity(2 * self.slots.len());
+        for s in &self.slots {
+            let shape = s.var.dims();
+            let dev = s.var.device();
+            out.push((
+                format!("m.{}", s.name),
+                Tensor::from_slice(&s.m, shape, dev)?,
+            ));
+            out.push((
+                format!("v.{}", s.name),
+                Tensor::from_slice(&s.v, shape, dev)?,
+            ));
+        }
+        Ok(out)
+    }
+
+    /// Restores the moments and step count saved by [`Adam::state_tensors`].
+    pub fn load_state(&mut self, map: &HashMap<String, Tensor>, step: u64) -> Result<()> {
+        for s in &mut self.slots {
+            for (key, dst) in [("m", &mut s.m), ("v", &mut s.v)] {
+                let name = format!("{key}.{}", s.name);
+                let t = map
+                    .get(&name)
+                    .ok_or_else(|| Error::Invalid(format!("optimizer state lacks {name}")))?;
+                let data = t.flatten_all()?.to_vec1::<f32>()?;
+                if data.len() != dst.len() {
+                    return Err(Error::Invalid(format!(
+                        "optimizer state {name}: wrong size"
+                    )));
+                }
+                *dst = data;
+            }
+        }
+        self.step = step;
+        Ok(())
+    }
+}

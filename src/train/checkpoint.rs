@@ -1,0 +1,177 @@
+//! `last/`: everything needed to resume a run exactly (weights with BatchNorm statistics, Adam's
+//! moments and step, epoch and batch position, RNG state, best loss, metrics history).
+//!
+//! The folder is written as `last.tmp-<pid>/`, then swapped in by two renames
+//! (`last/` → `last.old-<pid>/`, `last.tmp-<pid>/` → `last/`). `state.json` is written last, so
+//! a folder without it is incomplete. After a kill -9 at any point, [`recover_last`] finds either
+//! the old or the new complete folder and removes the leftovers.
+
+use crate::train::adam::Adam;
+use crate::train::metrics_log::EpochMetrics;
+use crate::train::trainer::TrainConfig;
+use crate::train::CaptionModel;
+use crate::{Error, Result};
+use candle_core::{Device, Tensor};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+pub const LAST_DIR: &str = "last";
+pub const WEIGHTS_FILE: &str = "weights.safetensors";
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+pub const STATE_FILE: &str = "state.json";
+
+/// A ChaCha8 generator's exact position, as JSON-friendly values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RngState {
+    pub seed: String,
+    pub stream: u64,
+    /// The word position (a u128, as a decimal string).
+    pub word_pos: String,
+}
+
+impl RngState {
+    pub fn capture(rng: &ChaCha8Rng) -> Self {
+        Self {
+            seed: hex::encode(rng.get_seed()),
+            stream: rng.get_stream(),
+            word_pos: rng.get_word_pos().to_string(),
+        }
+    }
+
+    pub fn restore(&self) -> Result<ChaCha8Rng> {
+        use rand::SeedableRng;
+        let bad = |m: &str| Error::Invalid(format!("bad RNG state: {m}"));
+        let bytes = hex::decode(&self.seed).map_err(|_| bad("seed"))?;
+        let seed: [u8; 32] = bytes.try_into().map_err(|_| bad("seed length"))?;
+        let pos: u128 = self.word_pos.parse().map_err(|_| bad("word_pos"))?;
+        let mut rng = ChaCha8Rng::from_seed(seed);
+        rng.set_stream(self.stream);
+        rng.set_word_pos(pos);
+        Ok(rng)
+    }
+}
+
+/// Progress of a run, saved as `last/state.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainState {
+    pub config: TrainConfig,
+    /// Epochs fully finished (validated, logged).
+    pub epochs_done: usize,
+    /// Batches of epoch `epochs_done + 1` already trained (non-zero after an interrupt).
+    pub batches_done: usize,
+    /// The RNG before this epoch's shuffle (restored to replay the same order mid-epoch).
+    pub epoch_rng: RngState,
+    /// The RNG now (the next epoch shuffles with it).
+    pub rng: RngState,
+    /// Partial sums of the epoch in progress: loss × tokens, tokens, seconds.
+    pub partial_loss_sum: f64,
+    pub partial_tokens: u64,
+    pub partial_seconds: f64,
+    pub best_val_loss: Option<f64>,
+    pub best_epoch: Option<usize>,
+    pub epochs_without_improvement: usize,
+    pub adam_step: u64,
+    pub history: Vec<EpochMetrics>,
+}
+
+fn ckpt_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Checkpoint {
+        path: path.to_path_buf(),
+        msg: e.to_string(),
+    }
+}
+
+fn save_tensors(path: &Path, tensors: Vec<(String, Tensor)>) -> Result<()> {
+    let map: HashMap<String, Tensor> = tensors.into_iter().collect();
+    candle_core::safetensors::save(&map, path).map_err(|e| ckpt_err(path, e))
+}
+
+/// Writes `last/` for `run_dir` (see the module doc for why it survives a kill -9).
+pub fn save_last(
+    run_dir: &Path,
+    model: &CaptionModel,
+    opt: &Adam,
+    state: &TrainState,
+) -> Result<()> {
+    let pid = std::process::id();
+    let tmp = run_dir.join(format!("{LAST_DIR}.tmp-{pid}"));
+    let old = run_dir.join(format!("{LAST_DIR}.old-{pid}"));
+    let last = run_dir.join(LAST_DIR);
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+    save_tensors(&tmp.join(WEIGHTS_FILE), model.tensors())?;
+    save_tensors(&tmp.join(OPTIMIZER_FILE), opt.state_tensors()?)?;
+    crate::fsutil::write_json_atomic(&tmp.join(STATE_FILE), state)?;
+    if last.exists() {
+        std::fs::rename(&last, &old).map_err(|e| Error::io(&last, e))?;
+    }
+    std::fs::rename(&tmp, &last).map_err(|e| Error::io(&last, e))?;
+    if old.exists() {
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io(&old, e))?;
+    }
+    Ok(())
+}
+
+fn is_complete(dir: &Path) -> bool {
+    [WEIGHTS_FILE, OPTIMIZER_FILE, STATE_FILE]
+        .iter()
+        .all(|f| dir.join(f).is_file())
+        && crate::fsutil::read_json::<TrainState>(&dir.join(STATE_FILE)).is_ok()
+}
+
+fn leftovers(run_dir: &Path) -> Result<Vec<PathBuf>> {
+    let Ok(rd) = std::fs::read_dir(run_dir) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| Error::io(run_dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with(&format!("{LAST_DIR}.tmp-"))
+            || name.starts_with(&format!("{LAST_DIR}.old-"))
+        {
+            out.push(entry.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Repairs `run_dir` after a crash: if `last/` is missing but a complete `last.old-*` exists
+/// (killed between the two renames), it becomes `last/` again; every other leftover temp folder
+/// is removed. Returns whether a complete `last/` exists afterwards.
+pub fn recover_last(run_dir: &Path) -> Result<bool> {
+    let last = run_dir.join(LAST_DIR);
+    let mut found = is_complete(&last);
+    for dir in leftovers(run_dir)? {
+        let is_old = dir
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{LAST_DIR}.old-")));
+        if !found && !last.exists() && is_old && is_complete(&dir) {
+            std::fs::rename(&dir, &last).map_err(|e| Error::io(&dir, e))?;
+            found = true;
+        } else {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+    }
+    Ok(found)
+}
+
+/// Reads `last/`: the model, the optimiser state (applied to a fresh `Adam` by the caller) and
+/// the training state.
+pub fn load_last(
+    run_dir: &Path,
+    device: &Device,
+) -> Result<(CaptionModel, HashMap<String, Tensor>, TrainState)> {
+    let last = run_dir.join(LAST_DIR);
+    let state: TrainState = crate::fsutil::read_json(&last.join(STATE_FILE))?;
+    let model = CaptionModel::load(&last.join(WEIGHTS_FILE), device)?;
+    let opt_path = last.join(OPTIMIZER_FILE);
+    let opt =
+        candle_core::safetensors::load(&opt_path, device).map_err(|e| ckpt_err(&opt_path, e))?;
+    Ok((model, opt, state))
+}

@@ -1,0 +1,104 @@
+//! Head + decoder as one trainable model, with the loss of a teacher-forced batch and the
+//! weights file (`best.safetensors`, `last/weights.safetensors`) they are saved to.
+
+use crate::model::decoder::{Decoder, TeacherBatch, DECODER_PREFIX};
+use crate::model::head::{Head, HEAD_PREFIX};
+use crate::train::loss::cross_entropy;
+use crate::{Error, Result};
+use candle_core::{Device, Tensor, Var};
+use rand_chacha::ChaCha8Rng;
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The trained part of the captioner: everything after the frozen trunk.
+#[derive(Debug, Clone)]
+pub struct CaptionModel {
+    pub head: Head,
+    pub decoder: Decoder,
+}
+
+impl CaptionModel {
+    /// A freshly initialised model (PyTorch's default init, drawn from `rng`).
+    pub fn new(
+        feature_dim: usize,
+        vocab: usize,
+        embed: usize,
+        hidden: usize,
+        rng: &mut ChaCha8Rng,
+        device: &Device,
+    ) -> Result<Self> {
+        let head = Head::new(feature_dim, embed, rng, device)?;
+        let decoder = Decoder::new(vocab, embed, hidden, rng, device)?;
+        Ok(Self { head, decoder })
+    }
+
+    /// Rebuilds the model from `encoder.*` and `decoder.*` tensors.
+    pub fn from_tensors(map: &HashMap<String, Tensor>) -> Result<Self> {
+        let decoder = Decoder::from_tensors(map, DECODER_PREFIX)?;
+        let w = map
+            .get(&format!("{HEAD_PREFIX}linear.weight"))
+            .ok_or_else(|| Error::Invalid(format!("missing tensor {HEAD_PREFIX}linear.weight")))?;
+        let (embed, feature_dim) = w.dims2()?;
+        let head = Head::from_tensors(map, HEAD_PREFIX, feature_dim, embed)?;
+        Ok(Self { head, decoder })
+    }
+
+    /// Loads a weights file written by [`CaptionModel::save`].
+    pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        let map = candle_core::safetensors::load(path, device).map_err(|e| Error::Checkpoint {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })?;
+        Self::from_tensors(&map).map_err(|e| Error::Checkpoint {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })
+    }
+
+    /// Writes every tensor (parameters and BatchNorm running statistics) atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let map: HashMap<String, Tensor> = self.tensors().into_iter().collect();
+        crate::fsutil::write_atomic_with(path, |tmp| {
+            candle_core::safetensors::save(&map, tmp).map_err(|e| Error::Checkpoint {
+                path: tmp.to_path_buf(),
+                msg: e.to_string(),
+            })
+        })
+    }
+
+    /// Every tensor under its checkpoint name (`encoder.linear.weight`, `decoder.lstm....`).
+    pub fn tensors(&self) -> Vec<(String, Tensor)> {
+        let mut t = self.head.tensors(HEAD_PREFIX);
+        t.extend(self.decoder.tensors(DECODER_PREFIX));
+        t
+    }
+
+    /// The trainable parameters, in a fixed order.
+    pub fn vars(&self) -> Vec<(String, Var)> {
+        let mut v = self.head.vars(HEAD_PREFIX);
+        v.extend(self.decoder.vars(DECODER_PREFIX));
+        v
+    }
+
+    /// Logits `[N, V]` of the batch's real positions; the head in training mode (batch
+    /// statistics, running statistics updated) when `train`, else in eval mode.
+    pub fn logits(
+        &mut self,
+        features: &Tensor,
+        batch: &TeacherBatch,
+        train: bool,
+    ) -> Result<Tensor> {
+        let image = if train {
+            self.head.forward_train(features)?
+        } else {
+            self.head.forward(features)?
+        };
+        self.decoder.forward_teacher(&image, batch)
+    }
+
+    /// Mean cross-entropy of the batch's real tokens (see [`CaptionModel::logits`]).
+    pub fn loss(&mut self, features: &Tensor, batch: &TeacherBatch, train: bool) -> Result<Tensor> {
+        let logits = self.logits(features, batch, train)?;
+        cross_entropy(&logits, &batch.targets)
+    }
+}

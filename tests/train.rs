@@ -1,0 +1,223 @@
+//! The training loop at library level on small random data: exact resume (also from a mid-epoch
+//! interrupt), recovery from leftover temp folders, early stopping, the run directory's files.
+
+use candle_core::{Device, Tensor};
+use captioner::train::checkpoint::{LAST_DIR, STATE_FILE, WEIGHTS_FILE};
+use captioner::train::metrics_log::read_metrics;
+use captioner::train::{
+    evaluate, train, Caption, CaptionModel, TrainConfig, TrainData, TrainOptions,
+};
+use captioner::Error;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+const VOCAB: usize = 20;
+
+fn data() -> TrainData {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let n_images = 12;
+    let feats: Vec<f32> = (0..n_images * 16)
+        .map(|_| rng.random_range(-1.0..1.0))
+        .collect();
+    let mut caps = |images: std::ops::Range<usize>| {
+        let mut v = Vec::new();
+        for image in images {
+            for _ in 0..3 {
+                let len = rng.random_range(1..7);
+                let tokens = (0..len)
+                    .map(|_| rng.random_range(4..VOCAB as u32))
+                    .collect();
+                v.push(Caption { image, tokens });
+            }
+        }
+        v
+    };
+    let train = caps(0..10);
+    let val = caps(10..12);
+    TrainData {
+        features: Tensor::from_vec(feats, (n_images, 16), &Device::Cpu).unwrap(),
+        train,
+        val,
+    }
+}
+
+fn config(epochs: usize) -> TrainConfig {
+    TrainConfig {
+        epochs,
+        batch_size: 8,
+        patience: 0,
+        embed: 8,
+        hidden: 16,
+        seed: 3,
+        ..TrainConfig::new(16, VOCAB)
+    }
+}
+
+fn quiet(resume: bool) -> TrainOptions {
+    TrainOptions {
+        resume,
+        progress: false,
+        summary: false,
+        stop: Arc::new(AtomicBool::new(false)),
+    }
+}
+
+fn weights(run: &Path) -> Vec<(String, Vec<f32>)> {
+    let m = CaptionModel::load(&run.join(LAST_DIR).join(WEIGHTS_FILE), &Device::Cpu).unwrap();
+    m.tensors()
+        .into_iter()
+        .map(|(n, t)| (n, t.flatten_all().unwrap().to_vec1().unwrap()))
+        .collect()
+}
+
+fn max_diff(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    let mut d = 0f32;
+    for ((na, va), (nb, vb)) in a.iter().zip(b) {
+        assert_eq!(na, nb);
+        for (x, y) in va.iter().zip(vb) {
+            d = d.max((x - y).abs());
+        }
+    }
+    d
+}
+
+fn straight_run(dir: &Path, epochs: usize) -> Vec<(String, Vec<f32>)> {
+    let out = train(dir, &config(epochs), &data(), &quiet(false)).unwrap();
+    assert_eq!(out.epochs_done, epochs);
+    weights(dir)
+}
+
+#[test]
+fn four_epochs_equal_two_plus_resume_two() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let wa = straight_run(a.path(), 4);
+    train(b.path(), &config(2), &data(), &quiet(false)).unwrap();
+    let out = train(b.path(), &config(4), &data(), &quiet(true)).unwrap();
+    assert_eq!(out.epochs_done, 4);
+    let d = max_diff(&wa, &weights(b.path()));
+    assert!(d <= 1e-6, "weights differ by {d}");
+    let ma = read_metrics(&a.path().join("metrics.jsonl")).unwrap();
+    let mb = read_metrics(&b.path().join("metrics.jsonl")).unwrap();
+    assert_eq!(ma.len(), 4);
+    for (x, y) in ma.iter().zip(&mb) {
+        assert_eq!(
+            (x.epoch, x.train_loss, x.val_loss),
+            (y.epoch, y.train_loss, y.val_loss)
+        );
+    }
+    // The losses must actually move: a loop that never updated would also "resume exactly".
+    assert!(
+        ma[3].train_loss < ma[0].train_loss,
+        "training did not lower the loss: {ma:?}"
+    );
+}
+
+#[test]
+fn interrupt_mid_epoch_writes_last_and_resume_is_exact() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let wa = straight_run(a.path(), 3);
+    let opts = quiet(false);
+    opts.stop.store(true, Ordering::SeqCst);
+    let err = train(b.path(), &config(3), &data(), &opts).unwrap_err();
+    assert!(matches!(err, Error::Interrupted), "{err}");
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(b.path().join("last").join(STATE_FILE)).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["epochs_done"], 0);
+    assert_eq!(
+        state["batches_done"], 1,
+        "the interrupted batch was not finished and saved"
+    );
+    // A second interrupt, after the next batch, then a clean finish.
+    train(
+        b.path(),
+        &config(3),
+        &data(),
+        &TrainOptions {
+            resume: true,
+            ..opts.clone()
+        },
+    )
+    .unwrap_err();
+    let out = train(b.path(), &config(3), &data(), &quiet(true)).unwrap();
+    assert_eq!(out.epochs_done, 3);
+    let d = max_diff(&wa, &weights(b.path()));
+    assert!(d <= 1e-6, "weights differ by {d}");
+}
+
+#[test]
+fn leftover_temp_folders_do_not_break_resume() {
+    let a = tempfile::tempdir().unwrap();
+    let b = tempfile::tempdir().unwrap();
+    let wa = straight_run(a.path(), 3);
+    train(b.path(), &config(2), &data(), &quiet(false)).unwrap();
+    // A half-written new folder (no state.json) from a process killed while saving.
+    let tmp = b.path().join("last.tmp-999999");
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::write(tmp.join(WEIGHTS_FILE), b"truncated").unwrap();
+    let out = train(b.path(), &config(3), &data(), &quiet(true)).unwrap();
+    assert_eq!(out.epochs_done, 3);
+    assert!(!tmp.exists(), "leftover temp folder not cleaned up");
+    assert!(max_diff(&wa, &weights(b.path())) <= 1e-6);
+
+    // Killed between the two renames: only last.old-<pid> (complete) and a complete tmp exist.
+    let c = tempfile::tempdir().unwrap();
+    train(c.path(), &config(2), &data(), &quiet(false)).unwrap();
+    std::fs::rename(c.path().join("last"), c.path().join("last.old-424242")).unwrap();
+    let tmp = c.path().join("last.tmp-424242");
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::write(tmp.join(STATE_FILE), b"{not json").unwrap();
+    let out = train(c.path(), &config(3), &data(), &quiet(true)).unwrap();
+    assert_eq!(out.epochs_done, 3);
+    assert!(max_diff(&wa, &weights(c.path())) <= 1e-6);
+}
+
+#[test]
+fn early_stopping_keeps_the_best_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    // A large learning rate on tiny data overfits within a few epochs.
+    let cfg = TrainConfig {
+        lr: 0.03,
+        patience: 2,
+        ..config(40)
+    };
+    let out = train(dir.path(), &cfg, &data(), &quiet(false)).unwrap();
+    let hist = read_metrics(&dir.path().join("metrics.jsonl")).unwrap();
+    assert_eq!(hist.len(), out.epochs_done);
+    assert!(out.stopped_early, "never stopped: {hist:?}");
+    let tail = &hist[hist.len() - 2..];
+    assert!(
+        tail.iter().all(|m| !m.best),
+        "stopped while still improving"
+    );
+    let best = out.best_val_loss.unwrap();
+    let min = hist
+        .iter()
+        .map(|m| m.val_loss)
+        .fold(f64::INFINITY, f64::min);
+    assert_eq!(best, min);
+    let mut m = CaptionModel::load(&dir.path().join("best.safetensors"), &Device::Cpu).unwrap();
+    let d = data();
+    let again = evaluate(&mut m, &d.features, &d.val, 8).unwrap();
+    assert!(
+        (again - best).abs() < 1e-6,
+        "best.safetensors gives {again}, best was {best}"
+    );
+    let png = image::open(dir.path().join("loss.png")).unwrap();
+    assert_eq!((png.width(), png.height()), (640, 400));
+}
+
+#[test]
+fn fresh_run_refuses_a_directory_with_a_run_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    train(dir.path(), &config(1), &data(), &quiet(false)).unwrap();
+    let err = train(dir.path(), &config(1), &data(), &quiet(false)).unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err}");
+}
