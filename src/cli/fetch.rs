@@ -60,7 +60,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         let name = f.path.display();
         match &f.download {
             Downloaded::AlreadyThere => println!("{name}: already there"),
-            Downloaded::Fetched { bytes, resumed_from: 0 } => {
+            Downloaded::Fetched {
+                bytes,
+                resumed_from: 0,
+            } => {
                 println!("{name}: downloaded {bytes} bytes, checksum ok")
             }
             Downloaded::Fetched {
@@ -82,7 +85,8 @@ fn test_checksum_overrides() -> anyhow::Result<BTreeMap<String, Checksum>> {
     let Some(path) = std::env::var_os(TEST_CHECKSUMS_ENV) else {
         return Ok(BTreeMap::new());
     };
-    let raw: BTreeMap<String, String> = captioner::fsutil::read_json(PathBuf::from(path).as_path())?;
+    let raw: BTreeMap<String, String> =
+        captioner::fsutil::read_json(PathBuf::from(path).as_path())?;
     eprintln!("warning: {TEST_CHECKSUMS_ENV} is set: using test checksums, not the published ones");
     raw.into_iter()
         .map(|(file, sum)| {

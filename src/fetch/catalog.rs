@@ -204,7 +204,11 @@ impl FromStr for Checksum {
 
     /// Parses `sha256:<64 hex>` or `md5:<32 hex>`.
     fn from_str(s: &str) -> Result<Self> {
-        let bad = || Error::Invalid(format!("bad checksum {s:?}: expected sha256:<hex> or md5:<hex>"));
+        let bad = || {
+            Error::Invalid(format!(
+                "bad checksum {s:?}: expected sha256:<hex> or md5:<hex>"
+            ))
+        };
         let (algo, hex) = s.split_once(':').ok_or_else(bad)?;
         let len_ok = |n: usize| hex.len() == n && hex.chars().all(|c| c.is_ascii_hexdigit());
         match algo {

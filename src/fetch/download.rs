@@ -104,7 +104,10 @@ pub fn download(
     // does not continue where the `.part` ends.
     for _attempt in 0..2 {
         match fetch_into_part(&agent, url, &part, expected, opts)? {
-            PartState::Complete { bytes, resumed_from } => {
+            PartState::Complete {
+                bytes,
+                resumed_from,
+            } => {
                 // The digest was verified: the rename is the one step that makes `dest` visible.
                 std::fs::rename(&part, dest).map_err(|e| Error::io(dest, e))?;
                 return Ok(Downloaded::Fetched {
@@ -184,7 +187,9 @@ fn fetch_into_part(
         }
         _ => {
             let reason = response.status().canonical_reason().unwrap_or("");
-            return Err(dl_err(format!("HTTP {status} {reason}").trim_end().to_string()));
+            return Err(dl_err(
+                format!("HTTP {status} {reason}").trim_end().to_string(),
+            ));
         }
     };
 
@@ -279,7 +284,12 @@ fn agent_for(url: &str) -> ureq::Agent {
     config.build().into()
 }
 
-fn progress_bar(opts: &DownloadOptions, part: &Path, total: Option<u64>, start: u64) -> ProgressBar {
+fn progress_bar(
+    opts: &DownloadOptions,
+    part: &Path,
+    total: Option<u64>,
+    start: u64,
+) -> ProgressBar {
     if !opts.progress {
         return ProgressBar::hidden();
     }

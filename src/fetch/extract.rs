@@ -26,7 +26,9 @@ pub fn extract_zip(archive: &Path, into: &Path, only: Option<&[&str]>) -> Result
             )));
         };
         if entry.is_symlink() {
-            return Err(bad(format!("refusing entry {name:?}: symbolic links are not extracted")));
+            return Err(bad(format!(
+                "refusing entry {name:?}: symbolic links are not extracted"
+            )));
         }
         if rel.components().any(|c| c.as_os_str() == "__MACOSX") {
             continue;

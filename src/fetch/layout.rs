@@ -34,10 +34,7 @@ fn content_root(extracted: &Path, expect: &[&str]) -> Result<PathBuf> {
             }
             _ => {
                 let found: Vec<_> = kids.into_iter().map(|(n, _)| n).collect();
-                let missing: Vec<_> = expect
-                    .iter()
-                    .filter(|n| !root.join(n).exists())
-                    .collect();
+                let missing: Vec<_> = expect.iter().filter(|n| !root.join(n).exists()).collect();
                 return Err(Error::format(
                     extracted,
                     format!("archive lacks {missing:?} (found {found:?})"),
@@ -52,7 +49,10 @@ fn children(dir: &Path) -> Result<Vec<(String, PathBuf)>> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
-        out.push((entry.file_name().to_string_lossy().into_owned(), entry.path()));
+        out.push((
+            entry.file_name().to_string_lossy().into_owned(),
+            entry.path(),
+        ));
     }
     out.sort();
     Ok(out)
