@@ -229,6 +229,28 @@ fn a_cut_connection_keeps_the_part_and_the_rerun_resumes_with_range() {
 }
 
 #[test]
+fn the_checksum_covers_the_resumed_prefix() {
+    let data = payload(100_000, 7);
+    let server = Server::start(&[("w.pth", data.clone())]);
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("w.pth");
+    // A `.part` whose first bytes were damaged: the server only sends the rest.
+    let mut prefix = data[..40_000].to_vec();
+    prefix[10] ^= 0xFF;
+    std::fs::write(fetch::part_path(&dest), &prefix).unwrap();
+
+    let err = fetch::download(&server.url("w.pth"), &dest, &sha256(&data), &NO_BAR).unwrap_err();
+    assert!(err.to_string().contains("checksum mismatch"), "{err}");
+    assert_eq!(server.log()[0].1.as_deref(), Some("bytes=40000-"));
+    assert!(!dest.exists() && !fetch::part_path(&dest).exists());
+
+    // The next run starts from zero and succeeds.
+    fetch::download(&server.url("w.pth"), &dest, &sha256(&data), &NO_BAR).unwrap();
+    assert_eq!(std::fs::read(&dest).unwrap(), data);
+    assert_eq!(server.log()[1].1, None);
+}
+
+#[test]
 fn a_server_ignoring_range_restarts_from_zero() {
     let data = payload(200_000, 3);
     let server = Server::start(&[("w.pth", data.clone())]);

@@ -17,7 +17,7 @@ enum What {
     Resnet50V1,
     /// Flickr8k: Flicker8k_Dataset/*.jpg, Flickr8k.token.txt, Flickr_8k.*Images.txt (1.1 GB).
     Flickr8k,
-    /// Karpathy's splits: dataset_flickr8k.json from caption_datasets.zip (36 MB).
+    /// Karpathy's splits: dataset_flickr8k.json from caption_datasets.zip.
     KarpathySplits,
 }
 

@@ -103,7 +103,7 @@ pub fn download(
     // At most one retry from zero: after a 416 on a `.part` that turned out wrong, or a 206 that
     // does not continue where the `.part` ends.
     for _attempt in 0..2 {
-        match fetch_into_part(&agent, url, &part, expected, opts)? {
+        match fetch_into_part(&agent, url, &part, dest, expected, opts)? {
             PartState::Complete {
                 bytes,
                 resumed_from,
@@ -133,6 +133,7 @@ fn fetch_into_part(
     agent: &ureq::Agent,
     url: &str,
     part: &Path,
+    dest: &Path,
     expected: &Checksum,
     opts: &DownloadOptions,
 ) -> Result<PartState> {
@@ -235,8 +236,8 @@ fn fetch_into_part(
     if actual != expected.hex() {
         remove_if_exists(part)?;
         return Err(dl_err(format!(
-            "checksum mismatch for {}: expected {expected}, got {}:{actual}; the partial file was removed",
-            part.display(),
+            "checksum mismatch for {}: expected {expected}, got {}:{actual}; the download was removed",
+            dest.display(),
             expected.algorithm()
         )));
     }
