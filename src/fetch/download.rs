@@ -85,7 +85,8 @@ pub fn part_path(dest: &Path) -> PathBuf {
 }
 
 /// Downloads `url` to `dest`, resuming a previous `.part`, and verifies `expected` over the whole
-/// file. A complete `dest` with the right checksum is left alone ([`Downloaded::AlreadyThere`]).
+/// file. A complete `dest` with the right checksum is left alone ([`Downloaded::AlreadyThere`]);
+/// one with another checksum is downloaded again and replaced.
 pub fn download(
     url: &str,
     dest: &Path,

@@ -99,8 +99,8 @@ fn fetch_archive(
 ) -> Result<FileReport> {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let marker = dir.join(format!(".{name}.extracted"));
-    if marker.is_file() {
-        let done: Extracted = fsutil::read_json(&marker)?;
+    // An unreadable or stale marker only means: extract again.
+    if let Ok(done) = fsutil::read_json::<Extracted>(&marker) {
         let all_there = done.entries.iter().all(|e| dir.join(e).exists());
         if done.checksum == checksum.to_string() && all_there {
             return Ok(FileReport {
