@@ -8,6 +8,7 @@ pub mod data;
 pub mod decode;
 pub mod error;
 pub mod features;
+pub mod fetch;
 pub mod fsutil;
 pub mod metrics;
 pub mod model;

@@ -8,6 +8,7 @@ mod data_args;
 mod eval;
 mod export;
 mod features;
+mod fetch;
 mod inspect;
 mod synth;
 mod train;
@@ -40,6 +41,8 @@ pub enum Command {
     Eval(eval::Args),
     /// Benchmarks, side by side with PyTorch when it is installed.
     Bench(bench::Args),
+    /// Download pretrained weights and datasets (resumable, checksum-verified).
+    Fetch(fetch::Args),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -53,5 +56,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Caption(a) => caption::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Fetch(a) => fetch::run(a),
     }
 }
