@@ -99,14 +99,16 @@ fn is_alnum(c: Option<&char>) -> bool {
     c.is_some_and(|c| c.is_alphanumeric())
 }
 
-/// A word starts at a letter or digit, at `#`/`@` before one, at `'` before a kept clitic form
+/// A word starts at a letter or digit, at `#` before a letter (`#tag`, but `# 23`), at `@`
+/// before a letter or digit, at `'` before a kept clitic form
 /// (`'s`, `'70s`, `'em`, `'tis`), or at `.` before a digit (`.5`).
 fn starts_word(chars: &[char], i: usize) -> bool {
     let c = chars[i];
     let next = chars.get(i + 1);
     match c {
         _ if c.is_alphanumeric() => true,
-        '#' | '@' => is_alnum(next),
+        '#' => next.is_some_and(|n| n.is_alphabetic()),
+        '@' => is_alnum(next),
         '.' => next.is_some_and(|n| n.is_ascii_digit()),
         '\'' => {
             let rest: String = chars[i + 1..]
@@ -145,8 +147,9 @@ fn lex_word(chars: &[char], start: usize, out: &mut Vec<String>) -> usize {
         i += 1;
     }
     let mut word: String = chars[start..i].iter().collect();
-    // A final period stays on acronyms, initials and known abbreviations, and before , ; :
-    if chars.get(i) == Some(&'.') && chars.get(i + 1) != Some(&'.') {
+    // A final period stays on acronyms, initials and known abbreviations (even before more
+    // dots: `u.s..` is `u.s. .`), and on any word before , ; : (`dog.,` is `dog. ,`).
+    if chars.get(i) == Some(&'.') {
         let after = chars.get(i + 1);
         if is_abbreviation(&word) || matches!(after, Some(',' | ';' | ':')) {
             word.push('.');
