@@ -143,7 +143,12 @@ fn scores_on_tokenized_captions_equal_pycocoevalcap() {
 }
 
 /// Captions on which our emulation is known to differ from CoreNLP (documented in tokenize.rs).
-const KNOWN_DIFFERENCES: [&str; 2] = ["http://x.com and email@x.com", "y'all like rock'n'roll"];
+const KNOWN_DIFFERENCES: [&str; 4] = [
+    "http://x.com and email@x.com",
+    "y'all like rock'n'roll",
+    "Dr.Smith and Mr.Jones at No.5",
+    "A smiley :) face and a sad :( face",
+];
 
 #[test]
 fn ptb_tokenize_equals_the_real_ptb_tokenizer() {

@@ -13,7 +13,8 @@
 //! quotes, `…`, en/em dashes and `½ ¼ ¾` as CoreNLP does.
 //!
 //! Known differences from CoreNLP (none occur in ordinary captions): URLs, e-mail addresses and
-//! emoticons are not recognised as single tokens; CoreNLP's abbreviation rules depend on case
+//! emoticons (`:)` is CoreNLP's `:-rrb-`) are not recognised as single tokens; an abbreviation
+//! glued to a number (`no.5`, CoreNLP `no. 5`) is kept whole; CoreNLP's abbreviation rules depend on case
 //! and on the next word, this emulation uses one case-insensitive list; rare forms such as
 //! `rock'n'roll`, `y'all` and `'n'` are not split the way CoreNLP splits them; CoreNLP's
 //! normalisation of other Unicode symbols (e.g. `&amp;`, soft hyphens) is not reproduced.
@@ -28,10 +29,11 @@ pub const PUNCTUATIONS: [&str; 17] = [
 /// Words that keep their final period (CoreNLP's abbreviation lists, the ones a caption may hold).
 const ABBREVIATIONS: &[&str] = &[
     "mr", "mrs", "ms", "dr", "drs", "prof", "profs", "st", "ste", "mt", "no", "nos", "vs", "etc",
-    "jr", "sr", "co", "cos", "inc", "ltd", "corp", "ave", "blvd", "rd", "gen", "col", "lt", "sgt",
-    "capt", "rev", "maj", "gov", "govs", "sen", "sens", "rep", "reps", "hon", "pres", "messrs",
-    "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "mon",
-    "tue", "tues", "wed", "thu", "thurs", "fri", "al", "dept", "univ", "est", "cf", "fig", "figs",
+    "jr", "sr", "ca", "co", "cos", "inc", "ltd", "corp", "ave", "blvd", "rd", "gen", "col", "lt",
+    "sgt", "capt", "rev", "maj", "gov", "govs", "sen", "sens", "rep", "reps", "hon", "pres",
+    "messrs", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
+    "mon", "tue", "tues", "wed", "thu", "thurs", "fri", "al", "dept", "univ", "est", "cf", "fig",
+    "figs",
 ];
 
 /// Contraction suffixes CoreNLP splits off a word (longest first).
@@ -141,7 +143,10 @@ fn lex_word(chars: &[char], start: usize, out: &mut Vec<String>) -> usize {
             || (matches!(c, ',' | ':')
                 && prev.is_ascii_digit()
                 && next.is_some_and(|n| n.is_ascii_digit()));
-        if !joins {
+        // A time ends before letters: `12:30pm` is `12:30 pm`.
+        let time_suffix =
+            c.is_alphabetic() && prev.is_ascii_digit() && chars[start..i].contains(&':');
+        if !joins || time_suffix {
             break;
         }
         i += 1;
