@@ -103,7 +103,7 @@ fn is_alnum(c: Option<&char>) -> bool {
 
 /// A word starts at a letter or digit, at `#` before a letter (`#tag`, but `# 23`), at `@`
 /// before a letter or digit, at `'` before a kept clitic form
-/// (`'s`, `'70s`, `'em`, `'tis`), or at `.` before a digit (`.5`).
+/// (`'s`, `'70s`, `'em`, `'tis`), or at `.`, or at a sign after a space, before a digit.
 fn starts_word(chars: &[char], i: usize) -> bool {
     let c = chars[i];
     let next = chars.get(i + 1);
@@ -112,6 +112,10 @@ fn starts_word(chars: &[char], i: usize) -> bool {
         '#' => next.is_some_and(|n| n.is_alphabetic()),
         '@' => is_alnum(next),
         '.' => next.is_some_and(|n| n.is_ascii_digit()),
+        // A sign starts a number after a space (`-5`, `+5`), not inside a word (`a-5`).
+        '-' | '+' => {
+            next.is_some_and(|n| n.is_ascii_digit()) && (i == 0 || chars[i - 1].is_whitespace())
+        }
         '\'' => {
             let rest: String = chars[i + 1..]
                 .iter()
