@@ -221,6 +221,8 @@ PTB_CASES = [
     "Children play in the water , splashing each other !",
     "a double-decker bus ( red ) drives past",
     "A woman in a \"Hello Kitty\" t-shirt.",
+    "there is no. no. 5 and a fig. fig. 3 ca. 1900 ca. the end",
+    "A 20 ft. boat by the bldg. and a 5 lb. fish",
     # Known to differ from the emulation (see src/metrics/tokenize.rs):
     "http://x.com and email@x.com",
     "y'all like rock'n'roll",

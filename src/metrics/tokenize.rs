@@ -6,16 +6,16 @@
 //! as CoreNLP does: lower-casing; splitting off `, ; : ! ? . " ( ) [ ] { } $ % & * + = < >`;
 //! grouping `...`, `!!`, `?!`, `--`; keeping hyphenated words (`t-shirt`), decimals and
 //! thousands (`3.5`, `1,000`), times (`5:30`), slashes (`a/b`), letter acronyms (`u.s.`, `p.m.`),
-//! single-letter initials (`j.`) and a list of abbreviations (`st.`, `mr.`, `etc.`) with their
-//! period; splitting contractions (`ca n't`, `do n't`, `it 's`, `we 'd 've`, `can not`,
+//! single-letter initials (`j.`) and CoreNLP's abbreviations (`st.`, `mr.`, `etc.`; `no.`, `ca.`
+//! only before a number) with their period; splitting contractions (`ca n't`, `do n't`, `it 's`, `we 'd 've`, `can not`,
 //! `gon na`); writing brackets as `-lrb-` `-rrb-` `-lsb-` `-rsb-` `-lcb-` `-rcb-`, which
 //! coco-caption KEEPS because its punctuation list names them in upper case only; mapping curly
 //! quotes, `…`, en/em dashes and `½ ¼ ¾` as CoreNLP does.
 //!
 //! Known differences from CoreNLP (none occur in ordinary captions): URLs, e-mail addresses and
 //! emoticons (`:)` is CoreNLP's `:-rrb-`) are not recognised as single tokens; an abbreviation
-//! glued to a number (`no.5`, CoreNLP `no. 5`) is kept whole; CoreNLP's abbreviation rules depend on case
-//! and on the next word, this emulation uses one case-insensitive list; rare forms such as
+//! glued to a number (`no.5`, CoreNLP `no. 5`) is kept whole; CoreNLP's abbreviation rules are longer
+//! and partly case-sensitive, this emulation keeps the common ones, case-insensitive; rare forms such as
 //! `rock'n'roll`, `y'all` and `'n'` are not split the way CoreNLP splits them; CoreNLP's
 //! normalisation of other Unicode symbols (e.g. `&amp;`, soft hyphens) is not reproduced.
 
@@ -28,12 +28,16 @@ pub const PUNCTUATIONS: [&str; 17] = [
 
 /// Words that keep their final period (CoreNLP's abbreviation lists, the ones a caption may hold).
 const ABBREVIATIONS: &[&str] = &[
-    "mr", "mrs", "ms", "dr", "drs", "prof", "profs", "st", "ste", "mt", "no", "nos", "vs", "etc",
-    "jr", "sr", "ca", "co", "cos", "inc", "ltd", "corp", "ave", "blvd", "rd", "gen", "col", "lt",
-    "sgt", "capt", "rev", "maj", "gov", "govs", "sen", "sens", "rep", "reps", "hon", "pres",
-    "messrs", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
-    "mon", "tue", "tues", "wed", "thu", "thurs", "fri", "al", "dept", "univ", "est", "cf", "fig",
-    "figs",
+    "mr", "mrs", "ms", "dr", "drs", "prof", "profs", "st", "ste", "mt", "vs", "etc", "ft", "bldg",
+    "jr", "sr", "co", "cos", "inc", "ltd", "corp", "ave", "blvd", "rd", "gen", "col", "lt", "sgt",
+    "capt", "rev", "maj", "gov", "govs", "sen", "sens", "rep", "reps", "hon", "pres", "messrs",
+    "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec", "mon",
+    "tue", "tues", "wed", "thu", "thurs", "fri", "al", "dept", "univ", "est", "cf",
+];
+
+/// Words that keep their final period only before a number (`no. 5`, but `there is no .`).
+const NUMBER_ABBREVIATIONS: &[&str] = &[
+    "no", "nos", "ca", "fig", "figs", "vol", "vols", "art", "pp", "op", "prop",
 ];
 
 /// Contraction suffixes CoreNLP splits off a word (longest first).
@@ -160,7 +164,14 @@ fn lex_word(chars: &[char], start: usize, out: &mut Vec<String>) -> usize {
     // dots: `u.s..` is `u.s. .`), and on any word before , ; : (`dog.,` is `dog. ,`).
     if chars.get(i) == Some(&'.') {
         let after = chars.get(i + 1);
-        if is_abbreviation(&word) || matches!(after, Some(',' | ';' | ':')) {
+        let number_follows = chars[i + 1..]
+            .iter()
+            .find(|c| !c.is_whitespace())
+            .is_some_and(|c| c.is_ascii_digit());
+        if is_abbreviation(&word)
+            || (number_follows && NUMBER_ABBREVIATIONS.contains(&word.as_str()))
+            || matches!(after, Some(',' | ';' | ':'))
+        {
             word.push('.');
             i += 1;
         }
