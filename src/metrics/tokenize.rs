@@ -4,20 +4,22 @@
 //! This is a hand-written emulation for plain captions, checked token for token against the real
 //! tokenizer on the fixtures in `tests/fixtures/metrics/` (see `tests/metrics.rs`). What it does
 //! as CoreNLP does: lower-casing; splitting off `, ; : ! ? . " ( ) [ ] { } $ % & * + = < >`;
-//! grouping `...`, `!!`, `?!`, `--`; keeping hyphenated words (`t-shirt`), decimals and
-//! thousands (`3.5`, `1,000`), times (`5:30`), slashes (`a/b`), letter acronyms (`u.s.`, `p.m.`),
-//! single-letter initials (`j.`) and CoreNLP's abbreviations (`st.`, `mr.`, `etc.`; `no.`, `ca.`
-//! only before a number) with their period; splitting contractions (`ca n't`, `do n't`, `it 's`, `we 'd 've`, `can not`,
-//! `gon na`); writing brackets as `-lrb-` `-rrb-` `-lsb-` `-rsb-` `-lcb-` `-rcb-`, which
-//! coco-caption KEEPS because its punctuation list names them in upper case only; mapping curly
-//! quotes, `…`, en/em dashes and `½ ¼ ¾` as CoreNLP does.
+//! grouping `...`, `!!`, `?!`, `--`; keeping hyphenated words (`t-shirt`), signed numbers,
+//! decimals and thousands (`-5`, `3.5`, `1,000`), times (`5:30`, but `12:30 pm`), slashes
+//! (`a/b`), letter acronyms (`u.s.`, `p.m.`), single-letter initials (`j.`) and CoreNLP's
+//! abbreviations (`st.`, `mr.`, `etc.`; `no.`, `ca.` only before a number) with their period;
+//! splitting contractions (`ca n't`, `do n't`, `it 's`, `we 'd 've`, `can not`, `gon na`);
+//! writing brackets as `-lrb-` `-rrb-` `-lsb-` `-rsb-` `-lcb-` `-rcb-`, which coco-caption
+//! KEEPS because its punctuation list names them in upper case only; mapping curly quotes, `…`,
+//! en/em dashes and `½ ¼ ¾` as CoreNLP does.
 //!
 //! Known differences from CoreNLP (none occur in ordinary captions): URLs, e-mail addresses and
 //! emoticons (`:)` is CoreNLP's `:-rrb-`) are not recognised as single tokens; an abbreviation
-//! glued to a number (`no.5`, CoreNLP `no. 5`) is kept whole; CoreNLP's abbreviation rules are longer
-//! and partly case-sensitive, this emulation keeps the common ones, case-insensitive; rare forms such as
-//! `rock'n'roll`, `y'all` and `'n'` are not split the way CoreNLP splits them; CoreNLP's
-//! normalisation of other Unicode symbols (e.g. `&amp;`, soft hyphens) is not reproduced.
+//! glued to a number (`no.5`, CoreNLP `no. 5`) is kept whole; CoreNLP's abbreviation rules are
+//! longer and partly case-sensitive, this emulation keeps the common ones, case-insensitive;
+//! rare forms such as `rock'n'roll`, `y'all` and `'n'` are not split the way CoreNLP splits
+//! them; CoreNLP's normalisation of other Unicode symbols (e.g. `&amp;`, soft hyphens) is not
+//! reproduced.
 
 /// Tokens that coco-caption's `ptbtokenizer.py` removes after tokenizing (its `PUNCTUATIONS`).
 /// `-LRB-` and friends are in upper case there, so after `-lowerCase` they are never removed.
