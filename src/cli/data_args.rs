@@ -89,7 +89,9 @@ impl DataArgs {
     /// The vocabulary of the training captions (or of all captions with `--vocab-from all`).
     pub fn vocabulary(&self, corpus: &CaptionCorpus, split: &DatasetSplit) -> Vocabulary {
         match self.vocab_from {
-            VocabSource::Train => Vocabulary::build(corpus.captions_of(&split.train), self.min_freq),
+            VocabSource::Train => {
+                Vocabulary::build(corpus.captions_of(&split.train), self.min_freq)
+            }
             VocabSource::All => Vocabulary::build(corpus.captions(), self.min_freq),
         }
     }

@@ -150,7 +150,10 @@ fn print_text(i: &Inspection, report: &LoadReport, seed: u64) {
         println!("{name}: {}", tally.summary());
     }
     if i.unsplit_images > 0 {
-        println!("images outside the dataset's split: {}", report.unsplit_images.summary());
+        println!(
+            "images outside the dataset's split: {}",
+            report.unsplit_images.summary()
+        );
     }
     let source = match i.split_source {
         "random" => format!("random, seed {seed}"),
@@ -167,7 +170,10 @@ fn print_text(i: &Inspection, report: &LoadReport, seed: u64) {
         i.vocab_size
     );
     let l = &i.caption_length;
-    println!("caption length (tokens): min {}, mean {:.2}, max {}", l.min, l.mean, l.max);
+    println!(
+        "caption length (tokens): min {}, mean {:.2}, max {}",
+        l.min, l.mean, l.max
+    );
     println!("unreadable images: {}", i.unreadable_images.len());
     for u in &i.unreadable_images {
         println!("unreadable: {}: {}", u.file, u.error);
