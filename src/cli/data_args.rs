@@ -17,11 +17,14 @@ pub struct DataArgs {
     #[arg(long, value_name = "kaggle|token|karpathy", value_parser = parse_layout)]
     pub format: Option<Layout>,
 
-    /// Refuse the corpus when any row, line or image is bad instead of skipping it.
+    /// Treat bad rows, skipped lines, missing or uncaptioned images as errors instead of skipping them
+    /// (`inspect` prints its whole report, then exits with code 2).
     #[arg(long)]
     pub strict: bool,
 
-    /// Keep words seen at least K times. 5 is the threshold of Karpathy's neuraltalk and most
+    /// Keep words seen at least K times.
+    ///
+    /// 5 is the threshold of Karpathy's neuraltalk and most
     /// Show-and-Tell replications on Flickr8k: with 1 (the tutorial's) about a third of the words
     /// occur once, and the decoder cannot learn words it saw a single time.
     #[arg(long, value_name = "K", default_value_t = 5)]

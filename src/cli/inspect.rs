@@ -79,6 +79,9 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             report.layout
         );
     }
+    if prepared.corpus.is_empty() {
+        eprintln!("warning: no image of the corpus is usable (see the counts below)");
+    }
     let split_source = args.data.split_source(&prepared.corpus);
     let unreadable = unreadable_images(&prepared.corpus);
     let (corpus, split, vocab) = (&prepared.corpus, &prepared.split, &prepared.vocab);
