@@ -73,7 +73,7 @@ impl CaptionCorpus {
             images_without_captions: Tally::default(),
             unsplit_images: Tally::default(),
         };
-        let corpus = Self::assemble(parsed, report)?;
+        let corpus = Self::assemble(parsed, report);
         if opts.strict && !corpus.report.is_clean() {
             let problems: Vec<String> = corpus
                 .report
@@ -91,7 +91,7 @@ impl CaptionCorpus {
     }
 
     /// Keeps the images that exist on disk and fills the report.
-    fn assemble(parsed: ParsedCaptions, mut report: LoadReport) -> Result<Self> {
+    fn assemble(parsed: ParsedCaptions, mut report: LoadReport) -> Self {
         report.bad_rows = parsed.bad_rows;
         report.skipped_lines = parsed.skipped_lines;
         let named: HashSet<&str> = parsed.images.iter().map(|i| i.file.as_str()).collect();
@@ -121,7 +121,7 @@ impl CaptionCorpus {
                 report.unsplit_images.add(image.file.clone());
             }
         }
-        Ok(Self { images, report })
+        Self { images, report }
     }
 
     /// Number of images.
@@ -192,4 +192,53 @@ fn uncaptioned_images(root: &Path, named: &HashSet<&str>) -> Tally {
         }
     }
     tally
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coco_filepaths_resolve_under_the_corpus_dir_and_unsafe_names_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("val2014")).unwrap();
+        image::RgbImage::new(2, 2)
+            .save(d.join("val2014/a.jpg"))
+            .unwrap();
+        image::RgbImage::new(2, 2)
+            .save(d.join("val2014/extra.jpg"))
+            .unwrap();
+        let json = r#"{"images": [
+            {"filepath": "val2014", "filename": "a.jpg", "split": "val", "sentences": [{"raw": "A cat"}]},
+            {"filepath": "val2014", "filename": "gone.jpg", "split": "test", "sentences": [{"raw": "x"}]},
+            {"filepath": "..", "filename": "escape.jpg", "sentences": [{"raw": "x"}]}
+        ]}"#;
+        std::fs::write(d.join("dataset_coco.json"), json).unwrap();
+        let corpus = CaptionCorpus::load(d, &LoadOptions::default()).unwrap();
+        assert_eq!(corpus.report.layout, Layout::Karpathy);
+        assert_eq!(corpus.len(), 1);
+        assert_eq!(corpus.images[0].file, "val2014/a.jpg");
+        assert_eq!(corpus.images[0].path, d.join("val2014/a.jpg"));
+        assert_eq!(corpus.images[0].split, Some(SplitName::Val));
+        assert_eq!(corpus.report.missing_images.examples, ["val2014/gone.jpg"]);
+        assert_eq!(
+            corpus.report.images_without_captions.examples,
+            ["val2014/extra.jpg"]
+        );
+        assert_eq!(
+            corpus.report.bad_rows.count, 1,
+            "{:?}",
+            corpus.report.bad_rows
+        );
+        let strict = LoadOptions {
+            strict: true,
+            ..LoadOptions::default()
+        };
+        let err = CaptionCorpus::load(d, &strict).unwrap_err().to_string();
+        assert!(
+            err.contains("dataset_coco.json") && err.contains("gone.jpg"),
+            "{err}"
+        );
+    }
 }

@@ -42,11 +42,13 @@ pub fn unreadable_images(corpus: &CaptionCorpus) -> Vec<Unreadable> {
         .collect()
 }
 
-/// The error message without its leading `path: `, since the file is named beside it.
+/// The error message on one line, without its leading `path: ` since the file is named beside it.
 fn error_without_path(e: &Error, path: &Path) -> String {
     let msg = e.to_string();
     let prefix = format!("{}: ", path.display());
-    msg.strip_prefix(&prefix).map(str::to_owned).unwrap_or(msg)
+    let msg = msg.strip_prefix(&prefix).unwrap_or(&msg);
+    // Some decoders end their messages with a newline; a report line must stay one line.
+    msg.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

@@ -31,6 +31,16 @@ pub enum VocabSource {
     All,
 }
 
+impl VocabSource {
+    /// The lower-case name used on the command line and in JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            VocabSource::Train => "train",
+            VocabSource::All => "all",
+        }
+    }
+}
+
 /// Words ↔ ids. Serialises as `{"min_freq": .., "itos": [..]}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "VocabFile", into = "VocabFile")]
