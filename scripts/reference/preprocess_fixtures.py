@@ -102,6 +102,7 @@ def make_images():
     save("jpeg_rgb_320x240.jpg", Image.fromarray(u8(photo(320, 240, 1))), quality=90)
     save("jpeg_rgb444_odd_237x181.jpg", Image.fromarray(u8(photo(237, 181, 2))), quality=85, subsampling=0)
     save("jpeg_rgb422_odd_203x147.jpg", Image.fromarray(u8(photo(203, 147, 3))), quality=80, subsampling=1)
+    save("jpeg_progressive_211x158.jpg", Image.fromarray(u8(photo(211, 158, 24))), quality=88, progressive=True)
     save("jpeg_rgb_upscale_100x80.jpg", Image.fromarray(u8(photo(100, 80, 4))), quality=92)
     save("jpeg_gray_150x113.jpg", Image.fromarray(u8(photo(150, 113, 5, channels=1)), "L"), quality=90)
     cmyk = Image.fromarray(u8(photo(161, 120, 6))).convert("CMYK")
@@ -113,7 +114,7 @@ def make_images():
 
     save("png_rgb_256x192.png", Image.fromarray(u8(photo(256, 192, 8))))
     save("png_rgb_upscale_100x80.png", Image.fromarray(u8(photo(100, 80, 9))))
-    save("png_rgb_224x150.png", Image.fromarray(u8(photo(224, 150, 10))))
+    save("png_rgb_224x96.png", Image.fromarray(u8(photo(224, 96, 10))))
     rgba = np.dstack([u8(photo(200, 150, 11)), u8(np.linspace(0, 255, 200 * 150).reshape(150, 200))])
     rgba[:40, :60, 3] = 0  # fully transparent corner: Pillow keeps its colour, it does not composite
     save("png_rgba_200x150.png", Image.fromarray(rgba, "RGBA"))

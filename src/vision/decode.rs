@@ -8,14 +8,14 @@
 //! `tests/fixtures/preprocess`): alpha is dropped, never composited; 16-bit grayscale (mode `I;16`) is
 //! clipped at 255; 16-bit RGB(A) and 16-bit gray+alpha keep the high byte; CMYK JPEGs are read as
 //! Adobe-inverted and turned into RGB with Pillow's `cmyk2rgb`; GIFs give their first frame through
-//! the palette. Truncated JPEGs are errors, as in Pillow without `LOAD_TRUNCATED_IMAGES`.
+//! the palette. JPEGs are decoded by libjpeg-turbo's own code (see [`decode_jpeg`]); truncated JPEGs are
+//! errors, as in Pillow without `LOAD_TRUNCATED_IMAGES`.
 
 use crate::vision::header::check_pixel_limit;
 use crate::{Error, Result};
 use image::{DynamicImage, ImageFormat, RgbImage};
 use std::io::Cursor;
 use std::path::Path;
-use zune_core::colorspace::ColorSpace;
 
 /// Reads and decodes the image at `path` (format from its content, not its extension).
 pub fn load_rgb(path: &Path) -> Result<RgbImage> {
@@ -110,37 +110,59 @@ fn rgb_from_channels<T: Copy>(
     RgbImage::from_raw(w, h, out).unwrap_or_else(|| RgbImage::new(w, h))
 }
 
-/// JPEG through zune-jpeg directly (the `image` crate would convert CMYK with its own formula).
+/// JPEG through libjpeg-turbo's decoder (as built into MozJPEG, linked statically): Pillow decodes
+/// with libjpeg-turbo, and pure-Rust decoders (zune-jpeg, jpeg-decoder) upsample chroma and round
+/// the IDCT differently, up to 3 levels per pixel, which breaks the parity limits. Decoding settings
+/// are libjpeg's defaults, which Pillow keeps: integer "slow" IDCT, fancy upsampling.
 fn decode_jpeg(bytes: &[u8], path: &Path) -> Result<RgbImage> {
-    use zune_core::options::DecoderOptions;
-    use zune_jpeg::JpegDecoder;
-    // Strict mode turns a truncated stream into an error instead of grey padding, as Pillow does.
-    let options = DecoderOptions::default()
-        .set_max_width(usize::MAX)
-        .set_max_height(usize::MAX)
-        .set_strict_mode(true);
-    let jpeg_error = |e: zune_jpeg::errors::DecodeErrors| image_error(path, format!("cannot decode JPEG: {e}"));
-    let mut probe = JpegDecoder::new_with_options(Cursor::new(bytes), options);
-    probe.decode_headers().map_err(jpeg_error)?;
-    let input = probe.input_colorspace().unwrap_or(ColorSpace::YCbCr);
-    let out_space = match input {
-        ColorSpace::CMYK => ColorSpace::CMYK,
-        ColorSpace::Luma | ColorSpace::LumaA => ColorSpace::Luma,
-        _ => ColorSpace::RGB,
-    };
-    let mut decoder =
-        JpegDecoder::new_with_options(Cursor::new(bytes), options.jpeg_set_out_colorspace(out_space));
-    let pixels = decoder.decode().map_err(jpeg_error)?;
-    let info = decoder
-        .info()
-        .ok_or_else(|| image_error(path, "cannot decode JPEG: no header"))?;
-    let (w, h) = (u32::from(info.width), u32::from(info.height));
-    let rgb = match out_space {
-        ColorSpace::CMYK => pixels.chunks_exact(4).flat_map(cmyk_inverted_to_rgb).collect(),
-        ColorSpace::Luma => pixels.iter().flat_map(|&v| [v, v, v]).collect(),
-        _ => pixels,
+    check_jpeg_complete(bytes, path)?;
+    // libjpeg reports fatal errors by unwinding (mozjpeg's error manager); nothing is shared
+    // across the boundary but the input slice, so catching it is sound.
+    let decoded = std::panic::catch_unwind(|| -> std::io::Result<(u32, u32, Vec<u8>)> {
+        use mozjpeg::ColorSpace as Cs;
+        let d = mozjpeg::Decompress::new_mem(bytes)?;
+        let source = d.color_space();
+        let mut started = match source {
+            Cs::JCS_CMYK | Cs::JCS_YCCK => d.to_colorspace(Cs::JCS_CMYK)?,
+            Cs::JCS_GRAYSCALE => d.grayscale()?,
+            _ => d.rgb()?,
+        };
+        let (w, h) = (started.width() as u32, started.height() as u32);
+        let pixels: Vec<u8> = started.read_scanlines()?;
+        started.finish()?;
+        let rgb = match source {
+            Cs::JCS_CMYK | Cs::JCS_YCCK => pixels.chunks_exact(4).flat_map(cmyk_inverted_to_rgb).collect(),
+            Cs::JCS_GRAYSCALE => pixels.iter().flat_map(|&v| [v, v, v]).collect(),
+            _ => pixels,
+        };
+        Ok((w, h, rgb))
+    });
+    let (w, h, rgb) = match decoded {
+        Ok(Ok(decoded)) => decoded,
+        Ok(Err(e)) => return Err(image_error(path, format!("cannot decode JPEG: {e}"))),
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "libjpeg error".into());
+            return Err(image_error(path, format!("cannot decode JPEG: {msg}")));
+        }
     };
     RgbImage::from_raw(w, h, rgb).ok_or_else(|| image_error(path, "cannot decode JPEG: short pixel buffer"))
+}
+
+/// Pillow refuses a JPEG whose data ends before its last scan does ("image file is truncated");
+/// libjpeg only warns and pads with grey. Entropy-coded data cannot contain the end-of-image marker
+/// (0xFF is always stuffed), so a complete file has one after its last start-of-scan marker.
+fn check_jpeg_complete(bytes: &[u8], path: &Path) -> Result<()> {
+    let last_sos = bytes.windows(2).rposition(|m| m == [0xFF, 0xDA]);
+    let complete = last_sos.is_some_and(|sos| bytes[sos..].windows(2).any(|m| m == [0xFF, 0xD9]));
+    if complete {
+        Ok(())
+    } else {
+        Err(image_error(path, "image file is truncated (no end-of-image marker after the last scan)"))
+    }
 }
 
 /// Pillow reads every CMYK JPEG as Adobe-inverted ("CMYK;I") and converts with `cmyk2rgb`:
@@ -220,6 +242,17 @@ mod tests {
         let c16 = image::ImageBuffer::from_raw(2, 1, vec![0x1234u16, 0xabcd, 0xff01, 0x00ff, 0x0100, 0x8080]).unwrap();
         let rgb = to_rgb_like_pillow(DynamicImage::ImageRgb16(c16), false);
         assert_eq!(rgb.as_raw(), &[18, 171, 255, 0, 1, 128]);
+    }
+
+    #[test]
+    fn jpeg_completeness_needs_an_end_marker_after_the_last_scan() {
+        let p = Path::new("x.jpg");
+        let whole = [0xFF, 0xD8, 0xFF, 0xDA, 1, 2, 0xFF, 0x00, 3, 0xFF, 0xD9];
+        assert!(check_jpeg_complete(&whole, p).is_ok());
+        assert!(check_jpeg_complete(&whole[..9], p).is_err());
+        // An end marker before the last scan (an embedded thumbnail's) does not count.
+        let thumb_only = [0xFF, 0xD8, 0xFF, 0xDA, 0xFF, 0xD9, 0xFF, 0xDA, 5, 6];
+        assert!(check_jpeg_complete(&thumb_only, p).is_err());
     }
 
     #[test]
