@@ -54,12 +54,24 @@ fn parity_with_pillow_and_torchvision() {
     );
     for rec in expected().images {
         let decoded = load_rgb(&fixtures().join("images").join(&rec.file)).unwrap();
-        assert_eq!(decoded.dimensions(), (rec.width, rec.height), "{}", rec.file);
+        assert_eq!(
+            decoded.dimensions(),
+            (rec.width, rec.height),
+            "{}",
+            rec.file
+        );
         let decode_exact = hex::encode(Sha256::digest(decoded.as_raw())) == rec.decoded_rgb_sha256;
 
-        let want = image::open(fixtures().join("expected").join(&rec.expected_png)).unwrap().to_rgb8();
+        let want = image::open(fixtures().join("expected").join(&rec.expected_png))
+            .unwrap()
+            .to_rgb8();
         let ours = resize_bilinear_antialias(&decoded, side, side);
-        let u8_diffs: Vec<u8> = ours.as_raw().iter().zip(want.as_raw()).map(|(a, b)| a.abs_diff(*b)).collect();
+        let u8_diffs: Vec<u8> = ours
+            .as_raw()
+            .iter()
+            .zip(want.as_raw())
+            .map(|(a, b)| a.abs_diff(*b))
+            .collect();
         let u8_max = u8_diffs.iter().copied().max().unwrap_or(0);
         let u8_mean = u8_diffs.iter().map(|&d| f64::from(d)).sum::<f64>() / u8_diffs.len() as f64;
 
@@ -67,7 +79,11 @@ fn parity_with_pillow_and_torchvision() {
         let tensor = preprocess::preprocess(&decoded);
         let mut reference = vec![0f32; tensor.len()];
         normalize_into(&want, &mut reference);
-        let diffs: Vec<f32> = tensor.iter().zip(&reference).map(|(a, b)| (a - b).abs()).collect();
+        let diffs: Vec<f32> = tensor
+            .iter()
+            .zip(&reference)
+            .map(|(a, b)| (a - b).abs())
+            .collect();
         let norm_max = diffs.iter().copied().fold(0f32, f32::max);
         let norm_mean = diffs.iter().map(|&d| f64::from(d)).sum::<f64>() / diffs.len() as f64;
         // ... and an excerpt of it against the tensor torch itself computed.
@@ -92,7 +108,10 @@ fn parity_with_pillow_and_torchvision() {
         worst_mean = worst_mean.max(norm_mean);
         worst_max = worst_max.max(norm_max).max(torch_max);
         if norm_mean > 0.005 || norm_max > 0.05 || torch_max > 0.05 {
-            failures.push(format!("{}: mean {norm_mean} max {norm_max} torch {torch_max}", rec.file));
+            failures.push(format!(
+                "{}: mean {norm_mean} max {norm_max} torch {torch_max}",
+                rec.file
+            ));
         }
         if lossless(&rec.file) && !(decode_exact && u8_max == 0 && torch_max <= 1e-6) {
             failures.push(format!(
@@ -108,8 +127,14 @@ fn parity_with_pillow_and_torchvision() {
 #[test]
 fn exif_orientation_is_not_applied() {
     let path = fixtures().join("images/jpeg_exif_rot6_120x80.jpg");
-    let mut decoder = image::ImageReader::open(&path).unwrap().into_decoder().unwrap();
-    assert_eq!(decoder.orientation().unwrap(), image::metadata::Orientation::Rotate90);
+    let mut decoder = image::ImageReader::open(&path)
+        .unwrap()
+        .into_decoder()
+        .unwrap();
+    assert_eq!(
+        decoder.orientation().unwrap(),
+        image::metadata::Orientation::Rotate90
+    );
     // Stored landscape, EXIF says rotate to portrait: we, like PIL, keep it as stored.
     assert_eq!(load_rgb(&path).unwrap().dimensions(), (120, 80));
 }
@@ -121,7 +146,13 @@ fn decode_errors_name_the_file() {
     let cut = dir.path().join("cut_short.jpg");
     std::fs::write(&cut, &jpeg[..jpeg.len() / 2]).unwrap();
     let garbage = dir.path().join("garbage.png");
-    std::fs::write(&garbage, (0..4000u32).map(|i| (i * 7919 % 251) as u8).collect::<Vec<u8>>()).unwrap();
+    std::fs::write(
+        &garbage,
+        (0..4000u32)
+            .map(|i| (i * 7919 % 251) as u8)
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
     let png = std::fs::read(fixtures().join("images/png_rgb_256x192.png")).unwrap();
     let bad_png = dir.path().join("bad_data.png");
     std::fs::write(&bad_png, &png[..png.len() - 5000]).unwrap();
@@ -152,10 +183,7 @@ fn pixel_bombs_are_refused_from_the_header_alone() {
     png.extend_from_slice(b"IDAT");
     png.extend_from_slice(&crc32(b"IDAT").to_be_bytes());
 
-    let mut gif = b"GIF89a".to_vec();
-    gif.extend_from_slice(&20_000u16.to_le_bytes());
-    gif.extend_from_slice(&20_000u16.to_le_bytes());
-    gif.extend_from_slice(&[0, 0, 0, b';']);
+    let gif = gif_header(20_000);
 
     for (name, bytes) in [("bomb.png", &png), ("bomb.gif", &gif)] {
         match decode_rgb(bytes, Path::new(name)) {
@@ -168,11 +196,11 @@ fn pixel_bombs_are_refused_from_the_header_alone() {
     }
     // Just under the limit is not refused by the check (it fails later, for lack of pixel data).
     let side = 9459u32; // 9459^2 = 89,472,681 <= 89,478,485
-    let mut small = b"GIF89a".to_vec();
-    small.extend_from_slice(&(side as u16).to_le_bytes());
-    small.extend_from_slice(&(side as u16).to_le_bytes());
-    small.extend_from_slice(&[0, 0, 0, b';']);
-    assert!(!matches!(decode_rgb(&small, Path::new("ok.gif")), Err(Error::PixelLimit { .. })));
+    let small = gif_header(side as u16);
+    assert!(!matches!(
+        decode_rgb(&small, Path::new("ok.gif")),
+        Err(Error::PixelLimit { .. })
+    ));
 }
 
 #[test]
@@ -197,7 +225,9 @@ fn speed_of_preprocess_file_on_a_500x375_jpeg() {
         image::Rgb([(x / 2) as u8, (y * 2 / 3) as u8, ((x * y) % 251) as u8])
     });
     let file = std::fs::File::create(&path).unwrap();
-    image::codecs::jpeg::JpegEncoder::new_with_quality(file, 90).encode_image(&img).unwrap();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(file, 90)
+        .encode_image(&img)
+        .unwrap();
     for _ in 0..3 {
         preprocess_file(&path).unwrap();
     }
@@ -216,12 +246,30 @@ fn speed_of_preprocess_file_on_a_500x375_jpeg() {
     println!("preprocess_file 500x375 JPEG: {total:.3} ms/image (resize alone {resize:.3} ms)");
 }
 
+/// A GIF with a `side`×`side` screen and one frame descriptor of that size, but no pixel data.
+fn gif_header(side: u16) -> Vec<u8> {
+    let mut gif = b"GIF89a".to_vec();
+    gif.extend_from_slice(&side.to_le_bytes());
+    gif.extend_from_slice(&side.to_le_bytes());
+    gif.extend_from_slice(&[0, 0, 0]);
+    gif.push(0x2C); // image descriptor
+    gif.extend_from_slice(&[0, 0, 0, 0]);
+    gif.extend_from_slice(&side.to_le_bytes());
+    gif.extend_from_slice(&side.to_le_bytes());
+    gif.extend_from_slice(&[0, 8]); // no local palette; LZW minimum code size, then nothing
+    gif
+}
+
 fn crc32(bytes: &[u8]) -> u32 {
     let mut crc = 0xffff_ffffu32;
     for &b in bytes {
         crc ^= u32::from(b);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc

@@ -29,14 +29,17 @@ pub fn decode_rgb(bytes: &[u8], path_for_errors: &Path) -> Result<RgbImage> {
     if bytes.is_empty() {
         return Err(image_error(path, "empty file (0 bytes)"));
     }
-    let format =
-        image::guess_format(bytes).map_err(|_| image_error(path, "not an image (unknown format)"))?;
+    let format = image::guess_format(bytes)
+        .map_err(|_| image_error(path, "not an image (unknown format)"))?;
     let (width, height) = image::ImageReader::with_format(Cursor::new(bytes), format)
         .into_dimensions()
         .map_err(|e| image_error(path, format!("unreadable image header: {e}")))?;
     check_pixel_limit(path, width, height)?;
     if width == 0 || height == 0 {
-        return Err(image_error(path, format!("image has no pixels ({width}x{height})")));
+        return Err(image_error(
+            path,
+            format!("image has no pixels ({width}x{height})"),
+        ));
     }
     let rgb = match format {
         ImageFormat::Jpeg => decode_jpeg(bytes, path)?,
@@ -68,25 +71,37 @@ fn png_color_type(bytes: &[u8]) -> Option<u8> {
 /// than as gray+alpha (high byte).
 fn to_rgb_like_pillow(img: DynamicImage, gray16_is_i16: bool) -> RgbImage {
     let (w, h) = (img.width(), img.height());
-    let gray = |g: Vec<u8>| RgbImage::from_fn(w, h, |x, y| {
-        let v = g[(y * w + x) as usize];
-        image::Rgb([v, v, v])
-    });
+    let gray = |g: Vec<u8>| {
+        RgbImage::from_fn(w, h, |x, y| {
+            let v = g[(y * w + x) as usize];
+            image::Rgb([v, v, v])
+        })
+    };
     match img {
         DynamicImage::ImageRgb8(rgb) => rgb,
         DynamicImage::ImageRgba8(rgba) => rgb_from_channels(w, h, rgba.as_raw(), 4, |v| v),
         DynamicImage::ImageLuma8(l) => gray(l.into_raw()),
         DynamicImage::ImageLumaA8(la) => gray(la.as_raw().chunks_exact(2).map(|p| p[0]).collect()),
         // Pillow opens 16-bit gray as mode I;16, whose conversion to RGB clips at 255.
-        DynamicImage::ImageLuma16(l) => gray(l.as_raw().iter().map(|&v| v.min(255) as u8).collect()),
+        DynamicImage::ImageLuma16(l) => {
+            gray(l.as_raw().iter().map(|&v| v.min(255) as u8).collect())
+        }
         DynamicImage::ImageLumaA16(la) => gray(
             la.as_raw()
                 .chunks_exact(2)
-                .map(|p| if gray16_is_i16 { p[0].min(255) as u8 } else { (p[0] >> 8) as u8 })
+                .map(|p| {
+                    if gray16_is_i16 {
+                        p[0].min(255) as u8
+                    } else {
+                        (p[0] >> 8) as u8
+                    }
+                })
                 .collect(),
         ),
         // Pillow unpacks 16-bit RGB(A) with the "RGB;16B" raw modes: the high byte of each sample.
-        DynamicImage::ImageRgb16(rgb) => rgb_from_channels(w, h, rgb.as_raw(), 3, |v| (v >> 8) as u8),
+        DynamicImage::ImageRgb16(rgb) => {
+            rgb_from_channels(w, h, rgb.as_raw(), 3, |v| (v >> 8) as u8)
+        }
         DynamicImage::ImageRgba16(rgba) => {
             rgb_from_channels(w, h, rgba.as_raw(), 4, |v| (v >> 8) as u8)
         }
@@ -131,7 +146,10 @@ fn decode_jpeg(bytes: &[u8], path: &Path) -> Result<RgbImage> {
         let pixels: Vec<u8> = started.read_scanlines()?;
         started.finish()?;
         let rgb = match source {
-            Cs::JCS_CMYK | Cs::JCS_YCCK => pixels.chunks_exact(4).flat_map(cmyk_inverted_to_rgb).collect(),
+            Cs::JCS_CMYK | Cs::JCS_YCCK => pixels
+                .chunks_exact(4)
+                .flat_map(cmyk_inverted_to_rgb)
+                .collect(),
             Cs::JCS_GRAYSCALE => pixels.iter().flat_map(|&v| [v, v, v]).collect(),
             _ => pixels,
         };
@@ -149,7 +167,8 @@ fn decode_jpeg(bytes: &[u8], path: &Path) -> Result<RgbImage> {
             return Err(image_error(path, format!("cannot decode JPEG: {msg}")));
         }
     };
-    RgbImage::from_raw(w, h, rgb).ok_or_else(|| image_error(path, "cannot decode JPEG: short pixel buffer"))
+    RgbImage::from_raw(w, h, rgb)
+        .ok_or_else(|| image_error(path, "cannot decode JPEG: short pixel buffer"))
 }
 
 /// Pillow refuses a JPEG whose data ends before its last scan does ("image file is truncated");
@@ -161,7 +180,10 @@ fn check_jpeg_complete(bytes: &[u8], path: &Path) -> Result<()> {
     if complete {
         Ok(())
     } else {
-        Err(image_error(path, "image file is truncated (no end-of-image marker after the last scan)"))
+        Err(image_error(
+            path,
+            "image file is truncated (no end-of-image marker after the last scan)",
+        ))
     }
 }
 
@@ -191,10 +213,16 @@ fn decode_gif_first_frame(bytes: &[u8], path: &Path) -> Result<RgbImage> {
         .read_next_frame()
         .map_err(gif_error)?
         .ok_or_else(|| image_error(path, "GIF has no frames"))?;
-    let palette = frame.palette.as_deref().or(global.as_deref()).unwrap_or(&[]);
+    let palette = frame
+        .palette
+        .as_deref()
+        .or(global.as_deref())
+        .unwrap_or(&[]);
     let colour = |index: u8| {
         let i = usize::from(index) * 3;
-        palette.get(i..i + 3).map_or([0, 0, 0], |c| [c[0], c[1], c[2]])
+        palette
+            .get(i..i + 3)
+            .map_or([0, 0, 0], |c| [c[0], c[1], c[2]])
     };
     let fill = colour(frame.transparent.unwrap_or(0));
     let mut out = RgbImage::from_pixel(sw, sh, image::Rgb(fill));
@@ -235,11 +263,17 @@ mod tests {
     #[test]
     fn sixteen_bit_conversions_follow_pillow() {
         // Gray 16 (I;16): clipped. RGB 16: high byte. Values as checked with Pillow 13.
-        let gray = image::ImageBuffer::from_raw(6, 1, vec![0u16, 100, 255, 256, 1000, 65535]).unwrap();
+        let gray =
+            image::ImageBuffer::from_raw(6, 1, vec![0u16, 100, 255, 256, 1000, 65535]).unwrap();
         let rgb = to_rgb_like_pillow(DynamicImage::ImageLuma16(gray), false);
         let reds: Vec<u8> = rgb.pixels().map(|p| p[0]).collect();
         assert_eq!(reds, [0, 100, 255, 255, 255, 255]);
-        let c16 = image::ImageBuffer::from_raw(2, 1, vec![0x1234u16, 0xabcd, 0xff01, 0x00ff, 0x0100, 0x8080]).unwrap();
+        let c16 = image::ImageBuffer::from_raw(
+            2,
+            1,
+            vec![0x1234u16, 0xabcd, 0xff01, 0x00ff, 0x0100, 0x8080],
+        )
+        .unwrap();
         let rgb = to_rgb_like_pillow(DynamicImage::ImageRgb16(c16), false);
         assert_eq!(rgb.as_raw(), &[18, 171, 255, 0, 1, 128]);
     }
@@ -257,7 +291,8 @@ mod tests {
 
     #[test]
     fn alpha_is_dropped_not_composited() {
-        let rgba = image::RgbaImage::from_raw(2, 1, vec![10, 20, 30, 0, 200, 100, 50, 128]).unwrap();
+        let rgba =
+            image::RgbaImage::from_raw(2, 1, vec![10, 20, 30, 0, 200, 100, 50, 128]).unwrap();
         let rgb = to_rgb_like_pillow(DynamicImage::ImageRgba8(rgba), false);
         assert_eq!(rgb.as_raw(), &[10, 20, 30, 200, 100, 50]);
     }

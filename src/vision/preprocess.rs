@@ -34,7 +34,11 @@ fn level_table() -> [[f32; 256]; 3] {
 /// `3 * width * height` floats.
 pub fn normalize_into(img224: &RgbImage, out: &mut [f32]) {
     let plane = img224.width() as usize * img224.height() as usize;
-    assert_eq!(out.len(), 3 * plane, "normalize_into: output buffer has the wrong length");
+    assert_eq!(
+        out.len(),
+        3 * plane,
+        "normalize_into: output buffer has the wrong length"
+    );
     let table = level_table();
     let (r, rest) = out.split_at_mut(plane);
     let (g, b) = rest.split_at_mut(plane);
@@ -71,11 +75,20 @@ mod tests {
 
     #[test]
     fn normalisation_is_channel_planar() {
-        let img = RgbImage::from_fn(2, 1, |x, _| image::Rgb(if x == 0 { [0, 128, 255] } else { [255, 0, 128] }));
+        let img = RgbImage::from_fn(2, 1, |x, _| {
+            image::Rgb(if x == 0 { [0, 128, 255] } else { [255, 0, 128] })
+        });
         let mut out = vec![0f32; 6];
         normalize_into(&img, &mut out);
         let expect = |v: f32, c: usize| (v / 255.0 - MEAN[c]) / STD[c];
-        let want = [expect(0.0, 0), expect(255.0, 0), expect(128.0, 1), expect(0.0, 1), expect(255.0, 2), expect(128.0, 2)];
+        let want = [
+            expect(0.0, 0),
+            expect(255.0, 0),
+            expect(128.0, 1),
+            expect(0.0, 1),
+            expect(255.0, 2),
+            expect(128.0, 2),
+        ];
         assert_eq!(out, want);
         assert!((out[0] + 2.117_904_2).abs() < 1e-6, "{}", out[0]);
     }
@@ -84,7 +97,9 @@ mod tests {
     fn batch_keeps_order_and_isolates_failures() {
         let dir = tempfile::tempdir().unwrap();
         let good = dir.path().join("good.png");
-        RgbImage::from_pixel(30, 20, image::Rgb([255, 255, 255])).save(&good).unwrap();
+        RgbImage::from_pixel(30, 20, image::Rgb([255, 255, 255]))
+            .save(&good)
+            .unwrap();
         let bad = dir.path().join("bad.png");
         std::fs::write(&bad, b"not a png").unwrap();
         let out = preprocess_batch(&[bad.clone(), good.clone()]);

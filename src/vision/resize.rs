@@ -122,7 +122,10 @@ fn horizontal_pass(src: &[u8], in_w: usize, coeffs: &Coefficients) -> Vec<u8> {
     let out_w = coeffs.starts.len();
     let rows = src.len() / (in_w * 3);
     let mut out = vec![0u8; rows * out_w * 3];
-    for (in_row, out_row) in src.chunks_exact(in_w * 3).zip(out.chunks_exact_mut(out_w * 3)) {
+    for (in_row, out_row) in src
+        .chunks_exact(in_w * 3)
+        .zip(out.chunks_exact_mut(out_w * 3))
+    {
         for (xx, px) in out_row.chunks_exact_mut(3).enumerate() {
             let start = coeffs.starts[xx];
             let len = coeffs.lens[xx];
@@ -178,7 +181,10 @@ mod tests {
             for xx in 0..o as usize {
                 assert!(c.starts[xx] + c.lens[xx] <= i as usize);
                 let sum: i32 = c.weights[xx * c.ksize..][..c.lens[xx]].iter().sum();
-                assert!((sum - (1 << PRECISION_BITS)).abs() <= c.ksize as i32, "{i}->{o} at {xx}: {sum}");
+                assert!(
+                    (sum - (1 << PRECISION_BITS)).abs() <= c.ksize as i32,
+                    "{i}->{o} at {xx}: {sum}"
+                );
             }
         }
     }
@@ -188,18 +194,30 @@ mod tests {
         let flat = RgbImage::from_pixel(37, 23, image::Rgb([12, 200, 99]));
         let out = resize_bilinear_antialias(&flat, 224, 224);
         assert!(out.pixels().all(|p| p.0 == [12, 200, 99]));
-        let noisy = RgbImage::from_fn(31, 17, |x, y| image::Rgb([(x * 7 + y) as u8, (x * y) as u8, 255 - x as u8]));
+        let noisy = RgbImage::from_fn(31, 17, |x, y| {
+            image::Rgb([(x * 7 + y) as u8, (x * y) as u8, 255 - x as u8])
+        });
         assert_eq!(resize_bilinear_antialias(&noisy, 31, 17), noisy);
     }
 
     #[test]
     fn small_rows_match_pillow() {
         // Expected values printed by Pillow 13: Image.fromarray(row).resize((n, 1), Image.BILINEAR).
-        let row = |vals: &[u8]| RgbImage::from_fn(vals.len() as u32, 1, |x, _| image::Rgb([vals[x as usize]; 3]));
+        let row = |vals: &[u8]| {
+            RgbImage::from_fn(vals.len() as u32, 1, |x, _| {
+                image::Rgb([vals[x as usize]; 3])
+            })
+        };
         let reds = |img: RgbImage| img.pixels().map(|p| p[0]).collect::<Vec<u8>>();
-        assert_eq!(reds(resize_bilinear_antialias(&row(&[0, 80, 160, 240]), 2, 1)), [57, 183]);
+        assert_eq!(
+            reds(resize_bilinear_antialias(&row(&[0, 80, 160, 240]), 2, 1)),
+            [57, 183]
+        );
         let five = row(&[0, 80, 160, 240, 17]);
         assert_eq!(reds(resize_bilinear_antialias(&five, 3, 1)), [34, 160, 113]);
-        assert_eq!(reds(resize_bilinear_antialias(&five, 7, 1)), [0, 46, 103, 160, 217, 144, 17]);
+        assert_eq!(
+            reds(resize_bilinear_antialias(&five, 7, 1)),
+            [0, 46, 103, 160, 217, 144, 17]
+        );
     }
 }
