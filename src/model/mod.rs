@@ -2,5 +2,6 @@
 
 pub mod decoder;
 pub mod head;
+pub mod pth;
 pub mod resnet;
 pub mod weights;
