@@ -139,3 +139,30 @@ pub fn save_safetensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Resul
             .map_err(|e| weights_err(path, format!("writing safetensors: {e}")))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_prefix_follows_torchvision_names() {
+        let p = |s: &str| hash_prefix_in_name(Path::new(s));
+        assert_eq!(p("resnet50-11ad3fa6.pth").as_deref(), Some("11ad3fa6"));
+        assert_eq!(p("/m/resnet50-0676ba61.pth").as_deref(), Some("0676ba61"));
+        assert_eq!(p("resnet-18.pth"), None); // too short to be a hash
+        assert_eq!(p("resnet50.pth"), None);
+        assert_eq!(p("my-backbone.safetensors"), None); // not hex
+        assert_eq!(p("resnet50-11AD3FA6.pth"), None); // torchvision writes lowercase
+    }
+
+    #[test]
+    fn sha256_of_a_known_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("abc.bin");
+        std::fs::write(&path, b"abc").unwrap();
+        assert_eq!(
+            sha256_file(&path).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

@@ -58,7 +58,6 @@ fn compare(arch: Arch, sd: &HashMap<String, Tensor>) -> Mismatch {
         .cloned()
         .collect();
     unexpected.sort();
-    m.missing.sort();
     m.unexpected = unexpected;
     m
 }
