@@ -3,5 +3,6 @@
 pub mod decoder;
 pub mod head;
 pub mod lstm;
+pub mod pth;
 pub mod resnet;
 pub mod weights;

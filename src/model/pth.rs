@@ -1,0 +1,306 @@
+//! Reads PyTorch `torch.save` zip checkpoints (state_dicts) without trusting them: the pickle is
+//! parsed by candle's pickle machine (which never calls anything), and every GLOBAL it names must
+//! be on a short allowlist of tensor-rebuilding functions, or the file is refused.
+
+use crate::{Error, Result};
+use candle_core::pickle::{Object, Stack};
+use candle_core::{DType, Device, Tensor};
+use std::collections::HashMap;
+use std::io::{BufReader, Read};
+use std::path::Path;
+
+/// GLOBALs a state_dict needs; anything else (`os.system`, `builtins.eval`, ...) is refused.
+const ALLOWED_GLOBALS: &[(&str, &str)] = &[
+    ("collections", "OrderedDict"),
+    ("torch._utils", "_rebuild_tensor_v2"),
+    ("torch._utils", "_rebuild_parameter"),
+    ("torch", "FloatStorage"),
+    ("torch", "HalfStorage"),
+    ("torch", "BFloat16Storage"),
+    ("torch", "DoubleStorage"),
+    ("torch", "LongStorage"),
+    ("torch", "ByteStorage"),
+];
+
+/// Largest pickle we parse: a state_dict's pickle is kilobytes; the tensors live beside it.
+const MAX_PICKLE_BYTES: u64 = 64 << 20;
+
+fn weights_err(path: &Path, msg: impl Into<String>) -> Error {
+    Error::Weights {
+        path: path.to_path_buf(),
+        msg: msg.into(),
+    }
+}
+
+/// A tensor described by the pickle: its storage entry in the zip, dtype, shape and strides.
+struct TensorRef {
+    name: String,
+    storage: String,
+    dtype: DType,
+    storage_len: usize,
+    offset: usize,
+    shape: Vec<usize>,
+    stride: Vec<usize>,
+}
+
+/// Loads every tensor of a torch zip checkpoint, with the dtype it was saved in.
+pub fn load_pth(path: &Path) -> Result<HashMap<String, Tensor>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut zip = zip::ZipArchive::new(BufReader::new(file)).map_err(|e| {
+        weights_err(
+            path,
+            format!("not a readable PyTorch zip checkpoint (truncated or corrupt?): {e}"),
+        )
+    })?;
+    let pkl_name = (0..zip.len())
+        .filter_map(|i| zip.name_for_index(i).map(str::to_string))
+        .find(|n| n.ends_with("data.pkl"))
+        .ok_or_else(|| weights_err(path, "zip archive has no data.pkl: not a torch.save file"))?;
+    let dir = pkl_name.trim_end_matches("data.pkl").to_string();
+    let root = {
+        let entry = zip
+            .by_name(&pkl_name)
+            .map_err(|e| weights_err(path, format!("{pkl_name}: {e}")))?;
+        if entry.size() > MAX_PICKLE_BYTES {
+            return Err(weights_err(path, format!("{pkl_name} is too large")));
+        }
+        parse_pickle(path, BufReader::new(entry))?
+    };
+    let refs = tensor_refs(path, root)?;
+    let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut out = HashMap::with_capacity(refs.len());
+    for r in refs {
+        if !storages.contains_key(&r.storage) {
+            let entry_name = format!("{dir}data/{}", r.storage);
+            let mut entry = zip.by_name(&entry_name).map_err(|e| {
+                weights_err(
+                    path,
+                    format!("tensor {}: storage {entry_name}: {e}", r.name),
+                )
+            })?;
+            let want = r.storage_len * r.dtype.size_in_bytes();
+            if entry.size() != want as u64 {
+                return Err(weights_err(
+                    path,
+                    format!(
+                        "tensor {}: storage {entry_name} has {} bytes, expected {want}",
+                        r.name,
+                        entry.size()
+                    ),
+                ));
+            }
+            let mut bytes = Vec::with_capacity(want);
+            entry.read_to_end(&mut bytes).map_err(|e| {
+                weights_err(path, format!("reading {entry_name} (truncated file?): {e}"))
+            })?;
+            storages.insert(r.storage.clone(), bytes);
+        }
+        let bytes = &storages[&r.storage];
+        let t = strided_tensor(path, &r, bytes)?;
+        out.insert(r.name, t);
+    }
+    Ok(out)
+}
+
+/// Runs the pickle machine op by op; a GLOBAL always lands on top of the stack, so checking the
+/// top after each op catches every one before anything could refer to it.
+fn parse_pickle<R: std::io::BufRead>(path: &Path, mut r: R) -> Result<Object> {
+    let mut stack = Stack::empty();
+    loop {
+        let done = stack
+            .read(&mut r)
+            .map_err(|e| weights_err(path, format!("unsupported or corrupt pickle: {e}")))?;
+        if let Some(Object::Class {
+            module_name,
+            class_name,
+        }) = stack.stack().last()
+        {
+            let ok = ALLOWED_GLOBALS
+                .iter()
+                .any(|(m, c)| m == module_name && c == class_name);
+            if !ok {
+                return Err(weights_err(
+                    path,
+                    format!(
+                        "refusing to load: the pickle references {module_name}.{class_name}, \
+                         which is not a tensor-rebuilding function (a state_dict never needs it)"
+                    ),
+                ));
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    stack
+        .finalize()
+        .map_err(|e| weights_err(path, format!("corrupt pickle: {e}")))
+}
+
+/// Finds the state_dict (the top-level dict, or its `state_dict` entry) and its tensors.
+fn tensor_refs(path: &Path, root: Object) -> Result<Vec<TensorRef>> {
+    let entries = match root {
+        Object::Dict(d) => d,
+        Object::Build { callable, args } => match (*callable, *args) {
+            (Object::Dict(d), _) => d,
+            _ => return Err(weights_err(path, "pickle does not hold a state_dict")),
+        },
+        _ => return Err(weights_err(path, "pickle does not hold a state_dict")),
+    };
+    let entries = match entries
+        .iter()
+        .position(|(k, _)| matches!(k, Object::Unicode(s) if s == "state_dict"))
+    {
+        Some(i) => match entries.into_iter().nth(i) {
+            Some((_, Object::Dict(d))) => d,
+            _ => return Err(weights_err(path, "`state_dict` entry is not a dict")),
+        },
+        None => entries,
+    };
+    let mut refs = Vec::new();
+    for (k, v) in entries {
+        let Object::Unicode(name) = k else { continue };
+        if let Some(r) = tensor_ref(v).map_err(|m| weights_err(path, format!("{name}: {m}")))? {
+            refs.push(TensorRef { name, ..r });
+        }
+    }
+    Ok(refs)
+}
+
+/// `_rebuild_tensor_v2(storage, offset, size, stride, ...)`, possibly inside
+/// `_rebuild_parameter(tensor, ...)`; other values (e.g. `_metadata`) are not tensors.
+fn tensor_ref(v: Object) -> std::result::Result<Option<TensorRef>, String> {
+    let Object::Reduce { callable, args } = v else {
+        return Ok(None);
+    };
+    let (callable, args) = match (*callable, *args) {
+        (Object::Class { class_name, .. }, Object::Tuple(mut a))
+            if class_name == "_rebuild_parameter" && !a.is_empty() =>
+        {
+            match a.swap_remove(0) {
+                Object::Reduce { callable, args } => (*callable, *args),
+                _ => return Ok(None),
+            }
+        }
+        (c, a) => (c, a),
+    };
+    match callable {
+        Object::Class { class_name, .. } if class_name == "_rebuild_tensor_v2" => {}
+        _ => return Ok(None),
+    }
+    let Object::Tuple(a) = args else {
+        return Err("bad _rebuild_tensor_v2 arguments".into());
+    };
+    if a.len() < 4 {
+        return Err("bad _rebuild_tensor_v2 arguments".into());
+    }
+    let ints = |o: &Object| -> std::result::Result<Vec<usize>, String> {
+        match o {
+            Object::Tuple(v) => v.iter().map(as_usize).collect(),
+            _ => Err("expected a tuple of ints".into()),
+        }
+    };
+    let offset = as_usize(&a[1])?;
+    let shape = ints(&a[2])?;
+    let stride = ints(&a[3])?;
+    let Object::PersistentLoad(pid) = &a[0] else {
+        return Err("tensor storage is not a persistent id".into());
+    };
+    let Object::Tuple(pid) = pid.as_ref() else {
+        return Err("bad persistent id".into());
+    };
+    if pid.len() < 5 {
+        return Err("bad persistent id".into());
+    }
+    let dtype = match &pid[1] {
+        Object::Class { class_name, .. } => match class_name.as_str() {
+            "FloatStorage" => DType::F32,
+            "HalfStorage" => DType::F16,
+            "BFloat16Storage" => DType::BF16,
+            "DoubleStorage" => DType::F64,
+            "LongStorage" => DType::I64,
+            "ByteStorage" => DType::U8,
+            other => return Err(format!("unsupported storage type {other}")),
+        },
+        _ => return Err("bad storage type".into()),
+    };
+    let Object::Unicode(storage) = &pid[2] else {
+        return Err("bad storage key".into());
+    };
+    if storage.contains('/') || storage.contains("..") {
+        return Err(format!("bad storage key {storage:?}"));
+    }
+    Ok(Some(TensorRef {
+        name: String::new(),
+        storage: storage.clone(),
+        dtype,
+        storage_len: as_usize(&pid[4])?,
+        offset,
+        shape,
+        stride,
+    }))
+}
+
+fn as_usize(o: &Object) -> std::result::Result<usize, String> {
+    match o {
+        Object::Int(i) if *i >= 0 => Ok(*i as usize),
+        Object::Long(i) if *i >= 0 => Ok(*i as usize),
+        other => Err(format!("expected a non-negative int, got {other:?}")),
+    }
+}
+
+/// Copies the (possibly strided) elements out of the storage bytes into a contiguous tensor,
+/// checking every index stays inside the storage.
+fn strided_tensor(path: &Path, r: &TensorRef, bytes: &[u8]) -> Result<Tensor> {
+    let bad = |m: &str| weights_err(path, format!("tensor {}: {m}", r.name));
+    if r.shape.len() != r.stride.len() {
+        return Err(bad("shape and stride differ in rank"));
+    }
+    let es = r.dtype.size_in_bytes();
+    let numel: usize = r.shape.iter().product();
+    let last = r
+        .shape
+        .iter()
+        .zip(&r.stride)
+        .map(|(&n, &s)| n.saturating_sub(1) * s)
+        .sum::<usize>()
+        + r.offset;
+    if numel > 0 && last >= r.storage_len {
+        return Err(bad("extends past the end of its storage"));
+    }
+    let contiguous = {
+        let mut expect = 1;
+        let mut ok = true;
+        for (&n, &s) in r.shape.iter().zip(&r.stride).rev() {
+            if n > 1 && s != expect {
+                ok = false;
+            }
+            expect *= n;
+        }
+        ok
+    };
+    let data: Vec<u8> = if contiguous {
+        bytes[r.offset * es..(r.offset + numel) * es].to_vec()
+    } else {
+        let mut out = Vec::with_capacity(numel * es);
+        let mut idx = vec![0usize; r.shape.len()];
+        for _ in 0..numel {
+            let at = r.offset + idx.iter().zip(&r.stride).map(|(i, s)| i * s).sum::<usize>();
+            out.extend_from_slice(&bytes[at * es..(at + 1) * es]);
+            for d in (0..idx.len()).rev() {
+                idx[d] += 1;
+                if idx[d] < r.shape[d] {
+                    break;
+                }
+                idx[d] = 0;
+            }
+        }
+        out
+    };
+    Ok(Tensor::from_raw_buffer(
+        &data,
+        r.dtype,
+        &r.shape,
+        &Device::Cpu,
+    )?)
+}

@@ -1,0 +1,193 @@
+//! Hand-written CPU kernels for the NHWC inference graph: im2col (so a convolution is one GEMM
+//! whose output is already NHWC, with no transposes), 3×3/2 max-pool, and an in-place
+//! bias + residual + ReLU epilogue (one pass over the GEMM output instead of three).
+//! Hand-written because candle has no NHWC convolution and its elementwise ops each take a pass.
+
+use candle_core::{bail, CpuStorage, InplaceOp1, InplaceOp2, Layout, Result, Shape};
+use rayon::prelude::*;
+
+fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => bail!("expected a contiguous f32 tensor"),
+    }
+}
+
+/// Output size of a convolution or pool along one axis.
+pub fn out_size(n: usize, k: usize, stride: usize, pad: usize) -> usize {
+    (n + 2 * pad - k) / stride + 1
+}
+
+/// `[B, H, W, C]` → `[B·Ho·Wo, k·k·C]`, columns ordered (dy, dx, c), zero padding.
+pub struct Im2Col {
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl candle_core::CustomOp1 for Im2Col {
+    fn name(&self) -> &'static str {
+        "im2col-nhwc"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, h, w, c) = l.shape().dims4()?;
+        let x = contiguous(s, l)?;
+        let (k, st, p) = (self.k, self.stride, self.pad);
+        let (ho, wo) = (out_size(h, k, st, p), out_size(w, k, st, p));
+        let row = k * k * c;
+        let mut out = vec![0f32; b * ho * wo * row];
+        // One output image row per task: large enough to amortise, many enough to balance.
+        out.par_chunks_mut(wo * row)
+            .enumerate()
+            .for_each(|(bo, chunk)| {
+                let (bi, oy) = (bo / ho, bo % ho);
+                let img = &x[bi * h * w * c..(bi + 1) * h * w * c];
+                for ox in 0..wo {
+                    let dst = &mut chunk[ox * row..(ox + 1) * row];
+                    for dy in 0..k {
+                        let iy = (oy * st + dy) as isize - p as isize;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        for dx in 0..k {
+                            let ix = (ox * st + dx) as isize - p as isize;
+                            if ix < 0 || ix >= w as isize {
+                                continue;
+                            }
+                            let src = ((iy as usize) * w + ix as usize) * c;
+                            let d = (dy * k + dx) * c;
+                            dst[d..d + c].copy_from_slice(&img[src..src + c]);
+                        }
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from((b * ho * wo, row))))
+    }
+}
+
+/// Max-pool over NHWC with zero padding (exact after a ReLU, see `ResNet::features_t`).
+pub struct MaxPool {
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl candle_core::CustomOp1 for MaxPool {
+    fn name(&self) -> &'static str {
+        "maxpool-nhwc"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (b, h, w, c) = l.shape().dims4()?;
+        let x = contiguous(s, l)?;
+        let (k, st, p) = (self.k, self.stride, self.pad);
+        let (ho, wo) = (out_size(h, k, st, p), out_size(w, k, st, p));
+        let mut out = vec![0f32; b * ho * wo * c];
+        out.par_chunks_mut(wo * c)
+            .enumerate()
+            .for_each(|(bo, chunk)| {
+                let (bi, oy) = (bo / ho, bo % ho);
+                let img = &x[bi * h * w * c..(bi + 1) * h * w * c];
+                for ox in 0..wo {
+                    let dst = &mut chunk[ox * c..(ox + 1) * c];
+                    // Zero start = zero padding; inputs are post-ReLU.
+                    for dy in 0..k {
+                        let iy = (oy * st + dy) as isize - p as isize;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        for dx in 0..k {
+                            let ix = (ox * st + dx) as isize - p as isize;
+                            if ix < 0 || ix >= w as isize {
+                                continue;
+                            }
+                            let src = &img[((iy as usize) * w + ix as usize) * c..][..c];
+                            for (d, &v) in dst.iter_mut().zip(src) {
+                                *d = d.max(v);
+                            }
+                        }
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from((b, ho, wo, c))))
+    }
+}
+
+/// `y = relu?(y + bias)` in place over rows of `bias.len()` channels.
+pub struct BiasAct<'a> {
+    pub bias: &'a [f32],
+    pub relu: bool,
+}
+
+fn rows_mut<'a>(s: &'a mut CpuStorage, l: &Layout, c: usize) -> Result<&'a mut [f32]> {
+    let Some((a, b)) = l.contiguous_offsets() else {
+        bail!("expected a contiguous tensor")
+    };
+    let CpuStorage::F32(v) = s else {
+        bail!("expected f32")
+    };
+    if (b - a) % c != 0 {
+        bail!("length {} is not a multiple of {c} channels", b - a)
+    }
+    Ok(&mut v[a..b])
+}
+
+const ROWS_PER_TASK: usize = 64;
+
+impl InplaceOp1 for BiasAct<'_> {
+    fn name(&self) -> &'static str {
+        "bias-act"
+    }
+
+    fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> Result<()> {
+        let c = self.bias.len();
+        let y = rows_mut(s, l, c)?;
+        y.par_chunks_mut(c * ROWS_PER_TASK).for_each(|rows| {
+            for row in rows.chunks_mut(c) {
+                for (v, b) in row.iter_mut().zip(self.bias) {
+                    let t = *v + b;
+                    *v = if self.relu { t.max(0.0) } else { t };
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+/// `y = relu(y + bias + residual)` in place: the end of every residual block.
+pub struct BiasResidualRelu<'a> {
+    pub bias: &'a [f32],
+}
+
+impl InplaceOp2 for BiasResidualRelu<'_> {
+    fn name(&self) -> &'static str {
+        "bias-residual-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        dst: &mut CpuStorage,
+        dst_l: &Layout,
+        s: &CpuStorage,
+        l: &Layout,
+    ) -> Result<()> {
+        let c = self.bias.len();
+        let r = contiguous(s, l)?;
+        let y = rows_mut(dst, dst_l, c)?;
+        if r.len() != y.len() {
+            bail!("residual has {} values, output {}", r.len(), y.len())
+        }
+        y.par_chunks_mut(c * ROWS_PER_TASK)
+            .zip(r.par_chunks(c * ROWS_PER_TASK))
+            .for_each(|(ys, rs)| {
+                for (yrow, rrow) in ys.chunks_mut(c).zip(rs.chunks(c)) {
+                    for ((v, b), r) in yrow.iter_mut().zip(self.bias).zip(rrow) {
+                        *v = (*v + b + r).max(0.0);
+                    }
+                }
+            });
+        Ok(())
+    }
+}

@@ -1,0 +1,269 @@
+//! The folded inference graph: eval BatchNorm folded into each convolution's weights and bias at
+//! load, NHWC activations on the CPU so every convolution is one GEMM (1×1 stride-1 ones need no
+//! im2col at all), and a fused bias + residual + ReLU epilogue. On other devices, or when asked,
+//! the same folded weights run in NCHW through candle's `conv2d`.
+
+use super::cpu_ops::{BiasAct, BiasResidualRelu, Im2Col, MaxPool};
+use super::{check_state_dict, Arch, ConvSpec};
+use crate::model::weights::load_state_dict;
+use crate::Result;
+use candle_core::{DType, Device, Tensor, D};
+use std::collections::HashMap;
+use std::path::Path;
+
+const BN_EPS: f64 = 1e-5;
+
+/// Activation memory layout of the inference graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrunkLayout {
+    /// Channels last, custom CPU kernels (the fastest on the CPU, measured by `bench encoder`).
+    Nhwc,
+    /// Channels first through candle's `conv2d` (any device).
+    Nchw,
+}
+
+/// One convolution with its BatchNorm folded in.
+#[derive(Debug, Clone)]
+struct FoldedConv {
+    k: usize,
+    stride: usize,
+    pad: usize,
+    /// NHWC: `[k·k·Cin, Cout]`, rows ordered (dy, dx, cin). NCHW: `[Cout, Cin, k, k]`.
+    weight: Tensor,
+    bias: Tensor,
+    bias_host: Vec<f32>,
+}
+
+/// What follows a convolution's bias.
+enum Epilogue<'a> {
+    Linear,
+    Relu,
+    ResidualRelu(&'a Tensor),
+}
+
+impl FoldedConv {
+    fn fold(
+        spec: &ConvSpec,
+        sd: &HashMap<String, Tensor>,
+        layout: TrunkLayout,
+        dev: &Device,
+    ) -> Result<Self> {
+        let get = |n: String| -> Result<Tensor> {
+            let t = sd
+                .get(&n)
+                .ok_or_else(|| crate::Error::Invalid(format!("state_dict has no tensor {n}")))?;
+            Ok(t.to_dtype(DType::F64)?)
+        };
+        let w = get(format!("{}.weight", spec.conv))?;
+        let gamma = get(format!("{}.weight", spec.bn))?;
+        let beta = get(format!("{}.bias", spec.bn))?;
+        let mean = get(format!("{}.running_mean", spec.bn))?;
+        let var = get(format!("{}.running_var", spec.bn))?;
+        // Folded in f64 so the only rounding is the final cast to f32.
+        let scale = gamma.div(&(var + BN_EPS)?.sqrt()?)?;
+        let w = w.broadcast_mul(&scale.reshape((spec.cout, 1, 1, 1))?)?;
+        let bias = (beta - mean.mul(&scale)?)?.to_dtype(DType::F32)?;
+        let w = w.to_dtype(DType::F32)?;
+        let weight = match layout {
+            TrunkLayout::Nhwc => w
+                .permute((2, 3, 1, 0))?
+                .reshape((spec.k * spec.k * spec.cin, spec.cout))?,
+            TrunkLayout::Nchw => w.contiguous()?,
+        };
+        Ok(Self {
+            k: spec.k,
+            stride: spec.stride,
+            pad: spec.pad,
+            weight: weight.to_device(dev)?,
+            bias_host: bias.to_vec1::<f32>()?,
+            bias: bias.to_device(dev)?,
+        })
+    }
+
+    /// `[B, H, W, Cin]` → `[B, Ho, Wo, Cout]`, CPU only.
+    fn forward_nhwc(&self, x: &Tensor, epi: Epilogue) -> Result<Tensor> {
+        let (b, h, w, cin) = x.dims4()?;
+        let ho = super::cpu_ops::out_size(h, self.k, self.stride, self.pad);
+        let wo = super::cpu_ops::out_size(w, self.k, self.stride, self.pad);
+        let a = if self.k == 1 && self.stride == 1 {
+            x.reshape((b * h * w, cin))?
+        } else {
+            x.apply_op1_no_bwd(&Im2Col {
+                k: self.k,
+                stride: self.stride,
+                pad: self.pad,
+            })?
+        };
+        let y = a.matmul(&self.weight)?;
+        let bias = &self.bias_host;
+        match epi {
+            Epilogue::Linear => y.inplace_op1(&BiasAct { bias, relu: false })?,
+            Epilogue::Relu => y.inplace_op1(&BiasAct { bias, relu: true })?,
+            Epilogue::ResidualRelu(r) => y.inplace_op2(r, &BiasResidualRelu { bias })?,
+        }
+        Ok(y.reshape((b, ho, wo, bias.len()))?)
+    }
+
+    /// `[B, Cin, H, W]` → `[B, Cout, Ho, Wo]`, any device.
+    fn forward_nchw(&self, x: &Tensor, epi: Epilogue) -> Result<Tensor> {
+        let (b, cin, h, w) = x.dims4()?;
+        let cout = self.bias_host.len();
+        let y = if self.k == 1 && self.stride == 1 {
+            let w2 = self.weight.reshape((cout, cin))?;
+            w2.broadcast_matmul(&x.reshape((b, cin, h * w))?)?
+                .reshape((b, cout, h, w))?
+        } else {
+            x.conv2d(&self.weight, self.pad, self.stride, 1, 1)?
+        };
+        let y = y.broadcast_add(&self.bias.reshape((1, cout, 1, 1))?)?;
+        Ok(match epi {
+            Epilogue::Linear => y,
+            Epilogue::Relu => y.relu()?,
+            Epilogue::ResidualRelu(r) => (y + r)?.relu()?,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+struct FoldedBlock {
+    convs: Vec<FoldedConv>,
+    downsample: Option<FoldedConv>,
+}
+
+/// A frozen ResNet up to the global pool, BatchNorm folded, ready for fast batched inference.
+#[derive(Debug, Clone)]
+pub struct ResNetTrunk {
+    arch: Arch,
+    layout: TrunkLayout,
+    stem: FoldedConv,
+    blocks: Vec<FoldedBlock>,
+    device: Device,
+}
+
+impl ResNetTrunk {
+    /// Loads a `.pth` or `.safetensors` file, checks it is `arch`, and folds it.
+    pub fn load(path: &Path, arch: Arch, device: &Device) -> Result<Self> {
+        let sd = load_state_dict(path)?;
+        check_state_dict(path, arch, &sd)?;
+        Self::from_state_dict(arch, &sd, device)
+    }
+
+    /// Folds an in-memory state_dict (torchvision names) in the best layout for `device`.
+    pub fn from_state_dict(
+        arch: Arch,
+        sd: &HashMap<String, Tensor>,
+        device: &Device,
+    ) -> Result<Self> {
+        let layout = if device.is_cpu() {
+            TrunkLayout::Nhwc
+        } else {
+            TrunkLayout::Nchw
+        };
+        Self::with_layout(arch, sd, device, layout)
+    }
+
+    /// Like [`Self::from_state_dict`] with an explicit layout (NHWC needs the CPU).
+    pub fn with_layout(
+        arch: Arch,
+        sd: &HashMap<String, Tensor>,
+        device: &Device,
+        layout: TrunkLayout,
+    ) -> Result<Self> {
+        if layout == TrunkLayout::Nhwc && !device.is_cpu() {
+            return Err(crate::Error::Invalid(
+                "the NHWC trunk runs on the CPU only".into(),
+            ));
+        }
+        let plan = arch.plan();
+        let fold = |s: &ConvSpec| FoldedConv::fold(s, sd, layout, device);
+        let blocks = plan
+            .blocks
+            .iter()
+            .map(|b| {
+                Ok(FoldedBlock {
+                    convs: b.convs.iter().map(fold).collect::<Result<_>>()?,
+                    downsample: b.downsample.as_ref().map(fold).transpose()?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            arch,
+            layout,
+            stem: fold(&plan.stem)?,
+            blocks,
+            device: device.clone(),
+        })
+    }
+
+    pub fn arch(&self) -> Arch {
+        self.arch
+    }
+
+    pub fn layout(&self) -> TrunkLayout {
+        self.layout
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Length of the feature [`Self::forward`] returns (512 or 2048).
+    pub fn feature_dim(&self) -> usize {
+        self.arch.feature_dim()
+    }
+
+    /// Pooled features `[B, D]` of normalised images `[B, 3, H, W]` (f32).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x = x.to_dtype(DType::F32)?.to_device(&self.device)?;
+        match self.layout {
+            TrunkLayout::Nhwc => self.forward_nhwc(&x),
+            TrunkLayout::Nchw => self.forward_nchw(&x),
+        }
+    }
+
+    fn forward_nhwc(&self, x: &Tensor) -> Result<Tensor> {
+        let x = x.permute((0, 2, 3, 1))?.contiguous()?;
+        let x = self.stem.forward_nhwc(&x, Epilogue::Relu)?;
+        let mut x = x.apply_op1_no_bwd(&MaxPool {
+            k: 3,
+            stride: 2,
+            pad: 1,
+        })?;
+        for b in &self.blocks {
+            let shortcut = match &b.downsample {
+                Some(d) => d.forward_nhwc(&x, Epilogue::Linear)?,
+                None => x.clone(),
+            };
+            let mut y = x;
+            let n = b.convs.len();
+            for c in &b.convs[..n - 1] {
+                y = c.forward_nhwc(&y, Epilogue::Relu)?;
+            }
+            x = b.convs[n - 1].forward_nhwc(&y, Epilogue::ResidualRelu(&shortcut))?;
+        }
+        let (bs, h, w, c) = x.dims4()?;
+        Ok(x.reshape((bs, h * w, c))?.mean(1)?)
+    }
+
+    fn forward_nchw(&self, x: &Tensor) -> Result<Tensor> {
+        let x = self.stem.forward_nchw(x, Epilogue::Relu)?;
+        // Zero padding is exact after the ReLU (see `ResNet::features_t`).
+        let mut x = x
+            .pad_with_zeros(2, 1, 1)?
+            .pad_with_zeros(3, 1, 1)?
+            .max_pool2d_with_stride(3, 2)?;
+        for b in &self.blocks {
+            let shortcut = match &b.downsample {
+                Some(d) => d.forward_nchw(&x, Epilogue::Linear)?,
+                None => x.clone(),
+            };
+            let mut y = x;
+            let n = b.convs.len();
+            for c in &b.convs[..n - 1] {
+                y = c.forward_nchw(&y, Epilogue::Relu)?;
+            }
+            x = b.convs[n - 1].forward_nchw(&y, Epilogue::ResidualRelu(&shortcut))?;
+        }
+        Ok(x.flatten_from(2)?.mean(D::Minus1)?)
+    }
+}
