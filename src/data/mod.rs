@@ -2,6 +2,7 @@
 //! and the generated scenes corpus used by tests and the demo.
 
 pub mod corpus;
+pub mod jpeg_end;
 pub mod kaggle;
 pub mod karpathy;
 pub mod layout;

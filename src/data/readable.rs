@@ -1,12 +1,16 @@
 //! Whether the images of a corpus can be read: the header first (refusing pixel bombs before any
 //! pixel is decoded), then a full decode so truncated files are caught too. Runs in parallel.
 
+use crate::data::jpeg_end::check_jpeg_complete;
 use crate::data::CaptionCorpus;
 use crate::vision::header;
 use crate::{Error, Result};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::path::Path;
+
+/// A PNG's final chunk: length 0, type `IEND`, CRC.
+const PNG_IEND: [u8; 12] = [0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60, 0x82];
 
 /// An image that could not be read, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -15,16 +19,30 @@ pub struct Unreadable {
     pub error: String,
 }
 
-/// Reads the header of the image at `path`, checks the pixel limit, then decodes every pixel.
+/// Reads the header of the image at `path`, checks the pixel limit, then decodes every pixel; a
+/// JPEG must also reach its end marker (see [`check_jpeg_complete`]).
 pub fn check_image(path: &Path) -> Result<()> {
     header::probe(path)?;
-    let reader = image::ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
-        .map_err(|e| Error::io(path, e))?;
-    reader.decode().map_err(|e| Error::Image {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bad = |msg: String| Error::Image {
         path: path.into(),
-        msg: format!("cannot decode: {e}"),
-    })?;
+        msg,
+    };
+    let format = image::guess_format(&bytes).map_err(|e| bad(format!("unknown format: {e}")))?;
+    let decoded = image::load_from_memory_with_format(&bytes, format);
+    if let (Err(e), image::ImageFormat::Png) = (&decoded, format) {
+        // Pillow reads a PNG whose IEND chunk is missing (all pixel data present); the png crate
+        // wants IEND. Accept it when adding IEND is all it takes, so both report the same files.
+        let mut ended = bytes.clone();
+        ended.extend_from_slice(&PNG_IEND);
+        image::load_from_memory_with_format(&ended, format)
+            .map_err(|_| bad(format!("cannot decode: {e}")))?;
+    } else {
+        decoded.map_err(|e| bad(format!("cannot decode: {e}")))?;
+    }
+    if format == image::ImageFormat::Jpeg {
+        check_jpeg_complete(&bytes).map_err(bad)?;
+    }
     Ok(())
 }
 
@@ -65,8 +83,21 @@ mod tests {
         check_image(&good).unwrap();
         let bytes = std::fs::read(&good).unwrap();
         let cut = dir.path().join("cut.jpg");
-        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+        // Cut inside the pixel data: the header reads fine, zune-jpeg would decode it anyway.
+        std::fs::write(&cut, &bytes[..bytes.len() - 10]).unwrap();
         let err = check_image(&cut).unwrap_err().to_string();
-        assert!(err.contains("cut.jpg"), "{err}");
+        assert!(
+            err.contains("cut.jpg") && err.contains("truncated"),
+            "{err}"
+        );
+
+        // A PNG without its IEND chunk still reads (as in Pillow); one cut in its data does not.
+        let png = dir.path().join("a.png");
+        img.save(&png).unwrap();
+        let bytes = std::fs::read(&png).unwrap();
+        std::fs::write(&png, &bytes[..bytes.len() - PNG_IEND.len()]).unwrap();
+        check_image(&png).unwrap();
+        std::fs::write(&png, &bytes[..bytes.len() - 40]).unwrap();
+        assert!(check_image(&png).is_err());
     }
 }

@@ -7,7 +7,13 @@ use std::path::{Path, PathBuf};
 
 /// Good images (decodable), then the broken ones, then one with captions but no file.
 pub const GOOD: usize = 14;
-pub const BROKEN: [&str; 4] = ["empty.jpg", "truncated.jpg", "notes.jpg", "bomb.png"];
+pub const BROKEN: [&str; 5] = [
+    "empty.jpg",
+    "truncated.jpg",
+    "tail_cut.jpg",
+    "notes.jpg",
+    "bomb.png",
+];
 pub const MISSING: &str = "missing.jpg";
 pub const UNCAPTIONED: &str = "uncaptioned.jpg";
 /// The image that no split places.
@@ -120,6 +126,8 @@ fn write_images(dir: &Path) {
     std::fs::write(dir.join("empty.jpg"), b"").unwrap();
     let jpeg = std::fs::read(dir.join(good_name(0))).unwrap();
     std::fs::write(dir.join("truncated.jpg"), &jpeg[..jpeg.len() / 2]).unwrap();
+    // Cut in the pixel data, headers intact: the `image` crate alone would decode it.
+    std::fs::write(dir.join("tail_cut.jpg"), &jpeg[..jpeg.len() - 10]).unwrap();
     std::fs::write(dir.join("notes.jpg"), "these are notes, not a JPEG\n").unwrap();
     std::fs::write(dir.join("bomb.png"), pixel_bomb_png(10_000, 10_000)).unwrap();
 }
