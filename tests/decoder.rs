@@ -137,3 +137,53 @@ fn head_decoder_loss_and_adam_match_pytorch() {
     let want = fx["eval_loss"].to_vec1::<f64>().unwrap()[0];
     assert!((eval_loss.to_scalar::<f32>().unwrap() as f64 - want).abs() <= 1e-5);
 }
+
+/// Greedy and beam search use `step`; it must give the logits the teacher-forced forward gives.
+#[test]
+fn step_api_matches_teacher_forced_forward() {
+    let mut m = model();
+    let features = formula(&[4, D], 12.0, 1.0);
+    let caps = captions();
+    let refs: Vec<&[u32]> = caps.iter().map(|c| c.as_slice()).collect();
+    let batch = TeacherBatch::new(&refs, &Device::Cpu).unwrap();
+    let forced = m.logits(&features, &batch, false).unwrap();
+    let image = m.head.forward(&features).unwrap();
+    // Caption 2 (7 words): image step, then startofseq, w1..w7.
+    let cap = &caps[2];
+    let (_, mut state) = m
+        .decoder
+        .step(&image.narrow(0, 2, 1).unwrap(), None)
+        .unwrap();
+    let mut rows = Vec::new();
+    let inputs: Vec<u32> = std::iter::once(1).chain(cap.iter().copied()).collect();
+    for &tok in &inputs {
+        let ids = Tensor::new(&[tok], &Device::Cpu).unwrap();
+        let x = m.decoder.embed_tokens(&ids).unwrap();
+        let (logits, s) = m.decoder.step(&x, Some(&state)).unwrap();
+        rows.push(logits);
+        state = s;
+    }
+    let stepped = Tensor::cat(&rows, 0).unwrap();
+    // Caption 2's rows in the time-major real positions: at each t, the columns still running.
+    let lens = [5usize, 3, 7, 1];
+    let mut idx = Vec::new();
+    let mut row = 0u32;
+    for t in 0..=7 {
+        for (b, &n) in lens.iter().enumerate() {
+            if t <= n {
+                if b == 2 {
+                    idx.push(row);
+                }
+                row += 1;
+            }
+        }
+    }
+    let picked = forced
+        .index_select(&Tensor::new(idx.as_slice(), &Device::Cpu).unwrap(), 0)
+        .unwrap();
+    let d = max_abs_diff(&stepped, &picked);
+    assert!(
+        d <= 1e-5,
+        "step logits differ from teacher-forced ones by {d}"
+    );
+}
