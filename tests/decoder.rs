@@ -85,6 +85,39 @@ fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
         .unwrap()
 }
 
+/// The first rows of every parameter's gradient against torch's.
+fn check_gradients(
+    m: &CaptionModel,
+    grads: &candle_core::backprop::GradStore,
+    fx: &HashMap<String, Tensor>,
+) {
+    for (name, var) in m.vars() {
+        let torch_name = name
+            .replace("encoder.linear.", "linear_h.")
+            .replace("encoder.", "")
+            .replace("decoder.", "");
+        let want = &fx[&format!("grad.{torch_name}")];
+        let g = grads.get(var.as_tensor()).expect("no gradient");
+        let rows = g.dims()[0];
+        let got = g.reshape((rows, ())).unwrap().narrow(0, 0, 8).unwrap();
+        let d = max_abs_diff(&got, want);
+        let scale: f32 = want
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar()
+            .unwrap();
+        println!("grad {name}: max |diff| {d:e} (max |grad| {scale:e})");
+        assert!(
+            d <= 1e-5 + 1e-4 * scale,
+            "gradient of {name} differs by {d}"
+        );
+    }
+}
+
 #[test]
 fn head_decoder_loss_and_adam_match_pytorch() {
     let fx = fixture();
@@ -116,7 +149,11 @@ fn head_decoder_loss_and_adam_match_pytorch() {
         let tol = if k == 0 { 1e-4 } else { 1e-5 };
         assert!((got - want).abs() <= tol, "loss {k}: {got} vs {want}");
         if k < 3 {
-            opt.step(&loss.backward().unwrap()).unwrap();
+            let grads = loss.backward().unwrap();
+            if k == 0 {
+                check_gradients(&m, &grads, &fx);
+            }
+            opt.step(&grads).unwrap();
         }
     }
     let d = max_abs_diff(&m.head.running_mean, &fx["running_mean"]);
@@ -136,4 +173,54 @@ fn head_decoder_loss_and_adam_match_pytorch() {
     let eval_loss = captioner::train::loss::cross_entropy(&logits, &batch.targets).unwrap();
     let want = fx["eval_loss"].to_vec1::<f64>().unwrap()[0];
     assert!((eval_loss.to_scalar::<f32>().unwrap() as f64 - want).abs() <= 1e-5);
+}
+
+/// Greedy and beam search use `step`; it must give the logits the teacher-forced forward gives.
+#[test]
+fn step_api_matches_teacher_forced_forward() {
+    let mut m = model();
+    let features = formula(&[4, D], 12.0, 1.0);
+    let caps = captions();
+    let refs: Vec<&[u32]> = caps.iter().map(|c| c.as_slice()).collect();
+    let batch = TeacherBatch::new(&refs, &Device::Cpu).unwrap();
+    let forced = m.logits(&features, &batch, false).unwrap();
+    let image = m.head.forward(&features).unwrap();
+    // Caption 2 (7 words): image step, then startofseq, w1..w7.
+    let cap = &caps[2];
+    let (_, mut state) = m
+        .decoder
+        .step(&image.narrow(0, 2, 1).unwrap(), None)
+        .unwrap();
+    let mut rows = Vec::new();
+    let inputs: Vec<u32> = std::iter::once(1).chain(cap.iter().copied()).collect();
+    for &tok in &inputs {
+        let ids = Tensor::new(&[tok], &Device::Cpu).unwrap();
+        let x = m.decoder.embed_tokens(&ids).unwrap();
+        let (logits, s) = m.decoder.step(&x, Some(&state)).unwrap();
+        rows.push(logits);
+        state = s;
+    }
+    let stepped = Tensor::cat(&rows, 0).unwrap();
+    // Caption 2's rows in the time-major real positions: at each t, the columns still running.
+    let lens = [5usize, 3, 7, 1];
+    let mut idx = Vec::new();
+    let mut row = 0u32;
+    for t in 0..=7 {
+        for (b, &n) in lens.iter().enumerate() {
+            if t <= n {
+                if b == 2 {
+                    idx.push(row);
+                }
+                row += 1;
+            }
+        }
+    }
+    let picked = forced
+        .index_select(&Tensor::new(idx.as_slice(), &Device::Cpu).unwrap(), 0)
+        .unwrap();
+    let d = max_abs_diff(&stepped, &picked);
+    assert!(
+        d <= 1e-5,
+        "step logits differ from teacher-forced ones by {d}"
+    );
 }

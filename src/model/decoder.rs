@@ -212,3 +212,25 @@ impl Decoder {
 pub fn logits_to_vec(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
     Ok(logits.to_dtype(DType::F32)?.to_vec2()?)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn teacher_batch_lays_out_inputs_targets_and_positions_time_major() {
+        let b = TeacherBatch::new(&[&[7, 8], &[9]], &Device::Cpu).unwrap();
+        // inputs [T-1=3, B=2]: start, w1, w2 / start, w1, pad
+        assert_eq!(
+            b.inputs.to_vec2::<u32>().unwrap(),
+            vec![vec![START, START], vec![7, 9], vec![8, PAD]]
+        );
+        // t=0: 7 (col 0), 9 (col 1); t=1: 8, END; t=2: END (col 0 only).
+        assert_eq!(b.targets.to_vec1::<u32>().unwrap(), vec![7, 9, 8, END, END]);
+        assert_eq!(b.positions.to_vec1::<u32>().unwrap(), vec![0, 1, 2, 3, 4]);
+        let b = TeacherBatch::new(&[&[], &[5, 6]], &Device::Cpu).unwrap();
+        assert_eq!(b.targets.to_vec1::<u32>().unwrap(), vec![END, 5, 6, END]);
+        assert_eq!(b.positions.to_vec1::<u32>().unwrap(), vec![0, 1, 3, 5]);
+        assert_eq!(b.tokens, 4);
+    }
+}
