@@ -1,1 +1,414 @@
-//! The feature cache: ResNet features computed once per image, keyed by backbone, preprocessing and image.
+//! The feature cache: the frozen ResNet trunk's pooled feature of every image, computed once and kept on
+//! disk, keyed by backbone sha256 + architecture + preprocessing version + image content, so a stale entry
+//! is never used. Extraction writes shards as it goes, so a killed run continues where it stopped.
+
+use crate::data::CaptionCorpus;
+use crate::model::resnet::{Arch, ResNetTrunk};
+use crate::model::weights::sha256_file;
+use crate::vision::preprocess::{preprocess_batch, IMAGE_SIZE, PREPROCESS_VERSION};
+use crate::{fsutil, Error, Result};
+use candle_core::{DType, Device, Tensor};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// The feature matrix file: tensor `features`, shape [N, D].
+pub const FEATURES_FILE: &str = "features.safetensors";
+/// The N image file names, in the rows' order.
+pub const IMAGES_FILE: &str = "images.json";
+/// The cache key and the identity of every row.
+pub const INDEX_FILE: &str = "cache.json";
+/// Shards written during extraction; merged into the final files at the end.
+const PARTIAL_DIR: &str = "partial";
+/// Images per shard: a killed run loses at most this many images' work.
+const SHARD_IMAGES: usize = 128;
+
+/// What a feature depends on besides the image itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheKey {
+    pub backbone_sha256: String,
+    pub arch: String,
+    pub preprocess_version: String,
+    pub half: bool,
+}
+
+/// An image as the cache knows it: its name in the corpus and the sha256 of its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ImageIdentity {
+    pub file: String,
+    pub sha256: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct CacheIndex {
+    key: CacheKey,
+    dim: usize,
+    images: Vec<ImageIdentity>,
+}
+
+/// Options of [`extract`].
+#[derive(Debug, Clone)]
+pub struct ExtractOptions {
+    pub arch: Arch,
+    pub batch_size: usize,
+    pub half: bool,
+    pub progress: bool,
+}
+
+/// What [`extract`] did.
+#[derive(Debug, Default)]
+pub struct ExtractSummary {
+    pub images: usize,
+    pub reused: usize,
+    pub computed: usize,
+    /// Images that could not be read or decoded: (file as in the corpus, error).
+    pub failed: Vec<(String, String)>,
+}
+
+/// A loaded cache: one feature row per image name.
+#[derive(Debug)]
+pub struct FeatureCache {
+    pub key: CacheKey,
+    pub names: Vec<String>,
+    /// [N, D], f32.
+    pub features: Tensor,
+    rows: HashMap<String, usize>,
+}
+
+impl FeatureCache {
+    /// Opens the cache in `dir`, checking that its files agree with each other.
+    pub fn open(dir: &Path) -> Result<FeatureCache> {
+        let index: CacheIndex = fsutil::read_json(&dir.join(INDEX_FILE))?;
+        let names: Vec<String> = fsutil::read_json(&dir.join(IMAGES_FILE))?;
+        let path = dir.join(FEATURES_FILE);
+        let features = load_features(&path)?;
+        let (n, d) = features.dims2()?;
+        let index_names: Vec<&str> = index.images.iter().map(|i| i.file.as_str()).collect();
+        let names_ref: Vec<&str> = names.iter().map(String::as_str).collect();
+        if n != names.len() || d != index.dim || index_names != names_ref {
+            return Err(Error::format(
+                dir,
+                format!(
+                    "feature cache is inconsistent ({n} rows of {d}, {} names, {} indexed): delete it and rerun",
+                    names.len(),
+                    index.images.len()
+                ),
+            ));
+        }
+        let rows = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i))
+            .collect();
+        Ok(FeatureCache {
+            key: index.key,
+            names,
+            features,
+            rows,
+        })
+    }
+
+    /// The row of `file`, if the cache has it.
+    pub fn row(&self, file: &str) -> Option<usize> {
+        self.rows.get(file).copied()
+    }
+
+    /// Feature dimension D.
+    pub fn dim(&self) -> usize {
+        self.features.dims()[1]
+    }
+}
+
+fn load_features(path: &Path) -> Result<Tensor> {
+    let tensors = candle_core::safetensors::load(path, &Device::Cpu)
+        .map_err(|e| Error::format(path, format!("not a readable feature file: {e}")))?;
+    let t = tensors
+        .get("features")
+        .ok_or_else(|| Error::format(path, "no tensor named `features`"))?;
+    if t.rank() != 2 {
+        return Err(Error::format(
+            path,
+            format!("`features` has shape {:?}, expected [N, D]", t.dims()),
+        ));
+    }
+    Ok(t.to_dtype(DType::F32)?)
+}
+
+fn save_features(path: &Path, rows: &[f32], n: usize, dim: usize, half: bool) -> Result<()> {
+    let t = Tensor::from_slice(rows, (n, dim), &Device::Cpu)?;
+    let t = if half { t.to_dtype(DType::F16)? } else { t };
+    fsutil::write_atomic_with(path, |tmp| {
+        candle_core::safetensors::save(&HashMap::from([("features".to_string(), t)]), tmp)
+            .map_err(Error::from)
+    })
+}
+
+/// sha256 of an image's bytes, hex.
+fn image_sha256(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    Ok(hex::encode(Sha256::digest(&bytes)))
+}
+
+/// Rows already computed under `key`, from the final cache and from shards of an interrupted run.
+fn known_rows(dir: &Path, key: &CacheKey) -> HashMap<ImageIdentity, Vec<f32>> {
+    let mut known = HashMap::new();
+    let mut absorb = |index_path: PathBuf, features_path: PathBuf| {
+        let Ok(index) = fsutil::read_json::<CacheIndex>(&index_path) else {
+            return;
+        };
+        if &index.key != key {
+            return;
+        }
+        let Ok(t) = load_features(&features_path) else {
+            return;
+        };
+        let Ok(rows) = t.to_vec2::<f32>() else {
+            return;
+        };
+        if rows.len() != index.images.len() {
+            return;
+        }
+        for (id, row) in index.images.into_iter().zip(rows) {
+            known.insert(id, row);
+        }
+    };
+    absorb(dir.join(INDEX_FILE), dir.join(FEATURES_FILE));
+    if let Ok(entries) = std::fs::read_dir(dir.join(PARTIAL_DIR)) {
+        let mut shards: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        shards.sort();
+        for index_path in shards {
+            let features_path = index_path.with_extension("safetensors");
+            absorb(index_path, features_path);
+        }
+    }
+    known
+}
+
+/// Computes the feature of every image of `corpus` into `cache_dir`, reusing every row already there for the
+/// same backbone, architecture, preprocessing and image bytes. Unreadable images are listed and skipped.
+pub fn extract(
+    corpus: &CaptionCorpus,
+    backbone: &Path,
+    cache_dir: &Path,
+    opts: &ExtractOptions,
+    device: &Device,
+) -> Result<ExtractSummary> {
+    std::fs::create_dir_all(cache_dir).map_err(|e| Error::io(cache_dir, e))?;
+    let key = CacheKey {
+        backbone_sha256: sha256_file(backbone)?,
+        arch: opts.arch.to_string(),
+        preprocess_version: PREPROCESS_VERSION.to_string(),
+        half: opts.half,
+    };
+    let mut summary = ExtractSummary {
+        images: corpus.images.len(),
+        ..Default::default()
+    };
+
+    // Identify every image by content; unreadable files are reported and left out.
+    let identities: Vec<(usize, Result<ImageIdentity>)> = corpus
+        .images
+        .par_iter()
+        .enumerate()
+        .map(|(i, rec)| {
+            let id = image_sha256(&rec.path).map(|sha256| ImageIdentity {
+                file: rec.file.clone(),
+                sha256,
+            });
+            (i, id)
+        })
+        .collect();
+
+    let mut known = known_rows(cache_dir, &key);
+    let mut todo: Vec<(usize, ImageIdentity)> = Vec::new();
+    let mut present: Vec<(usize, ImageIdentity)> = Vec::new();
+    for (i, id) in identities {
+        match id {
+            Ok(id) if known.contains_key(&id) => present.push((i, id)),
+            Ok(id) => todo.push((i, id)),
+            Err(e) => summary
+                .failed
+                .push((corpus.images[i].file.clone(), e.to_string())),
+        }
+    }
+    summary.reused = present.len();
+
+    if !todo.is_empty() {
+        let trunk = ResNetTrunk::load(backbone, opts.arch, device)?;
+        let computed = compute_missing(
+            corpus,
+            &trunk,
+            &key,
+            cache_dir,
+            &todo,
+            opts,
+            device,
+            &mut summary,
+        )?;
+        for (id, row) in computed {
+            known.insert(id, row);
+        }
+        present.extend(todo.into_iter().filter(|(_, id)| known.contains_key(id)));
+        present.sort_by_key(|(i, _)| *i);
+    }
+
+    // Assemble the final cache in corpus order.
+    let dim = known.values().next().map(Vec::len).unwrap_or(0);
+    let mut rows = Vec::with_capacity(present.len() * dim);
+    for (_, id) in &present {
+        rows.extend_from_slice(&known[id]);
+    }
+    let images: Vec<ImageIdentity> = present.into_iter().map(|(_, id)| id).collect();
+    let names: Vec<&str> = images.iter().map(|i| i.file.as_str()).collect();
+    save_features(
+        &cache_dir.join(FEATURES_FILE),
+        &rows,
+        images.len(),
+        dim,
+        opts.half,
+    )?;
+    fsutil::write_json_atomic(&cache_dir.join(IMAGES_FILE), &names)?;
+    fsutil::write_json_atomic(
+        &cache_dir.join(INDEX_FILE),
+        &CacheIndex { key, dim, images },
+    )?;
+    let _ = std::fs::remove_dir_all(cache_dir.join(PARTIAL_DIR));
+    Ok(summary)
+}
+
+/// Runs the trunk over `todo`, decoding the next batch on other threads while the network runs,
+/// and writes a shard every [`SHARD_IMAGES`] images.
+#[allow(clippy::too_many_arguments)]
+fn compute_missing(
+    corpus: &CaptionCorpus,
+    trunk: &ResNetTrunk,
+    key: &CacheKey,
+    cache_dir: &Path,
+    todo: &[(usize, ImageIdentity)],
+    opts: &ExtractOptions,
+    device: &Device,
+    summary: &mut ExtractSummary,
+) -> Result<Vec<(ImageIdentity, Vec<f32>)>> {
+    let partial = cache_dir.join(PARTIAL_DIR);
+    std::fs::create_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
+    let bar = progress_bar(todo.len() as u64, opts.progress);
+    let batch_size = opts.batch_size.max(1);
+    let dim = trunk.feature_dim();
+    let side = IMAGE_SIZE;
+
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(ImageIdentity, Result<Vec<f32>>)>>(2);
+    let batches: Vec<Vec<(ImageIdentity, PathBuf)>> = todo
+        .chunks(batch_size)
+        .map(|c| {
+            c.iter()
+                .map(|(i, id)| (id.clone(), corpus.images[*i].path.clone()))
+                .collect()
+        })
+        .collect();
+
+    let mut out = Vec::with_capacity(todo.len());
+    let mut shard: Vec<(ImageIdentity, Vec<f32>)> = Vec::new();
+    let mut shard_no = std::fs::read_dir(&partial).map(|d| d.count()).unwrap_or(0);
+    std::thread::scope(|s| -> Result<()> {
+        s.spawn(move || {
+            for batch in batches {
+                let paths: Vec<PathBuf> = batch.iter().map(|(_, p)| p.clone()).collect();
+                let pixels = preprocess_batch(&paths);
+                let items = batch.into_iter().map(|(id, _)| id).zip(pixels).collect();
+                if tx.send(items).is_err() {
+                    return;
+                }
+            }
+        });
+        for items in rx {
+            let handled = items.len() as u64;
+            let mut ids = Vec::new();
+            let mut data = Vec::new();
+            for (id, px) in items {
+                match px {
+                    Ok(px) => {
+                        ids.push(id);
+                        data.extend_from_slice(&px);
+                    }
+                    Err(e) => summary.failed.push((id.file.clone(), e.to_string())),
+                }
+            }
+            if !ids.is_empty() {
+                let x = Tensor::from_vec(data, (ids.len(), 3, side, side), device)?;
+                let feats = trunk
+                    .forward(&x)?
+                    .to_device(&Device::Cpu)?
+                    .to_dtype(DType::F32)?;
+                let feats = feats.to_vec2::<f32>()?;
+                for (id, row) in ids.into_iter().zip(feats) {
+                    let row = if opts.half { round_half(row) } else { row };
+                    shard.push((id, row));
+                }
+            }
+            bar.inc(handled);
+            if shard.len() >= SHARD_IMAGES {
+                write_shard(&partial, shard_no, key, dim, &shard)?;
+                shard_no += 1;
+                out.append(&mut shard);
+            }
+        }
+        Ok(())
+    })?;
+    if !shard.is_empty() {
+        write_shard(&partial, shard_no, key, dim, &shard)?;
+        out.append(&mut shard);
+    }
+    bar.finish_and_clear();
+    summary.computed = out.len();
+    Ok(out)
+}
+
+fn round_half(row: Vec<f32>) -> Vec<f32> {
+    row.into_iter()
+        .map(|v| half::f16::from_f32(v).to_f32())
+        .collect()
+}
+
+fn write_shard(
+    partial: &Path,
+    no: usize,
+    key: &CacheKey,
+    dim: usize,
+    rows: &[(ImageIdentity, Vec<f32>)],
+) -> Result<()> {
+    let base = partial.join(format!("shard-{no:06}"));
+    let flat: Vec<f32> = rows.iter().flat_map(|(_, r)| r.iter().copied()).collect();
+    save_features(
+        &base.with_extension("safetensors"),
+        &flat,
+        rows.len(),
+        dim,
+        false,
+    )?;
+    let index = CacheIndex {
+        key: key.clone(),
+        dim,
+        images: rows.iter().map(|(id, _)| id.clone()).collect(),
+    };
+    // The index is written last: a shard without its index is ignored on resume.
+    fsutil::write_json_atomic(&base.with_extension("json"), &index)
+}
+
+fn progress_bar(len: u64, visible: bool) -> indicatif::ProgressBar {
+    if !visible {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "features {bar:40} {pos}/{len} images  {per_sec}  ETA {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}

@@ -6,12 +6,14 @@
 
 pub mod data;
 pub mod decode;
+pub mod device;
 pub mod error;
 pub mod features;
 pub mod fetch;
 pub mod fsutil;
 pub mod metrics;
 pub mod model;
+pub mod run;
 pub mod text;
 pub mod train;
 pub mod vision;

@@ -116,7 +116,7 @@ impl DataArgs {
     }
 }
 
-fn parse_layout(s: &str) -> Result<Layout, String> {
+pub fn parse_layout(s: &str) -> Result<Layout, String> {
     s.parse()
 }
 

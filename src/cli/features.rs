@@ -1,9 +1,73 @@
-//! `captioner features`.
+//! `captioner features`: the ResNet feature of every image of a corpus, computed once into a cache
+//! (resumable: rerun after a kill and it continues).
+
+use super::data_args::parse_layout;
+use anyhow::Context;
+use captioner::data::{CaptionCorpus, Layout, LoadOptions};
+use captioner::features::{extract, ExtractOptions, FeatureCache};
+use captioner::model::resnet::Arch;
+use std::path::PathBuf;
 
 /// Flags of `captioner features`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Corpus directory (any layout `inspect` reads).
+    #[arg(long, value_name = "DIR")]
+    pub data: PathBuf,
+    /// Layout to read instead of detecting it.
+    #[arg(long, value_name = "kaggle|token|karpathy", value_parser = parse_layout)]
+    pub format: Option<Layout>,
+    /// torchvision ResNet weights (`.pth` or `.safetensors`).
+    #[arg(long, value_name = "FILE")]
+    pub backbone: PathBuf,
+    /// Cache directory (features.safetensors + images.json + cache.json).
+    #[arg(long, value_name = "DIR")]
+    pub cache: PathBuf,
+    /// ResNet architecture of the backbone.
+    #[arg(long, default_value = "resnet50")]
+    pub arch: Arch,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Store the features as f16 (half the disk and memory).
+    #[arg(long)]
+    pub half: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<i32> {
-    anyhow::bail!("`captioner features` is not implemented yet")
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    let corpus = CaptionCorpus::load(
+        &args.data,
+        &LoadOptions {
+            format: args.format,
+            strict: false,
+        },
+    )
+    .with_context(|| format!("cannot load the corpus in {}", args.data.display()))?;
+    let opts = ExtractOptions {
+        arch: args.arch,
+        batch_size: args.batch_size,
+        half: args.half,
+        progress: !args.no_progress,
+    };
+    let device = captioner::device::default_device();
+    let start = std::time::Instant::now();
+    let summary = extract(&corpus, &args.backbone, &args.cache, &opts, &device)?;
+    for (file, error) in &summary.failed {
+        eprintln!("unreadable image skipped: {file}: {error}");
+    }
+    let cache = FeatureCache::open(&args.cache)?;
+    println!(
+        "features: {} images ({} reused, {} computed, {} unreadable), {}-d, in {:.1} s -> {}",
+        summary.images,
+        summary.reused,
+        summary.computed,
+        summary.failed.len(),
+        cache.dim(),
+        start.elapsed().as_secs_f64(),
+        args.cache.display()
+    );
+    Ok(0)
 }

@@ -1,9 +1,235 @@
-//! `captioner train`.
+//! `captioner train`: corpus → split → vocabulary → feature cache → head + LSTM decoder, into a run
+//! directory (config.json, vocab.json, split.json, best.safetensors, last/, metrics.jsonl, loss.png).
+
+use super::data_args::DataArgs;
+use anyhow::Context;
+use captioner::data::{DatasetSplit, SplitRatios};
+use captioner::features::{extract, ExtractOptions, FeatureCache};
+use captioner::model::resnet::Arch;
+use captioner::run::{RunConfig, RUN_FORMAT, SPLIT_FILE, VOCAB_FILE};
+use captioner::text::{VocabSource, Vocabulary};
+use captioner::train::dataset::build_train_data;
+use captioner::train::{interrupt, train, TrainConfig, TrainOptions};
+use captioner::vision::PREPROCESS_VERSION;
+use std::path::PathBuf;
+
+/// Recipes with their own defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Preset {
+    /// The PyTorch tutorial's recipe: min-freq 1, vocabulary from all captions, 80/20 split,
+    /// 50 epochs, no early stopping.
+    Tutorial,
+}
 
 /// Flags of `captioner train`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// torchvision ResNet weights (`.pth` or `.safetensors`); taken from config.json on --resume.
+    #[arg(long, value_name = "FILE")]
+    pub backbone: Option<PathBuf>,
+    /// Run directory.
+    #[arg(long, value_name = "DIR")]
+    pub run: PathBuf,
+    /// ResNet architecture of the backbone.
+    #[arg(long, default_value = "resnet50")]
+    pub arch: Arch,
+    /// Feature cache directory (default: RUN/features). Share one between runs on the same data.
+    #[arg(long, value_name = "DIR")]
+    pub cache: Option<PathBuf>,
+    /// Maximum number of epochs (default 30; the tutorial preset: 50).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Captions per batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Stop after this many epochs without a better validation loss; 0 never stops early
+    /// (default 5; the tutorial preset: 0).
+    #[arg(long)]
+    pub patience: Option<usize>,
+    /// A recipe: `tutorial` reproduces the PyTorch tutorial (min-freq 1, vocabulary from all
+    /// captions, 80/20 split, 50 epochs, no early stop).
+    #[arg(long, value_enum)]
+    pub preset: Option<Preset>,
+    /// Continue from RUN/last/ (same vocabulary, split and configuration).
+    #[arg(long)]
+    pub resume: bool,
+    /// Images per ResNet forward pass while extracting features.
+    #[arg(long, default_value_t = 16)]
+    pub feature_batch_size: usize,
+    /// No progress bars.
+    #[arg(long)]
+    pub no_progress: bool,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<i32> {
-    anyhow::bail!("`captioner train` is not implemented yet")
+/// Default number of epochs: early stopping usually ends the run well before.
+const DEFAULT_EPOCHS: usize = 30;
+
+pub fn run(mut args: Args) -> anyhow::Result<i32> {
+    if args.preset == Some(Preset::Tutorial) {
+        args.data.min_freq = 1;
+        args.data.vocab_from = VocabSource::All;
+        args.data.split_ratios = SplitRatios::new(0.8, 0.2, 0.0)?;
+    }
+    let run_dir = args.run.clone();
+    let saved = if args.resume {
+        Some(
+            RunConfig::load(&run_dir)
+                .context("--resume needs a run directory from an earlier train")?,
+        )
+    } else {
+        None
+    };
+
+    let corpus = args.data.load_corpus()?;
+    let (split, vocab) = match &saved {
+        Some(_) => (
+            DatasetSplit::load_for(&run_dir.join(SPLIT_FILE), &corpus)?,
+            Vocabulary::load(&run_dir.join(VOCAB_FILE))?,
+        ),
+        None => {
+            let split = args.data.split(&corpus)?;
+            let vocab = args.data.vocabulary(&corpus, &split);
+            (split, vocab)
+        }
+    };
+    let arch = match &saved {
+        Some(s) => s.arch.parse::<Arch>()?,
+        None => args.arch,
+    };
+    let backbone = match (&args.backbone, &saved) {
+        (Some(b), _) => b.clone(),
+        (None, Some(s)) => s.backbone.clone(),
+        (None, None) => anyhow::bail!("--backbone FILE is required (torchvision ResNet weights)"),
+    };
+    let cache_dir = match (&args.cache, &saved) {
+        (Some(c), _) => c.clone(),
+        (None, Some(s)) => s.feature_cache.clone(),
+        (None, None) => run_dir.join("features"),
+    };
+
+    eprintln!(
+        "corpus: {} images, {} captions; split {}/{}/{}; vocabulary {} words",
+        corpus.len(),
+        corpus.num_captions(),
+        split.train.len(),
+        split.val.len(),
+        split.test.len(),
+        vocab.len()
+    );
+
+    let device = captioner::device::default_device();
+    let extract_opts = ExtractOptions {
+        arch,
+        batch_size: args.feature_batch_size,
+        half: false,
+        progress: !args.no_progress,
+    };
+    let summary = extract(&corpus, &backbone, &cache_dir, &extract_opts, &device)?;
+    for (file, error) in &summary.failed {
+        eprintln!("unreadable image skipped: {file}: {error}");
+    }
+    eprintln!(
+        "features: {} reused, {} computed, {} unreadable",
+        summary.reused,
+        summary.computed,
+        summary.failed.len()
+    );
+    let cache = FeatureCache::open(&cache_dir)?;
+    if let Some(s) = &saved {
+        if s.backbone_sha256 != cache.key.backbone_sha256 {
+            anyhow::bail!(
+                "{} is not the backbone this run was trained with (sha256 differs from config.json)",
+                backbone.display()
+            );
+        }
+    }
+    let prepared = build_train_data(&corpus, &split.train, &split.val, &vocab, &cache)?;
+    if !prepared.missing_features.is_empty() {
+        eprintln!(
+            "{} images of the train/val split have no feature and are left out",
+            prepared.missing_features.len()
+        );
+    }
+
+    let mut cfg = match &saved {
+        Some(s) => s.train.clone(),
+        None => {
+            let mut c = TrainConfig::new(cache.dim(), vocab.len());
+            c.batch_size = args.batch_size;
+            c.lr = args.lr;
+            c.seed = args.data.seed;
+            c.epochs = DEFAULT_EPOCHS;
+            if args.preset == Some(Preset::Tutorial) {
+                c.epochs = 50;
+                c.patience = 0;
+            }
+            c
+        }
+    };
+    if let Some(e) = args.epochs {
+        cfg.epochs = e;
+    }
+    if let Some(p) = args.patience {
+        cfg.patience = p;
+    }
+
+    std::fs::create_dir_all(&run_dir)
+        .with_context(|| format!("cannot create {}", run_dir.display()))?;
+    let run_config = RunConfig {
+        format: RUN_FORMAT.into(),
+        data: args.data.data.clone(),
+        layout: corpus.report.layout.to_string(),
+        arch: arch.to_string(),
+        backbone: std::fs::canonicalize(&backbone).unwrap_or(backbone.clone()),
+        backbone_sha256: cache.key.backbone_sha256.clone(),
+        preprocess_version: PREPROCESS_VERSION.into(),
+        feature_cache: std::fs::canonicalize(&cache_dir).unwrap_or(cache_dir.clone()),
+        min_freq: vocab.min_freq(),
+        vocab_from: saved
+            .as_ref()
+            .map(|s| s.vocab_from.clone())
+            .unwrap_or_else(|| args.data.vocab_from.name().into()),
+        split_source: saved
+            .as_ref()
+            .map(|s| s.split_source.clone())
+            .unwrap_or_else(|| args.data.split_source(&corpus).into()),
+        preset: args.preset.map(|_| "tutorial".into()),
+        train: cfg.clone(),
+    };
+    if saved.is_none() {
+        vocab.save(&run_dir.join(VOCAB_FILE))?;
+        split.save(&run_dir.join(SPLIT_FILE))?;
+    }
+    run_config.save(&run_dir)?;
+
+    interrupt::install_handler()?;
+    let opts = TrainOptions {
+        resume: args.resume,
+        progress: !args.no_progress,
+        summary: true,
+        stop: interrupt::global(),
+    };
+    let start = std::time::Instant::now();
+    let outcome = train(&run_dir, &cfg, &prepared.data, &opts)?;
+    let best = outcome
+        .best_val_loss
+        .map(|l| format!("{l:.4} at epoch {}", outcome.best_epoch.unwrap_or(0)))
+        .unwrap_or_else(|| "none".into());
+    println!(
+        "trained {} epochs in {:.1} s{}; best val loss {best}; model: {}",
+        outcome.epochs_done,
+        start.elapsed().as_secs_f64(),
+        if outcome.stopped_early {
+            " (stopped early)"
+        } else {
+            ""
+        },
+        run_dir.join(captioner::train::trainer::BEST_FILE).display()
+    );
+    Ok(0)
 }

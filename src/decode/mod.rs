@@ -1,1 +1,26 @@
-//! Decoding captions from a trained model: greedy and beam search.
+//! Decoding captions from a trained model: greedy and beam search, batched across images.
+//! Both are written against [`StepModel`], so the search logic is tested on small hand-made models and
+//! used unchanged on the real head + LSTM decoder.
+
+pub mod beam;
+pub mod greedy;
+pub mod step_model;
+
+pub use beam::{beam_search, BeamOptions};
+pub use greedy::greedy;
+pub use step_model::StepModel;
+
+/// Captions are cut after this many words, as in the reference (`max_length = 25`).
+pub const MAX_WORDS: usize = 25;
+
+/// One decoded caption: word ids (no specials) and the sum of their log-probabilities
+/// (end-of-sequence included when the caption ended by itself).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    pub tokens: Vec<u32>,
+    pub log_prob: f32,
+    /// False when the caption was cut at the word limit instead of ending with endofseq.
+    pub ended: bool,
+}
+#[cfg(test)]
+mod tests;

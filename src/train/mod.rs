@@ -3,6 +3,7 @@
 pub mod adam;
 pub mod batches;
 pub mod checkpoint;
+pub mod dataset;
 pub mod interrupt;
 pub mod loss;
 pub mod metrics_log;
