@@ -11,6 +11,7 @@ pub mod features;
 pub mod fsutil;
 pub mod metrics;
 pub mod model;
+pub mod serve;
 pub mod text;
 pub mod train;
 pub mod vision;

@@ -9,6 +9,7 @@ mod eval;
 mod export;
 mod features;
 mod inspect;
+mod serve;
 mod synth;
 mod train;
 
@@ -40,6 +41,8 @@ pub enum Command {
     Eval(eval::Args),
     /// Benchmarks, side by side with PyTorch when it is installed.
     Bench(bench::Args),
+    /// Serve the captioning page and JSON API over HTTP.
+    Serve(serve::Args),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -53,5 +56,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Caption(a) => caption::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Serve(a) => serve::run(a),
     }
 }
