@@ -156,7 +156,14 @@ fn info_health_and_page() {
     assert!(html.contains("id=\"file\"") && html.contains("/api/caption"));
     // Every asset is inline: nothing is loaded from another origin, or even from this one.
     let compact = html.replace('\'', "\"");
-    for external in ["src=\"http", "href=\"http", "src=\"/", "href=\"/", "url(", "@import"] {
+    for external in [
+        "src=\"http",
+        "href=\"http",
+        "src=\"/",
+        "href=\"/",
+        "url(",
+        "@import",
+    ] {
         assert!(!compact.contains(external), "page loads {external}...");
     }
 

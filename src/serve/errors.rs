@@ -68,7 +68,7 @@ pub fn json_response(status: StatusCode, value: &serde_json::Value) -> Response 
 /// `20 MiB`, `512 KiB`, `100 bytes`.
 pub fn human_bytes(n: usize) -> String {
     const MIB: usize = 1 << 20;
-    if n >= MIB && n % MIB == 0 {
+    if n >= MIB && n.is_multiple_of(MIB) {
         format!("{} MiB", n / MIB)
     } else if n >= 1024 {
         format!("{:.1} KiB", n as f64 / 1024.0)

@@ -164,7 +164,8 @@ mod tests {
         // Patch the IHDR to claim 20000x20000 pixels, with a matching CRC.
         png[16..20].copy_from_slice(&20_000u32.to_be_bytes());
         png[20..24].copy_from_slice(&20_000u32.to_be_bytes());
-        png[29..33].copy_from_slice(&crc32(&png[12..29]).to_be_bytes());
+        let crc = crc32(&png[12..29]);
+        png[29..33].copy_from_slice(&crc.to_be_bytes());
         assert!(matches!(
             probe_bytes(&png, "upload"),
             Err(Error::PixelLimit { width: 20_000, .. })
