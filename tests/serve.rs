@@ -95,6 +95,29 @@ fn post_form(
     post_raw(agent, server, "", Some(&ct), &form)
 }
 
+/// Polls /healthz until the pool reports `running` captions running and `waiting` waiting.
+fn wait_for_load(server: &ServerHandle, running: u64, waiting: u64) {
+    let url = format!("http://{}/healthz", server.addr());
+    let t0 = Instant::now();
+    loop {
+        let health: Value = agent()
+            .get(&url)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap();
+        if health["running"] == running && health["waiting"] == waiting {
+            return;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(20),
+            "load stays {health}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn error_of(body: &Value) -> &str {
     body["error"]
         .as_str()
@@ -263,16 +286,16 @@ fn a_full_queue_gets_503_and_the_admitted_requests_finish() {
         queue: 1,
         ..config()
     };
-    let server = Arc::new(start(800, cfg));
+    let server = Arc::new(start(1000, cfg));
     let image = png(4, 4, [250, 250, 250]);
-    // One request runs, one waits; they are sent first and given time to arrive.
+    // One request runs, one waits: the server says so before the third is sent.
     let admitted: Vec<_> = (0..2)
-        .map(|_| {
-            let (server, image) = (Arc::clone(&server), image.clone());
+        .map(|i| {
+            let (shared, image) = (Arc::clone(&server), image.clone());
             let t = std::thread::spawn(move || {
-                post_raw(&agent(), &server, "", Some("image/png"), &image)
+                post_raw(&agent(), &shared, "", Some("image/png"), &image)
             });
-            std::thread::sleep(Duration::from_millis(250));
+            wait_for_load(&server, 1, i);
             t
         })
         .collect();
@@ -307,7 +330,7 @@ fn a_slow_caption_gets_504() {
 
 #[test]
 fn shutdown_lets_the_request_in_flight_finish_then_refuses_connections() {
-    let server = start(1000, config());
+    let server = start(1500, config());
     let addr = server.addr();
     let image = png(6, 6, [40, 170, 60]);
     let in_flight = std::thread::spawn(move || {
@@ -320,12 +343,12 @@ fn shutdown_lets_the_request_in_flight_finish_then_refuses_connections() {
         let status = res.status().as_u16();
         (status, res.body_mut().read_json::<Value>().unwrap())
     });
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for_load(&server, 1, 0);
     let asked = Instant::now();
     server.shutdown().expect("clean shutdown");
-    // The caption needed about 700 ms more: shutdown waited for it rather than cutting it off.
+    // The caption was still being computed: shutdown waited for it rather than cutting it off.
     assert!(
-        asked.elapsed() >= Duration::from_millis(500),
+        asked.elapsed() >= Duration::from_millis(200),
         "{:?}",
         asked.elapsed()
     );

@@ -171,9 +171,11 @@ pub async fn info(State(app): State<AppState>) -> Response {
     json_response(StatusCode::OK, &body)
 }
 
-/// `GET /healthz`.
-pub async fn healthz() -> Response {
-    json_response(StatusCode::OK, &json!({ "status": "ok" }))
+/// `GET /healthz`, with the pool's load: captions running and waiting.
+pub async fn healthz(State(app): State<AppState>) -> Response {
+    let (running, waiting) = app.pool.load();
+    let body = json!({ "status": "ok", "running": running, "waiting": waiting });
+    json_response(StatusCode::OK, &body)
 }
 
 #[cfg(test)]

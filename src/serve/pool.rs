@@ -4,6 +4,7 @@
 use super::engine::CaptionEngine;
 use crate::{Error, Result};
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use tokio::sync::oneshot;
@@ -31,6 +32,14 @@ pub enum Rejected {
 /// their current job and exit.
 pub struct Pool {
     jobs: SyncSender<Job>,
+    load: Arc<Load>,
+}
+
+/// Jobs accepted and not yet answered, and how many of them a worker holds.
+#[derive(Default)]
+struct Load {
+    admitted: AtomicUsize,
+    running: AtomicUsize,
 }
 
 impl Pool {
@@ -38,14 +47,22 @@ impl Pool {
     pub fn new(engine: Arc<dyn CaptionEngine>, workers: usize, queue: usize) -> Result<Self> {
         let (jobs, rx) = sync_channel::<Job>(queue);
         let rx = Arc::new(Mutex::new(rx));
+        let load = Arc::new(Load::default());
         for i in 0..workers.max(1) {
-            let (rx, engine) = (Arc::clone(&rx), Arc::clone(&engine));
+            let (rx, engine, load) = (Arc::clone(&rx), Arc::clone(&engine), Arc::clone(&load));
             std::thread::Builder::new()
                 .name(format!("caption-worker-{i}"))
-                .spawn(move || work(&rx, engine.as_ref()))
+                .spawn(move || work(&rx, engine.as_ref(), &load))
                 .map_err(|e| Error::Invalid(format!("cannot start a worker thread: {e}")))?;
         }
-        Ok(Self { jobs })
+        Ok(Self { jobs, load })
+    }
+
+    /// (running, waiting): captions being computed, and accepted ones waiting for a worker.
+    pub fn load(&self) -> (usize, usize) {
+        let running = self.load.running.load(Ordering::SeqCst);
+        let admitted = self.load.admitted.load(Ordering::SeqCst);
+        (running, admitted.saturating_sub(running))
     }
 
     /// Queues a job; the answer comes back on the returned channel.
@@ -55,16 +72,20 @@ impl Pool {
         beam: usize,
     ) -> std::result::Result<oneshot::Receiver<Answer>, Rejected> {
         let (reply, answer) = oneshot::channel();
-        match self.jobs.try_send(Job { bytes, beam, reply }) {
-            Ok(()) => Ok(answer),
-            Err(TrySendError::Full(_)) => Err(Rejected::QueueFull),
-            Err(TrySendError::Disconnected(_)) => Err(Rejected::Closed),
-        }
+        // Counted before sending, so a fast worker never finishes a job that is not counted yet.
+        self.load.admitted.fetch_add(1, Ordering::SeqCst);
+        let refused = match self.jobs.try_send(Job { bytes, beam, reply }) {
+            Ok(()) => return Ok(answer),
+            Err(TrySendError::Full(_)) => Rejected::QueueFull,
+            Err(TrySendError::Disconnected(_)) => Rejected::Closed,
+        };
+        self.load.admitted.fetch_sub(1, Ordering::SeqCst);
+        Err(refused)
     }
 }
 
 /// A worker's loop: take a job, run it unless its requester gave up, reply.
-fn work(rx: &Mutex<Receiver<Job>>, engine: &dyn CaptionEngine) {
+fn work(rx: &Mutex<Receiver<Job>>, engine: &dyn CaptionEngine, load: &Load) {
     loop {
         // The lock is held only while waiting for the next job, never while captioning.
         let job = match rx.lock() {
@@ -72,14 +93,17 @@ fn work(rx: &Mutex<Receiver<Job>>, engine: &dyn CaptionEngine) {
             Err(_) => return,
         };
         let Ok(job) = job else { return };
-        if job.reply.is_closed() {
-            continue; // timed out while queued: nobody is waiting for this caption
+        // A job whose requester timed out while it was queued is skipped: nobody waits for it.
+        if !job.reply.is_closed() {
+            load.running.fetch_add(1, Ordering::SeqCst);
+            // A panicking engine must cost one request, not a worker.
+            let answer = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                engine.caption_bytes(&job.bytes, job.beam)
+            }))
+            .ok();
+            load.running.fetch_sub(1, Ordering::SeqCst);
+            let _ = job.reply.send(answer);
         }
-        // A panicking engine must cost one request, not a worker.
-        let answer = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            engine.caption_bytes(&job.bytes, job.beam)
-        }))
-        .ok();
-        let _ = job.reply.send(answer);
+        load.admitted.fetch_sub(1, Ordering::SeqCst);
     }
 }
