@@ -14,6 +14,7 @@ pub mod fsutil;
 pub mod metrics;
 pub mod model;
 pub mod run;
+pub mod serve;
 pub mod text;
 pub mod train;
 pub mod vision;

@@ -10,6 +10,7 @@ mod export;
 mod features;
 mod fetch;
 mod inspect;
+mod serve;
 mod synth;
 mod train;
 
@@ -43,6 +44,8 @@ pub enum Command {
     Bench(bench::Args),
     /// Download pretrained weights and datasets (resumable, checksum-verified).
     Fetch(fetch::Args),
+    /// Serve the captioning page and JSON API over HTTP.
+    Serve(serve::Args),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -57,5 +60,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Eval(a) => eval::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Fetch(a) => fetch::run(a),
+        Command::Serve(a) => serve::run(a),
     }
 }

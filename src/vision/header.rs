@@ -44,6 +44,29 @@ pub fn probe(path: &Path) -> Result<ImageHeader> {
     Ok(ImageHeader { width, height })
 }
 
+/// Reads the header of an in-memory image (an upload) and checks it against [`MAX_IMAGE_PIXELS`];
+/// `name` stands in for the path in errors.
+pub fn probe_bytes(bytes: &[u8], name: &str) -> Result<ImageHeader> {
+    let path = Path::new(name);
+    if bytes.is_empty() {
+        return Err(Error::Image {
+            path: path.into(),
+            msg: "empty file (0 bytes)".into(),
+        });
+    }
+    let format = image::guess_format(bytes).map_err(|_| Error::Image {
+        path: path.into(),
+        msg: "not an image (unknown format)".into(),
+    })?;
+    let reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+    let (width, height) = reader.into_dimensions().map_err(|e| Error::Image {
+        path: path.into(),
+        msg: format!("unreadable image header: {e}"),
+    })?;
+    check_pixel_limit(path, width, height)?;
+    Ok(ImageHeader { width, height })
+}
+
 /// Refuses images over [`MAX_IMAGE_PIXELS`].
 pub fn check_pixel_limit(path: &Path, width: u32, height: u32) -> Result<()> {
     let pixels = u64::from(width) * u64::from(height);
@@ -114,6 +137,39 @@ mod tests {
                 height: 2
             }
         );
+    }
+
+    #[test]
+    fn probe_bytes_reads_uploads_and_refuses_bombs() {
+        let mut png = Vec::new();
+        image::RgbImage::new(5, 4)
+            .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        assert_eq!(
+            probe_bytes(&png, "upload").unwrap(),
+            ImageHeader {
+                width: 5,
+                height: 4
+            }
+        );
+        let err = probe_bytes(b"hello", "upload").unwrap_err().to_string();
+        assert!(
+            err.contains("upload") && err.contains("not an image"),
+            "{err}"
+        );
+        assert!(probe_bytes(b"", "upload")
+            .unwrap_err()
+            .to_string()
+            .contains("0 bytes"));
+        // Patch the IHDR to claim 20000x20000 pixels, with a matching CRC.
+        png[16..20].copy_from_slice(&20_000u32.to_be_bytes());
+        png[20..24].copy_from_slice(&20_000u32.to_be_bytes());
+        let crc = crc32(&png[12..29]);
+        png[29..33].copy_from_slice(&crc.to_be_bytes());
+        assert!(matches!(
+            probe_bytes(&png, "upload"),
+            Err(Error::PixelLimit { width: 20_000, .. })
+        ));
     }
 
     fn crc32(bytes: &[u8]) -> u32 {

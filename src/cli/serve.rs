@@ -1,0 +1,70 @@
+//! `captioner serve`: the captioning page and JSON API.
+
+use captioner::serve::{self, CaptionEngine, FakeEngine, ServeConfig};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Flags of `captioner serve`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Exported model file (.safetensors) to caption with.
+    #[arg(long, required_unless_present = "fake_engine")]
+    model: Option<PathBuf>,
+    /// Address to listen on (port 0 picks a free one).
+    #[arg(long, default_value = "127.0.0.1:7860")]
+    addr: SocketAddr,
+    /// Captions computed at once (inference threads sharing the one model).
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// Largest accepted upload, in MiB.
+    #[arg(long, default_value_t = 20)]
+    max_upload_mb: usize,
+    /// Requests that may wait for a worker; beyond that the server answers 503.
+    #[arg(long, default_value_t = 64)]
+    queue: usize,
+    /// Longest a request may take, queueing included, before it gets 504 (seconds).
+    #[arg(long, default_value_t = 30.0)]
+    timeout_s: f64,
+    /// Serve a stand-in model that names the image's mean colour (for load tests and demos).
+    #[arg(long, hide = true)]
+    fake_engine: bool,
+    /// With --fake-engine: milliseconds each fake caption takes.
+    #[arg(long, hide = true, default_value_t = 0)]
+    fake_delay_ms: u64,
+}
+
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    if !(args.timeout_s.is_finite() && args.timeout_s > 0.0) {
+        anyhow::bail!("--timeout-s must be a positive number of seconds");
+    }
+    let max_upload_bytes = args
+        .max_upload_mb
+        .checked_mul(1 << 20)
+        .ok_or_else(|| anyhow::anyhow!("--max-upload-mb is too large"))?;
+    let cfg = ServeConfig {
+        addr: args.addr,
+        workers: args.workers,
+        queue: args.queue,
+        max_upload_bytes,
+        timeout: Duration::from_secs_f64(args.timeout_s),
+    };
+    let engine: Arc<dyn CaptionEngine> = match (&args.model, args.fake_engine) {
+        (_, true) => Arc::new(FakeEngine::with_delay(Duration::from_millis(
+            args.fake_delay_ms,
+        ))),
+        (Some(model), false) => load_engine(model)?,
+        (None, false) => anyhow::bail!("--model is required"),
+    };
+    serve::run(engine, cfg)?;
+    Ok(0)
+}
+
+/// Loads the exported model once; every worker shares it.
+fn load_engine(model: &Path) -> anyhow::Result<Arc<dyn CaptionEngine>> {
+    anyhow::bail!(
+        "{}: serving a real model is not wired yet (use --fake-engine to try the page)",
+        model.display()
+    )
+}

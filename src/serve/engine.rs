@@ -1,0 +1,152 @@
+//! What the server needs from a model: caption an uploaded image, describe itself. The real
+//! ResNet + LSTM captioner implements [`CaptionEngine`]; [`FakeEngine`] stands in for it in tests
+//! and load runs.
+
+use crate::vision::header::probe_bytes;
+use crate::{Error, Result};
+use std::time::Duration;
+
+/// The largest beam the API accepts; 1 is greedy decoding.
+pub const MAX_BEAM: usize = 10;
+
+/// A loaded captioning model, shared by all the server's workers.
+pub trait CaptionEngine: Send + Sync + 'static {
+    /// Decodes the image bytes (format from content), checks the pixel limit, captions it.
+    fn caption_bytes(&self, bytes: &[u8], beam: usize) -> Result<String>;
+    /// Facts for GET /api/info: backbone, vocabulary size, model file, ...
+    fn info(&self) -> serde_json::Value;
+}
+
+/// Checks a beam size against `1..=MAX_BEAM`.
+pub fn check_beam(beam: usize) -> Result<()> {
+    if (1..=MAX_BEAM).contains(&beam) {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "beam must be between 1 (greedy) and {MAX_BEAM}, got {beam}"
+        )))
+    }
+}
+
+/// A stand-in model: really decodes the upload (after the same header and pixel-limit checks as
+/// the real one), names its mean colour ("a mostly red picture") and sleeps `delay` to play the
+/// part of a slow network, so queueing and timeouts can be exercised.
+#[derive(Debug, Clone, Default)]
+pub struct FakeEngine {
+    delay: Duration,
+}
+
+impl FakeEngine {
+    /// A fake engine that answers as soon as the image is decoded.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The same, sleeping `delay` per caption.
+    pub fn with_delay(delay: Duration) -> Self {
+        Self { delay }
+    }
+}
+
+impl CaptionEngine for FakeEngine {
+    fn caption_bytes(&self, bytes: &[u8], beam: usize) -> Result<String> {
+        check_beam(beam)?;
+        let header = probe_bytes(bytes, "upload")?;
+        let rgb = image::load_from_memory(bytes)
+            .map_err(|e| Error::Image {
+                path: "upload".into(),
+                msg: format!("cannot decode image: {e}"),
+            })?
+            .to_rgb8();
+        let mut sum = [0u64; 3];
+        for p in rgb.pixels() {
+            for (s, &c) in sum.iter_mut().zip(p.0.iter()) {
+                *s += u64::from(c);
+            }
+        }
+        let n = u64::from(header.width) * u64::from(header.height);
+        let mean = sum.map(|s| (s / n.max(1)) as u8);
+        std::thread::sleep(self.delay);
+        Ok(format!("a mostly {} picture", colour_name(mean)))
+    }
+
+    fn info(&self) -> serde_json::Value {
+        serde_json::json!({
+            "backbone": "fake (mean colour)",
+            "vocab_size": PALETTE.len() + 4,
+            "model_file": null,
+            "delay_ms": self.delay.as_millis() as u64,
+        })
+    }
+}
+
+/// Named colours the fake engine can say, as sRGB.
+const PALETTE: [(&str, [u8; 3]); 11] = [
+    ("black", [0, 0, 0]),
+    ("white", [255, 255, 255]),
+    ("gray", [128, 128, 128]),
+    ("red", [220, 30, 30]),
+    ("green", [40, 170, 60]),
+    ("blue", [40, 70, 220]),
+    ("yellow", [240, 220, 40]),
+    ("orange", [245, 140, 30]),
+    ("purple", [130, 50, 170]),
+    ("pink", [245, 150, 190]),
+    ("brown", [120, 75, 35]),
+];
+
+/// The palette colour nearest to `rgb`.
+pub fn colour_name(rgb: [u8; 3]) -> &'static str {
+    let dist = |c: [u8; 3]| -> i32 {
+        (0..3)
+            .map(|i| (i32::from(c[i]) - i32::from(rgb[i])).pow(2))
+            .sum()
+    };
+    PALETTE
+        .iter()
+        .min_by_key(|(_, c)| dist(*c))
+        .map_or("gray", |(name, _)| name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(rgb: [u8; 3]) -> Vec<u8> {
+        let img = image::RgbImage::from_pixel(8, 6, image::Rgb(rgb));
+        let mut out = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn fake_engine_names_the_mean_colour() {
+        let e = FakeEngine::new();
+        assert_eq!(
+            e.caption_bytes(&png([230, 20, 25]), 1).unwrap(),
+            "a mostly red picture"
+        );
+        assert_eq!(
+            e.caption_bytes(&png([30, 60, 200]), 3).unwrap(),
+            "a mostly blue picture"
+        );
+    }
+
+    #[test]
+    fn fake_engine_refuses_bad_input() {
+        let e = FakeEngine::new();
+        assert!(matches!(
+            e.caption_bytes(b"not an image", 1),
+            Err(Error::Image { .. })
+        ));
+        assert!(matches!(
+            e.caption_bytes(&png([0, 0, 0]), 0),
+            Err(Error::Invalid(_))
+        ));
+        assert!(matches!(
+            e.caption_bytes(&png([0, 0, 0]), MAX_BEAM + 1),
+            Err(Error::Invalid(_))
+        ));
+    }
+}

@@ -1,0 +1,188 @@
+//! `captioner serve`: the captioning page and JSON API over HTTP (axum), with inference on a
+//! bounded pool of threads and a graceful shutdown that lets in-flight requests finish.
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use captioner::serve::{self, FakeEngine, ServeConfig};
+//! serve::run(Arc::new(FakeEngine::new()), ServeConfig::default())?;
+//! # Ok::<(), captioner::Error>(())
+//! ```
+
+mod api;
+mod engine;
+mod errors;
+mod pool;
+mod router;
+mod shutdown;
+
+pub use engine::{check_beam, colour_name, CaptionEngine, FakeEngine, MAX_BEAM};
+pub use shutdown::wait_for_signal;
+
+use crate::{Error, Result};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+
+/// How the server listens and how much work it takes on.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Address to listen on; port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// Captions computed at once (inference threads).
+    pub workers: usize,
+    /// Requests allowed to wait for a worker; more are refused with 503.
+    pub queue: usize,
+    /// Largest accepted image, in bytes (413 above).
+    pub max_upload_bytes: usize,
+    /// Longest a request may wait for its caption, queueing included (504 after).
+    pub timeout: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 7860)),
+            workers: 2,
+            queue: 64,
+            max_upload_bytes: 20 << 20,
+            timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Refuses settings the server cannot work with.
+    pub fn validate(&self) -> Result<()> {
+        if self.workers == 0 {
+            return Err(Error::Invalid("--workers must be at least 1".into()));
+        }
+        if self.max_upload_bytes == 0 {
+            return Err(Error::Invalid("--max-upload-mb must be above 0".into()));
+        }
+        if self.timeout.is_zero() {
+            return Err(Error::Invalid("--timeout-s must be above 0".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Serves `engine` until SIGINT or SIGTERM, then finishes the requests in flight and returns.
+pub fn run(engine: Arc<dyn CaptionEngine>, cfg: ServeConfig) -> Result<()> {
+    let server = start(engine, cfg)?;
+    eprintln!("captioner: serving on http://{}", server.addr());
+    wait_for_signal()?;
+    eprintln!("captioner: shutting down, finishing requests in flight");
+    server.shutdown()
+}
+
+/// A server running on its own threads; [`ServerHandle::shutdown`] stops it gracefully.
+pub struct ServerHandle {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<Result<()>>>,
+}
+
+impl ServerHandle {
+    /// The address actually bound (the real port when the configuration asked for port 0).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting connections, waits for the requests in flight, then returns.
+    pub fn shutdown(mut self) -> Result<()> {
+        self.stop_and_join()
+    }
+
+    fn stop_and_join(&mut self) -> Result<()> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.thread.take() {
+            Some(thread) => thread
+                .join()
+                .unwrap_or_else(|_| Err(Error::Invalid("the server thread panicked".into()))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        let _ = self.stop_and_join();
+    }
+}
+
+/// Binds `cfg.addr` and serves `engine` on background threads until the handle is shut down.
+pub fn start(engine: Arc<dyn CaptionEngine>, cfg: ServeConfig) -> Result<ServerHandle> {
+    cfg.validate()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("serve-io")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Invalid(format!("cannot start the async runtime: {e}")))?;
+    let listener = {
+        let _inside = runtime.enter();
+        bind(cfg.addr)?
+    };
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::io(cfg.addr.to_string(), e))?;
+    let pool = Arc::new(pool::Pool::new(
+        Arc::clone(&engine),
+        cfg.workers,
+        cfg.queue,
+    )?);
+    let grace = cfg.timeout + Duration::from_secs(5);
+    let app = router::router(api::AppState { engine, pool, cfg });
+    let (stop, stopped) = oneshot::channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("serve".into())
+        .spawn(move || runtime.block_on(serve(listener, app, stopped, grace)))
+        .map_err(|e| Error::Invalid(format!("cannot start the server thread: {e}")))?;
+    Ok(ServerHandle {
+        addr,
+        stop: Some(stop),
+        thread: Some(thread),
+    })
+}
+
+/// Listens on `addr` with a backlog deep enough for a burst of hundreds of clients (the standard
+/// library's `bind` asks for 128). Socket errors name the address the way file errors name the file.
+fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+    let at = |e| Error::io(addr.to_string(), e);
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(at)?;
+    socket.set_reuseaddr(true).map_err(at)?;
+    socket.bind(addr).map_err(at)?;
+    socket.listen(1024).map_err(at)
+}
+
+/// Runs the server until `stop` fires, then drains for at most `grace`.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    stop: oneshot::Receiver<()>,
+    grace: Duration,
+) -> Result<()> {
+    let stopping = Arc::new(tokio::sync::Notify::new());
+    let notify = Arc::clone(&stopping);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = stop.await;
+        notify.notify_one();
+    });
+    // A client that never finishes its upload must not hold the shutdown forever.
+    let deadline = async move {
+        stopping.notified().await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        r = server => r.map_err(|e| Error::Invalid(format!("server failed: {e}"))),
+        _ = deadline => Ok(()),
+    }
+}
