@@ -68,8 +68,8 @@ impl StepModel for LstmSteps<'_> {
         let idx: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
         let idx = Tensor::from_vec(idx, rows.len(), state.h.device())?;
         Ok(LstmState {
-            h: state.h.index_select(&idx, 0)?,
-            c: state.c.index_select(&idx, 0)?,
+            h: state.h.contiguous()?.index_select(&idx, 0)?,
+            c: state.c.contiguous()?.index_select(&idx, 0)?,
         })
     }
 }

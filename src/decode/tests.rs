@@ -193,7 +193,7 @@ fn images_in_a_batch_do_not_affect_each_other() {
         },
     )
     .unwrap();
-    for i in 0..4 {
+    for (i, both) in together.iter().enumerate() {
         let alone = Table {
             logits: vec![m.logits[i].clone()],
         };
@@ -206,7 +206,7 @@ fn images_in_a_batch_do_not_affect_each_other() {
             },
         )
         .unwrap();
-        assert_eq!(one[0].tokens, together[i].tokens);
+        assert_eq!(one[0].tokens, both.tokens);
     }
     let _ = greedy(&m, 0).unwrap();
 }
