@@ -197,9 +197,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     };
 
     println!(
-        "caption one {} image end to end ({} trunk, vocabulary {}, {MAX_WORDS} words), {threads} threads, \
+        "caption one {} end to end ({} trunk, vocabulary {}, {MAX_WORDS} words), {threads} threads, \
          median of {} runs (ms, lower is better)",
-        image.display(),
+        match &args.image {
+            Some(p) => p.display().to_string(),
+            None => "generated 500x375 JPEG".to_string(),
+        },
         args.arch,
         args.vocab,
         args.iters
