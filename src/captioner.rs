@@ -1,10 +1,11 @@
 //! [`Captioner`]: a trained model ready to speak — trunk, head, decoder and vocabulary loaded from a run
 //! directory or an exported file — captioning images, files or precomputed features in batches.
 
+use crate::data::DatasetSplit;
 use crate::decode::{beam_search, greedy, BeamOptions, Decoded, LstmSteps};
 use crate::export::{load_run_backbone, read_export, run_backbone};
 use crate::model::resnet::{check_state_dict, Arch, ResNetTrunk};
-use crate::run::{RunConfig, VOCAB_FILE};
+use crate::run::{RunConfig, SPLIT_FILE, VOCAB_FILE};
 use crate::serve::{check_beam, CaptionEngine};
 use crate::text::Vocabulary;
 use crate::train::trainer::BEST_FILE;
@@ -62,6 +63,7 @@ pub struct Captioner {
     model: CaptionModel,
     vocab: Vocabulary,
     config: RunConfig,
+    split: Option<DatasetSplit>,
     info: ModelInfo,
 }
 
@@ -83,7 +85,15 @@ impl Captioner {
         let (arch, sd) = load_run_backbone(dir, &config)?;
         let trunk = ResNetTrunk::from_state_dict(arch, &sd, device)?;
         let backbone = run_backbone(dir, &config);
-        Self::assemble(dir, "run", backbone, trunk, model, vocab, config)
+        let split_path = dir.join(SPLIT_FILE);
+        let split = if split_path.is_file() {
+            Some(DatasetSplit::load(&split_path)?)
+        } else {
+            None
+        };
+        let mut c = Self::assemble(dir, "run", backbone, trunk, model, vocab, config)?;
+        c.split = split;
+        Ok(c)
     }
 
     fn load_export(path: &Path, device: &Device) -> Result<Self> {
@@ -101,7 +111,9 @@ impl Captioner {
             msg: e.to_string(),
         })?;
         let backbone = ex.config.backbone.clone();
-        Self::assemble(path, "export", backbone, trunk, model, ex.vocab, ex.config)
+        let mut c = Self::assemble(path, "export", backbone, trunk, model, ex.vocab, ex.config)?;
+        c.split = ex.split;
+        Ok(c)
     }
 
     fn assemble(
@@ -151,6 +163,7 @@ impl Captioner {
             model,
             vocab,
             config,
+            split: None,
             info,
         })
     }
@@ -166,6 +179,11 @@ impl Captioner {
     /// The training run's configuration (from `config.json` or the export's metadata).
     pub fn config(&self) -> &RunConfig {
         &self.config
+    }
+
+    /// The training run's split by image (`split.json`, or the export's copy), if it had one.
+    pub fn split(&self) -> Option<&DatasetSplit> {
+        self.split.as_ref()
     }
 
     pub fn trunk(&self) -> &ResNetTrunk {

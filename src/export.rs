@@ -1,10 +1,11 @@
 //! The self-contained model file (`captioner export`): one `.safetensors` holding the backbone's
 //! torchvision tensors (`trunk.*`), the head (`encoder.*`) and the decoder (`decoder.*`), with the
-//! vocabulary and the run's configuration as JSON in its metadata — all that `caption` and `serve` need.
+//! vocabulary, the run's configuration and its split as JSON in its metadata — all that `caption` and `serve` need.
 
+use crate::data::DatasetSplit;
 use crate::model::resnet::{check_state_dict, Arch};
 use crate::model::weights::{load_state_dict, sha256_file};
-use crate::run::{RunConfig, VOCAB_FILE};
+use crate::run::{RunConfig, SPLIT_FILE, VOCAB_FILE};
 use crate::text::Vocabulary;
 use crate::train::trainer::BEST_FILE;
 use crate::train::CaptionModel;
@@ -28,6 +29,8 @@ pub struct ExportedModel {
     pub model: HashMap<String, Tensor>,
     pub vocab: Vocabulary,
     pub config: RunConfig,
+    /// The run's split by image, when the run had one (so `eval` scores the run's own test images).
+    pub split: Option<DatasetSplit>,
 }
 
 /// What [`export_run`] wrote.
@@ -97,11 +100,15 @@ pub fn export_run(run_dir: &Path, out: &Path) -> Result<ExportSummary> {
         .map(|(name, t)| (format!("{TRUNK_PREFIX}{name}"), t))
         .collect();
     tensors.extend(model.tensors());
-    let metadata = HashMap::from([
+    let mut metadata = HashMap::from([
         ("format".to_string(), EXPORT_FORMAT.to_string()),
         ("vocab".to_string(), to_json(&vocab)?),
         ("config".to_string(), to_json(&cfg)?),
     ]);
+    let split_path = run_dir.join(SPLIT_FILE);
+    if split_path.is_file() {
+        metadata.insert("split".into(), to_json(&DatasetSplit::load(&split_path)?)?);
+    }
     let views = tensors
         .iter()
         .map(|(name, t)| Ok((name.clone(), RawTensor::new(t)?)))
@@ -147,6 +154,13 @@ pub fn read_export(path: &Path) -> Result<ExportedModel> {
         .map_err(|e| Error::format(path, format!("metadata vocab: {e}")))?;
     let config: RunConfig = serde_json::from_str(field("config")?)
         .map_err(|e| Error::format(path, format!("metadata config: {e}")))?;
+    let split: Option<DatasetSplit> = match meta.get("split") {
+        Some(s) => Some(
+            serde_json::from_str(s)
+                .map_err(|e| Error::format(path, format!("metadata split: {e}")))?,
+        ),
+        None => None,
+    };
     let all = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
         .map_err(|e| Error::format(path, format!("unreadable tensors: {e}")))?;
     let mut trunk = HashMap::new();
@@ -166,6 +180,7 @@ pub fn read_export(path: &Path) -> Result<ExportedModel> {
         model,
         vocab,
         config,
+        split,
     })
 }
 

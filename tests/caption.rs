@@ -341,6 +341,12 @@ fn an_exported_model_captions_exactly_as_its_run_directory() {
     assert_eq!(c.info().source, "export");
     assert_eq!(c.info().arch, "resnet18");
     assert_eq!(c.info().vocab_size, vocab_words(t).len());
+    let run_split = captioner::data::DatasetSplit::load(&t.run.join("split.json")).unwrap();
+    assert_eq!(
+        c.split(),
+        Some(&run_split),
+        "the export carries the run's split"
+    );
     // A file that is not an export is refused with its name.
     let other = out_dir.path().join("plain.safetensors");
     save_safetensors(

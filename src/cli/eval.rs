@@ -8,7 +8,6 @@ use captioner::data::{CaptionCorpus, DatasetSplit, SplitName};
 use captioner::features::FeatureCache;
 use captioner::metrics::coco::{write_coco_files, write_hyps_json};
 use captioner::metrics::evaluate;
-use captioner::run::SPLIT_FILE;
 use captioner::{CaptionOptions, Captioner};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -35,8 +34,8 @@ pub struct Args {
     pub model: PathBuf,
     #[command(flatten)]
     pub data: DataArgs,
-    /// The part of the split to score. With a run directory the run's split.json is used (unless
-    /// --split-file is given); otherwise the dataset's own split, or the seeded random split.
+    /// The part of the split to score. The run's split is used (its split.json, or the copy in an
+    /// exported model) unless --split-file is given; else the dataset's own split, or the random one.
     #[arg(long, value_enum, default_value = "test")]
     pub split: Part,
     /// Beam size; 1 is greedy decoding.
@@ -65,19 +64,21 @@ pub struct Args {
     pub no_progress: bool,
 }
 
-/// The split to evaluate: --split-file, else the run's split.json, else the dataset's own or random split.
-fn choose_split(args: &Args, corpus: &CaptionCorpus) -> anyhow::Result<(DatasetSplit, String)> {
-    if args.data.split_file.is_none() && args.model.is_dir() {
-        let path = args.model.join(SPLIT_FILE);
-        if path.is_file() {
-            let split = DatasetSplit::load_for(&path, corpus).with_context(|| {
-                format!(
-                    "the run's split does not fit the corpus in {}",
-                    args.data.data.display()
-                )
-            })?;
-            return Ok((split, path.display().to_string()));
-        }
+/// The split to evaluate: --split-file, else the run's split (its split.json, or the copy inside an
+/// exported model), else the dataset's own or the seeded random split.
+fn choose_split(
+    args: &Args,
+    captioner: &Captioner,
+    corpus: &CaptionCorpus,
+) -> anyhow::Result<(DatasetSplit, String)> {
+    if let (None, Some(split)) = (&args.data.split_file, captioner.split()) {
+        split.check_against(corpus).map_err(|msg| {
+            anyhow::anyhow!(
+                "the run's split does not fit the corpus in {}: {msg}",
+                args.data.data.display()
+            )
+        })?;
+        return Ok((split.clone(), "the run's split".to_string()));
     }
     let source = args.data.split_source(corpus).to_string();
     Ok((args.data.split(corpus)?, source))
@@ -110,7 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let captioner = Captioner::load(&args.model, &device)
         .with_context(|| format!("cannot load the model {}", args.model.display()))?;
     let corpus = args.data.load_corpus()?;
-    let (split, split_source) = choose_split(&args, &corpus)?;
+    let (split, split_source) = choose_split(&args, &captioner, &corpus)?;
     let part = match args.split {
         Part::Test => SplitName::Test,
         Part::Val => SplitName::Val,
