@@ -4,10 +4,12 @@
 //! The data flow (see `../shared/DESIGN.md`): corpus → split → vocabulary; image → preprocess →
 //! ResNet trunk → cached feature; feature + tokens → head → LSTM decoder → loss / captions.
 
+pub mod captioner;
 pub mod data;
 pub mod decode;
 pub mod device;
 pub mod error;
+pub mod export;
 pub mod features;
 pub mod fetch;
 pub mod fsutil;
@@ -19,4 +21,5 @@ pub mod text;
 pub mod train;
 pub mod vision;
 
+pub use captioner::{CaptionOptions, Captioner, ModelInfo};
 pub use error::{Error, Result};

@@ -15,11 +15,14 @@ pub enum Bench {
     Encoder(super::bench_encoder::Args),
     /// Decoder training step (batch 64, 21 steps, Adam) in ms.
     Train(super::bench_train::Args),
+    /// One 500x375 JPEG end to end (read, decode, preprocess, encode, greedy / beam) in ms.
+    Caption(super::bench_caption::Args),
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
     match args.what {
         Bench::Encoder(a) => super::bench_encoder::run(a),
         Bench::Train(a) => super::bench_train::run(a),
+        Bench::Caption(a) => super::bench_caption::run(a),
     }
 }

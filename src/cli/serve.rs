@@ -1,6 +1,8 @@
 //! `captioner serve`: the captioning page and JSON API.
 
+use anyhow::Context;
 use captioner::serve::{self, CaptionEngine, FakeEngine, ServeConfig};
+use captioner::Captioner;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,7 +11,7 @@ use std::time::Duration;
 /// Flags of `captioner serve`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Exported model file (.safetensors) to caption with.
+    /// A run directory or a file written by `captioner export`.
     #[arg(long, required_unless_present = "fake_engine")]
     model: Option<PathBuf>,
     /// Address to listen on (port 0 picks a free one).
@@ -61,10 +63,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Loads the exported model once; every worker shares it.
+/// Loads the model (run directory or exported file) once; every worker shares it.
 fn load_engine(model: &Path) -> anyhow::Result<Arc<dyn CaptionEngine>> {
-    anyhow::bail!(
-        "{}: serving a real model is not wired yet (use --fake-engine to try the page)",
-        model.display()
-    )
+    let device = captioner::device::default_device();
+    let captioner = Captioner::load(model, &device)
+        .with_context(|| format!("cannot load the model {}", model.display()))?;
+    Ok(Arc::new(captioner))
 }

@@ -4,10 +4,12 @@
 
 pub mod beam;
 pub mod greedy;
+pub mod lstm_steps;
 pub mod step_model;
 
 pub use beam::{beam_search, BeamOptions};
 pub use greedy::greedy;
+pub use lstm_steps::LstmSteps;
 pub use step_model::StepModel;
 
 /// Captions are cut after this many words, as in the reference (`max_length = 25`).

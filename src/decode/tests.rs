@@ -64,6 +64,7 @@ fn trap() -> Table {
     });
     t[0][5] = probs_to_logits(&uniformish(END as usize, 0.9));
     t[0][6] = probs_to_logits(&uniformish(END as usize, 0.9));
+    // Every other row (startofseq's excepted) ends the caption at once.
     for w in [0usize, 2, 3, 7] {
         t[0][w] = probs_to_logits(&uniformish(END as usize, 0.9));
     }
@@ -193,7 +194,7 @@ fn images_in_a_batch_do_not_affect_each_other() {
         },
     )
     .unwrap();
-    for i in 0..4 {
+    for (i, both) in together.iter().enumerate() {
         let alone = Table {
             logits: vec![m.logits[i].clone()],
         };
@@ -206,7 +207,7 @@ fn images_in_a_batch_do_not_affect_each_other() {
             },
         )
         .unwrap();
-        assert_eq!(one[0].tokens, together[i].tokens);
+        assert_eq!(one[0].tokens, both.tokens);
     }
     let _ = greedy(&m, 0).unwrap();
 }

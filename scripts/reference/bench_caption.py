@@ -1,0 +1,119 @@
+"""PyTorch side of `captioner bench caption` (embedded in the binary with include_str!).
+
+Run by hand:  python3 scripts/reference/bench_caption.py --image photo.jpg --threads 2 --iters 5
+Needs torch, torchvision and Pillow. One image end to end, as the seed's app does it: PIL open +
+convert("RGB"), Resize((224, 224)) + ToTensor + Normalize, torchvision resnet50 without fc,
+Linear + BatchNorm1d head, and the seed's DecoderRNN (Embedding, LSTM, Linear) decoded with the
+tutorial's inference loop fixed to carry the LSTM state (one LSTM step per word, nothing re-fed).
+Random weights, vocabulary 9000; endofseq is suppressed (its bias is -1e4) so every caption is the
+full 25 words on both sides: equal work. Prints one JSON object per mode: {"mode", "ms", "words"}.
+"""
+
+import argparse
+import json
+import time
+
+import torch
+import torchvision
+from PIL import Image
+from torch import nn
+from torchvision import transforms
+
+START, END, MAX_WORDS = 1, 2, 25
+
+
+class Model(nn.Module):
+    def __init__(self, arch, vocab, embed=256, hidden=512):
+        super().__init__()
+        net = getattr(torchvision.models, arch)(weights=None)
+        dim = net.fc.in_features
+        net.fc = nn.Identity()
+        self.trunk = net
+        self.linear_h = nn.Linear(dim, embed)
+        self.bn = nn.BatchNorm1d(embed, momentum=0.01)
+        self.embed = nn.Embedding(vocab, embed)
+        self.lstm = nn.LSTM(embed, hidden, 1, batch_first=True)
+        self.linear = nn.Linear(hidden, vocab)
+        with torch.no_grad():
+            self.linear.bias[END] = -1e4
+        self.transform = transforms.Compose(
+            [
+                transforms.Resize((224, 224)),
+                transforms.ToTensor(),
+                transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+            ]
+        )
+
+    def image_state(self, path):
+        img = Image.open(path).convert("RGB")
+        x = self.transform(img).unsqueeze(0)
+        emb = self.bn(self.linear_h(self.trunk(x)))
+        _, state = self.lstm(emb.unsqueeze(1))
+        return state
+
+    def greedy(self, path):
+        state = self.image_state(path)
+        tok = torch.tensor([[START]])
+        words = []
+        for _ in range(MAX_WORDS):
+            out, state = self.lstm(self.embed(tok), state)
+            nxt = int(self.linear(out[:, -1]).argmax(-1))
+            if nxt == END:
+                break
+            words.append(nxt)
+            tok = torch.tensor([[nxt]])
+        return words
+
+    def beam(self, path, k):
+        h, c = self.image_state(path)
+        toks = torch.tensor([[START]])
+        scores = torch.zeros(1)
+        seqs = [[]]
+        for _ in range(MAX_WORDS):
+            out, (h, c) = self.lstm(self.embed(toks), (h, c))
+            logp = torch.log_softmax(self.linear(out[:, -1]), -1)  # [rows, V]
+            total = (scores[:, None] + logp).flatten()
+            best = total.topk(k)
+            rows = best.indices // logp.shape[1]
+            words = best.indices % logp.shape[1]
+            scores = best.values
+            seqs = [seqs[r] + [int(w)] for r, w in zip(rows.tolist(), words.tolist())]
+            h, c = h[:, rows], c[:, rows]
+            toks = words[:, None]
+        return seqs[0]
+
+
+def median_ms(iters, f):
+    f()  # warm-up
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t0)
+    times.sort()
+    return times[len(times) // 2] * 1e3
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--image", required=True)
+    ap.add_argument("--threads", type=int, required=True)
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--arch", default="resnet50")
+    ap.add_argument("--vocab", type=int, default=9000)
+    ap.add_argument("--beam", type=int, default=3)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    model = Model(a.arch, a.vocab).eval()
+    with torch.no_grad():
+        words = len(model.greedy(a.image))
+        ms = median_ms(a.iters, lambda: model.greedy(a.image))
+        print(json.dumps({"mode": "greedy", "ms": ms, "words": words}), flush=True)
+        words = len(model.beam(a.image, a.beam))
+        ms = median_ms(a.iters, lambda: model.beam(a.image, a.beam))
+        print(json.dumps({"mode": f"beam{a.beam}", "ms": ms, "words": words}), flush=True)
+
+
+if __name__ == "__main__":
+    main()

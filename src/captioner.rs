@@ -1,0 +1,363 @@
+//! [`Captioner`]: a trained model ready to speak — trunk, head, decoder and vocabulary loaded from a run
+//! directory or an exported file — captioning images, files or precomputed features in batches.
+
+use crate::data::DatasetSplit;
+use crate::decode::{beam_search, greedy, BeamOptions, Decoded, LstmSteps};
+use crate::export::{load_run_backbone, read_export, run_backbone};
+use crate::model::resnet::{check_state_dict, Arch, ResNetTrunk};
+use crate::run::{RunConfig, SPLIT_FILE, VOCAB_FILE};
+use crate::serve::{check_beam, CaptionEngine};
+use crate::text::Vocabulary;
+use crate::train::trainer::BEST_FILE;
+use crate::train::CaptionModel;
+use crate::vision::decode::decode_rgb;
+use crate::vision::preprocess::{preprocess, preprocess_file, IMAGE_SIZE};
+use crate::{Error, Result};
+use candle_core::{Device, Tensor};
+use image::RgbImage;
+use rayon::prelude::*;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// How to decode and how many images go through the network at once.
+#[derive(Debug, Clone, Copy)]
+pub struct CaptionOptions {
+    /// Beam size; 1 is greedy decoding.
+    pub beam: usize,
+    /// Length normalisation of beam search (see [`BeamOptions::length_alpha`]).
+    pub length_alpha: f32,
+    /// Images per trunk forward pass.
+    pub batch_size: usize,
+}
+
+impl Default for CaptionOptions {
+    fn default() -> Self {
+        Self {
+            beam: 1,
+            length_alpha: 0.0,
+            batch_size: 16,
+        }
+    }
+}
+
+/// What a loaded model is, for `--help`-level reports and the server's `/api/info`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    /// The run directory or exported file the model came from.
+    pub model_file: PathBuf,
+    /// `run` or `export`.
+    pub source: &'static str,
+    pub arch: String,
+    /// File name of the backbone weights (inside the export for `export`).
+    pub backbone: String,
+    pub backbone_sha256: String,
+    pub vocab_size: usize,
+    pub feature_dim: usize,
+    pub embed: usize,
+    pub hidden: usize,
+}
+
+/// A loaded captioning model. Shared across threads (`&self` everywhere).
+pub struct Captioner {
+    trunk: ResNetTrunk,
+    model: CaptionModel,
+    vocab: Vocabulary,
+    config: RunConfig,
+    split: Option<DatasetSplit>,
+    info: ModelInfo,
+}
+
+impl Captioner {
+    /// Loads `model`: a run directory (its `best.safetensors`, `vocab.json` and the backbone named in
+    /// `config.json`, checked by sha256) or a file written by `captioner export`.
+    pub fn load(model: &Path, device: &Device) -> Result<Self> {
+        if model.is_dir() {
+            Self::load_run(model, device)
+        } else {
+            Self::load_export(model, device)
+        }
+    }
+
+    fn load_run(dir: &Path, device: &Device) -> Result<Self> {
+        let config = RunConfig::load(dir)?;
+        let vocab = Vocabulary::load(&dir.join(VOCAB_FILE))?;
+        let model = CaptionModel::load(&dir.join(BEST_FILE), device)?;
+        let (arch, sd) = load_run_backbone(dir, &config)?;
+        let trunk = ResNetTrunk::from_state_dict(arch, &sd, device)?;
+        let backbone = run_backbone(dir, &config);
+        let split_path = dir.join(SPLIT_FILE);
+        let split = if split_path.is_file() {
+            Some(DatasetSplit::load(&split_path)?)
+        } else {
+            None
+        };
+        let mut c = Self::assemble(dir, "run", backbone, trunk, model, vocab, config)?;
+        c.split = split;
+        Ok(c)
+    }
+
+    fn load_export(path: &Path, device: &Device) -> Result<Self> {
+        let ex = read_export(path)?;
+        let arch: Arch = ex.config.arch.parse()?;
+        check_state_dict(path, arch, &ex.trunk)?;
+        let trunk = ResNetTrunk::from_state_dict(arch, &ex.trunk, device)?;
+        let tensors = ex
+            .model
+            .into_iter()
+            .map(|(n, t)| Ok((n, t.to_device(device)?)))
+            .collect::<Result<_>>()?;
+        let model = CaptionModel::from_tensors(&tensors).map_err(|e| Error::Checkpoint {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })?;
+        let backbone = ex.config.backbone.clone();
+        let mut c = Self::assemble(path, "export", backbone, trunk, model, ex.vocab, ex.config)?;
+        c.split = ex.split;
+        Ok(c)
+    }
+
+    fn assemble(
+        source_path: &Path,
+        source: &'static str,
+        backbone: PathBuf,
+        trunk: ResNetTrunk,
+        model: CaptionModel,
+        vocab: Vocabulary,
+        config: RunConfig,
+    ) -> Result<Self> {
+        let mismatch = |msg: String| Error::Checkpoint {
+            path: source_path.to_path_buf(),
+            msg,
+        };
+        if model.head.feature_dim() != trunk.feature_dim() {
+            return Err(mismatch(format!(
+                "the head reads {}-d features, the {} trunk gives {}",
+                model.head.feature_dim(),
+                trunk.arch(),
+                trunk.feature_dim()
+            )));
+        }
+        if model.decoder.vocab_size() != vocab.len() {
+            return Err(mismatch(format!(
+                "the decoder has {} words, the vocabulary {}",
+                model.decoder.vocab_size(),
+                vocab.len()
+            )));
+        }
+        let info = ModelInfo {
+            model_file: source_path.to_path_buf(),
+            source,
+            arch: trunk.arch().to_string(),
+            backbone: backbone
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            backbone_sha256: config.backbone_sha256.clone(),
+            vocab_size: vocab.len(),
+            feature_dim: trunk.feature_dim(),
+            embed: model.decoder.embed_size(),
+            hidden: model.decoder.hidden_size(),
+        };
+        Ok(Self {
+            trunk,
+            model,
+            vocab,
+            config,
+            split: None,
+            info,
+        })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn vocab(&self) -> &Vocabulary {
+        &self.vocab
+    }
+
+    /// The training run's configuration (from `config.json` or the export's metadata).
+    pub fn config(&self) -> &RunConfig {
+        &self.config
+    }
+
+    /// The training run's split by image (`split.json`, or the export's copy), if it had one.
+    pub fn split(&self) -> Option<&DatasetSplit> {
+        self.split.as_ref()
+    }
+
+    pub fn trunk(&self) -> &ResNetTrunk {
+        &self.trunk
+    }
+
+    pub fn model(&self) -> &CaptionModel {
+        &self.model
+    }
+
+    /// Trunk features `[B, D]` of preprocessed images (`B` CHW planes of 3×224×224, concatenated).
+    pub fn encode(&self, pixels: Vec<f32>, images: usize) -> Result<Tensor> {
+        let x = Tensor::from_vec(
+            pixels,
+            (images, 3, IMAGE_SIZE, IMAGE_SIZE),
+            self.trunk.device(),
+        )?;
+        self.trunk.forward(&x)
+    }
+
+    /// Decodes `features [B, D]` (greedy for beam 1, else beam search) into word ids.
+    pub fn decode_features(
+        &self,
+        features: &Tensor,
+        opts: &CaptionOptions,
+    ) -> Result<Vec<Decoded>> {
+        let n = features.dim(0)?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let steps = LstmSteps::new(&self.model, features)?;
+        if opts.beam <= 1 {
+            greedy(&steps, n)
+        } else {
+            beam_search(
+                &steps,
+                n,
+                BeamOptions {
+                    beam: opts.beam,
+                    length_alpha: opts.length_alpha,
+                },
+            )
+        }
+    }
+
+    /// Captions of `features [N, D]`, decoded `opts.batch_size` images at a time, batches in parallel.
+    pub fn caption_features(
+        &self,
+        features: &Tensor,
+        opts: &CaptionOptions,
+    ) -> Result<Vec<String>> {
+        let n = features.dim(0)?;
+        let size = opts.batch_size.max(1);
+        let starts: Vec<usize> = (0..n).step_by(size).collect();
+        let parts = starts
+            .par_iter()
+            .map(|&s| {
+                let rows = features.narrow(0, s, size.min(n - s))?;
+                self.decode_features(&rows.to_device(self.trunk.device())?, opts)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(parts
+            .into_iter()
+            .flatten()
+            .map(|d| self.vocab.decode(&d.tokens))
+            .collect())
+    }
+
+    /// Captions of decoded images, in order.
+    pub fn caption_images(
+        &self,
+        images: &[RgbImage],
+        opts: &CaptionOptions,
+    ) -> Result<Vec<String>> {
+        let mut out = Vec::with_capacity(images.len());
+        for chunk in images.chunks(opts.batch_size.max(1)) {
+            let planes: Vec<Vec<f32>> = chunk.par_iter().map(preprocess).collect();
+            let features = self.encode(planes.concat(), chunk.len())?;
+            let decoded = self.decode_features(&features, opts)?;
+            out.extend(decoded.iter().map(|d| self.vocab.decode(&d.tokens)));
+        }
+        Ok(out)
+    }
+
+    /// Captions of image files; a file that cannot be read or decoded gets its own error and the
+    /// others go on. Results are in the order of `paths`.
+    pub fn caption_paths(&self, paths: &[PathBuf], opts: &CaptionOptions) -> Vec<Result<String>> {
+        let mut out: Vec<Option<Result<String>>> = (0..paths.len()).map(|_| None).collect();
+        self.caption_paths_each(paths, opts, |i, r| out[i] = Some(r));
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::Invalid("image was not captioned".into()))))
+            .collect()
+    }
+
+    /// Like [`Captioner::caption_paths`], handing each result to `each(index, result)` as soon as its
+    /// batch is done (in order). The next batch is read and preprocessed on other threads while the
+    /// network runs on the current one.
+    pub fn caption_paths_each(
+        &self,
+        paths: &[PathBuf],
+        opts: &CaptionOptions,
+        mut each: impl FnMut(usize, Result<String>),
+    ) {
+        let size = opts.batch_size.max(1);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Result<Vec<f32>>>)>(1);
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                for (b, chunk) in paths.chunks(size).enumerate() {
+                    let pixels = chunk.par_iter().map(|p| preprocess_file(p)).collect();
+                    if tx.send((b * size, pixels)).is_err() {
+                        return;
+                    }
+                }
+            });
+            for (first, pixels) in rx {
+                let mut ok = Vec::new();
+                let mut data = Vec::new();
+                let mut results: Vec<Option<Result<String>>> = Vec::with_capacity(pixels.len());
+                for (k, px) in pixels.into_iter().enumerate() {
+                    match px {
+                        Ok(px) => {
+                            ok.push(k);
+                            data.extend_from_slice(&px);
+                            results.push(None);
+                        }
+                        Err(e) => results.push(Some(Err(e))),
+                    }
+                }
+                if !ok.is_empty() {
+                    let captions = self
+                        .encode(data, ok.len())
+                        .and_then(|f| self.decode_features(&f, opts));
+                    match captions {
+                        Ok(decoded) => {
+                            for (&k, d) in ok.iter().zip(decoded) {
+                                results[k] = Some(Ok(self.vocab.decode(&d.tokens)));
+                            }
+                        }
+                        Err(e) => {
+                            let msg = e.to_string();
+                            for &k in &ok {
+                                results[k] = Some(Err(Error::Image {
+                                    path: paths[first + k].clone(),
+                                    msg: format!("captioning failed: {msg}"),
+                                }));
+                            }
+                        }
+                    }
+                }
+                for (k, r) in results.into_iter().enumerate() {
+                    let r =
+                        r.unwrap_or_else(|| Err(Error::Invalid("image was not captioned".into())));
+                    each(first + k, r);
+                }
+            }
+        });
+    }
+}
+
+impl CaptionEngine for Captioner {
+    fn caption_bytes(&self, bytes: &[u8], beam: usize) -> Result<String> {
+        check_beam(beam)?;
+        let image = decode_rgb(bytes, Path::new("upload"))?;
+        let opts = CaptionOptions {
+            beam,
+            ..CaptionOptions::default()
+        };
+        self.caption_images(std::slice::from_ref(&image), &opts)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Invalid("no caption came back".into()))
+    }
+
+    fn info(&self) -> serde_json::Value {
+        serde_json::to_value(&self.info).unwrap_or(serde_json::Value::Null)
+    }
+}

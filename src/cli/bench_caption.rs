@@ -1,0 +1,243 @@
+//! `captioner bench caption`: one 500×375 JPEG end to end (read, decode, preprocess, encode, decode
+//! words), median ms for greedy and beam search, and the same for PyTorch in the same run when the
+//! Python interpreter has torch and torchvision (scripts/reference/bench_caption.py).
+//!
+//! Weights are random (trunk from a formula, head and decoder from a seed), vocabulary 9000. endofseq is
+//! suppressed on both sides so every caption is the full 25 words: both do the same amount of work.
+
+use anyhow::Context;
+use candle_core::{Device, Tensor};
+use captioner::decode::{beam_search, greedy, BeamOptions, LstmSteps, MAX_WORDS};
+use captioner::model::resnet::{formula, Arch, ResNetTrunk};
+use captioner::text::vocab::END;
+use captioner::train::CaptionModel;
+use captioner::vision::decode::decode_rgb;
+use captioner::vision::preprocess::{preprocess, IMAGE_SIZE};
+use rand::SeedableRng;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+const PYTORCH_SCRIPT: &str = include_str!("../../scripts/reference/bench_caption.py");
+
+/// Flags.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Timed runs per mode (the median is reported).
+    #[arg(long, default_value_t = 10)]
+    pub iters: usize,
+    /// Threads for captioner and PyTorch; default: all cores.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    #[arg(long, default_value = "resnet50")]
+    pub arch: Arch,
+    /// Vocabulary size of the random decoder.
+    #[arg(long, default_value_t = 9000)]
+    pub vocab: usize,
+    /// Beam size of the beam-search row.
+    #[arg(long, default_value_t = 3)]
+    pub beam: usize,
+    /// Caption this JPEG instead of a generated 500×375 one.
+    #[arg(long, value_name = "FILE")]
+    pub image: Option<PathBuf>,
+    /// Python interpreter for the PyTorch column.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    /// Skip the PyTorch column.
+    #[arg(long)]
+    pub no_python: bool,
+}
+
+/// A 500×375 JPEG with smooth gradients and texture, like a photo's size and entropy.
+fn test_jpeg(path: &Path) -> anyhow::Result<()> {
+    let img = image::RgbImage::from_fn(500, 375, |x, y| {
+        let n = (x.wrapping_mul(2_654_435_761) ^ y.wrapping_mul(40_503)) % 37;
+        image::Rgb([
+            ((x * 255 / 500) as u8).wrapping_add(n as u8),
+            ((y * 255 / 375) as u8).wrapping_add((n * 3) as u8),
+            (((x + y) * 255 / 875) as u8) ^ (n as u8),
+        ])
+    });
+    let mut bytes = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90).encode_image(&img)?;
+    std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Median milliseconds of `iters` calls after one warm-up call.
+fn median_ms(iters: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    f()?;
+    let mut t = Vec::with_capacity(iters);
+    for _ in 0..iters.max(1) {
+        let t0 = Instant::now();
+        f()?;
+        t.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    t.sort_by(f64::total_cmp);
+    Ok(t[t.len() / 2])
+}
+
+/// PyTorch (mode, ms, words) rows, or why there are none.
+fn pytorch(args: &Args, image: &Path, threads: usize) -> Result<Vec<(String, f64, u64)>, String> {
+    let probe = Command::new(&args.python)
+        .args(["-c", "import torch, torchvision, PIL"])
+        .output()
+        .map_err(|e| format!("{}: {e}", args.python))?;
+    if !probe.status.success() {
+        return Err(format!(
+            "{} cannot import torch, torchvision and PIL",
+            args.python
+        ));
+    }
+    let out = Command::new(&args.python)
+        .args(["-c", PYTORCH_SCRIPT, "--image"])
+        .arg(image)
+        .args(["--threads", &threads.to_string()])
+        .args(["--iters", &args.iters.to_string()])
+        .args(["--arch", &args.arch.to_string()])
+        .args(["--vocab", &args.vocab.to_string()])
+        .args(["--beam", &args.beam.to_string()])
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).map_err(|e| e.to_string())?;
+            match (v["mode"].as_str(), v["ms"].as_f64(), v["words"].as_u64()) {
+                (Some(m), Some(ms), Some(w)) => Ok((m.to_string(), ms, w)),
+                _ => Err(format!("unexpected line from the PyTorch script: {l}")),
+            }
+        })
+        .collect()
+}
+
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global();
+    let dir = tempfile_dir()?;
+    let image = match &args.image {
+        Some(p) => p.clone(),
+        None => {
+            let p = dir.join("bench-500x375.jpg");
+            test_jpeg(&p)?;
+            p
+        }
+    };
+
+    let dev = Device::Cpu;
+    let trunk = ResNetTrunk::from_state_dict(args.arch, &formula::state_dict(args.arch)?, &dev)?;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let model = CaptionModel::new(trunk.feature_dim(), args.vocab, 256, 512, &mut rng, &dev)?;
+    let mut bias = model.decoder.linear_bias.as_tensor().to_vec1::<f32>()?;
+    bias[END as usize] = -1e4;
+    model
+        .decoder
+        .linear_bias
+        .set(&Tensor::from_vec(bias, args.vocab, &dev)?)?;
+
+    let features = |path: &Path| -> anyhow::Result<Tensor> {
+        let bytes = std::fs::read(path)?;
+        let rgb = decode_rgb(&bytes, path)?;
+        let x = Tensor::from_vec(preprocess(&rgb), (1, 3, IMAGE_SIZE, IMAGE_SIZE), &dev)?;
+        Ok(trunk.forward(&x)?)
+    };
+    let mut words = 0;
+    let greedy_ms = median_ms(args.iters, || {
+        let f = features(&image)?;
+        words = greedy(&LstmSteps::new(&model, &f)?, 1)?[0].tokens.len();
+        Ok(())
+    })?;
+    let beam_opts = BeamOptions {
+        beam: args.beam,
+        length_alpha: 0.0,
+    };
+    let beam_ms = median_ms(args.iters, || {
+        let f = features(&image)?;
+        beam_search(&LstmSteps::new(&model, &f)?, 1, beam_opts)?;
+        Ok(())
+    })?;
+    // Where the time goes (captioner only).
+    let bytes = std::fs::read(&image)?;
+    let read_ms = median_ms(args.iters, || {
+        std::fs::read(&image)?;
+        Ok(())
+    })?;
+    let decode_ms = median_ms(args.iters, || {
+        decode_rgb(&bytes, &image)?;
+        Ok(())
+    })?;
+    let rgb = decode_rgb(&bytes, &image)?;
+    let pre_ms = median_ms(args.iters, || {
+        preprocess(&rgb);
+        Ok(())
+    })?;
+    let x = Tensor::from_vec(preprocess(&rgb), (1, 3, IMAGE_SIZE, IMAGE_SIZE), &dev)?;
+    let enc_ms = median_ms(args.iters, || {
+        trunk.forward(&x)?;
+        Ok(())
+    })?;
+    let f = trunk.forward(&x)?;
+    let words_ms = median_ms(args.iters, || {
+        greedy(&LstmSteps::new(&model, &f)?, 1)?;
+        Ok(())
+    })?;
+    let torch = if args.no_python {
+        Err("skipped (--no-python)".to_string())
+    } else {
+        pytorch(&args, &image, threads)
+    };
+
+    println!(
+        "caption one {} end to end ({} trunk, vocabulary {}, {MAX_WORDS} words), {threads} threads, \
+         median of {} runs (ms, lower is better)",
+        match &args.image {
+            Some(p) => p.display().to_string(),
+            None => "generated 500x375 JPEG".to_string(),
+        },
+        args.arch,
+        args.vocab,
+        args.iters
+    );
+    let mut header = format!("{:>8} {:>10}", "mode", "captioner");
+    if torch.is_ok() {
+        header.push_str(&format!(" {:>9} {:>18}", "pytorch", "pytorch/captioner"));
+    }
+    println!("{header}");
+    let beam_name = format!("beam{}", args.beam);
+    for (mode, ms) in [("greedy", greedy_ms), (beam_name.as_str(), beam_ms)] {
+        let mut line = format!("{mode:>8} {ms:>10.1}");
+        if let Ok(t) = &torch {
+            let (_, tms, _) = t
+                .iter()
+                .find(|(m, _, _)| m == mode)
+                .context("PyTorch skipped a mode")?;
+            line.push_str(&format!(" {tms:>9.1} {:>17.2}x", tms / ms));
+        }
+        println!("{line}");
+    }
+    println!(
+        "captioner greedy by stage: read {read_ms:.2}, decode {decode_ms:.2}, preprocess {pre_ms:.2}, \
+         encode {enc_ms:.1}, {words} words {words_ms:.1} ms"
+    );
+    if let Err(why) = &torch {
+        println!("PyTorch: not measured: {}", why.trim());
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(0)
+}
+
+/// A fresh folder under the system's temp dir for the generated image.
+fn tempfile_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("captioner-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
+}

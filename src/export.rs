@@ -1,0 +1,249 @@
+//! The self-contained model file (`captioner export`): one `.safetensors` holding the backbone's
+//! torchvision tensors (`trunk.*`), the head (`encoder.*`) and the decoder (`decoder.*`), with the
+//! vocabulary, the run's configuration and its split as JSON in its metadata — all that `caption` and `serve` need.
+
+use crate::data::DatasetSplit;
+use crate::model::resnet::{check_state_dict, Arch};
+use crate::model::weights::{load_state_dict, sha256_file};
+use crate::run::{RunConfig, SPLIT_FILE, VOCAB_FILE};
+use crate::text::Vocabulary;
+use crate::train::trainer::BEST_FILE;
+use crate::train::CaptionModel;
+use crate::{fsutil, Error, Result};
+use candle_core::{DType, Device, Tensor};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Value of the `format` metadata key of an exported model.
+pub const EXPORT_FORMAT: &str = "captioner-model-v1";
+/// Prefix of the backbone's tensors in an exported model.
+pub const TRUNK_PREFIX: &str = "trunk.";
+
+/// An exported model, read back: tensors split by part, vocabulary and configuration.
+#[derive(Debug)]
+pub struct ExportedModel {
+    /// The backbone's state_dict under its torchvision names (prefix removed).
+    pub trunk: HashMap<String, Tensor>,
+    /// Head and decoder tensors under their checkpoint names (`encoder.*`, `decoder.*`).
+    pub model: HashMap<String, Tensor>,
+    pub vocab: Vocabulary,
+    pub config: RunConfig,
+    /// The run's split by image, when the run had one (so `eval` scores the run's own test images).
+    pub split: Option<DatasetSplit>,
+}
+
+/// What [`export_run`] wrote.
+#[derive(Debug, Clone)]
+pub struct ExportSummary {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub tensors: usize,
+    pub arch: Arch,
+    pub vocab_size: usize,
+}
+
+/// The backbone file of a run: as recorded, or beside the run directory when it was moved with it.
+pub fn run_backbone(run_dir: &Path, cfg: &RunConfig) -> PathBuf {
+    if cfg.backbone.is_file() {
+        return cfg.backbone.clone();
+    }
+    match cfg.backbone.file_name() {
+        Some(name) if run_dir.join(name).is_file() => run_dir.join(name),
+        _ => cfg.backbone.clone(),
+    }
+}
+
+/// Loads the run's backbone state_dict, refusing a file whose sha256 is not the one it was trained with.
+pub fn load_run_backbone(
+    run_dir: &Path,
+    cfg: &RunConfig,
+) -> Result<(Arch, HashMap<String, Tensor>)> {
+    let arch: Arch = cfg.arch.parse()?;
+    let path = run_backbone(run_dir, cfg);
+    let sha = sha256_file(&path)?;
+    if sha != cfg.backbone_sha256 {
+        return Err(Error::Weights {
+            path,
+            msg: format!(
+                "sha256 is {sha}, but the run in {} was trained with a backbone whose sha256 is {}",
+                run_dir.display(),
+                cfg.backbone_sha256
+            ),
+        });
+    }
+    let sd = load_state_dict(&path)?;
+    check_state_dict(&path, arch, &sd)?;
+    Ok((arch, sd))
+}
+
+/// Writes the run in `run_dir` (its best weights, backbone, vocabulary, configuration) as one file, atomically.
+/// The backbone's `fc.*` is left out: captioning never uses it.
+pub fn export_run(run_dir: &Path, out: &Path) -> Result<ExportSummary> {
+    let cfg = RunConfig::load(run_dir)?;
+    let vocab = Vocabulary::load(&run_dir.join(VOCAB_FILE))?;
+    let model = CaptionModel::load(&run_dir.join(BEST_FILE), &Device::Cpu)?;
+    if model.decoder.vocab_size() != vocab.len() {
+        return Err(Error::Checkpoint {
+            path: run_dir.join(BEST_FILE),
+            msg: format!(
+                "decoder has {} words, {VOCAB_FILE} has {}",
+                model.decoder.vocab_size(),
+                vocab.len()
+            ),
+        });
+    }
+    let (arch, trunk) = load_run_backbone(run_dir, &cfg)?;
+    let mut tensors: Vec<(String, Tensor)> = trunk
+        .into_iter()
+        .filter(|(name, _)| !name.starts_with("fc."))
+        .map(|(name, t)| (format!("{TRUNK_PREFIX}{name}"), t))
+        .collect();
+    tensors.extend(model.tensors());
+    let mut metadata = HashMap::from([
+        ("format".to_string(), EXPORT_FORMAT.to_string()),
+        ("vocab".to_string(), to_json(&vocab)?),
+        ("config".to_string(), to_json(&cfg)?),
+    ]);
+    let split_path = run_dir.join(SPLIT_FILE);
+    if split_path.is_file() {
+        metadata.insert("split".into(), to_json(&DatasetSplit::load(&split_path)?)?);
+    }
+    let views = tensors
+        .iter()
+        .map(|(name, t)| Ok((name.clone(), RawTensor::new(t)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let count = views.len();
+    fsutil::write_atomic_with(out, |tmp| {
+        safetensors::serialize_to_file(views, &Some(metadata), tmp).map_err(|e| Error::Checkpoint {
+            path: tmp.to_path_buf(),
+            msg: format!("writing the model: {e}"),
+        })
+    })?;
+    let bytes = std::fs::metadata(out).map_err(|e| Error::io(out, e))?.len();
+    Ok(ExportSummary {
+        path: out.to_path_buf(),
+        bytes,
+        tensors: count,
+        arch,
+        vocab_size: vocab.len(),
+    })
+}
+
+/// Reads a file written by [`export_run`].
+pub fn read_export(path: &Path) -> Result<ExportedModel> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| Error::format(path, format!("not a .safetensors model file: {e}")))?;
+    let meta = meta.metadata().clone().unwrap_or_default();
+    if meta.get("format").map(String::as_str) != Some(EXPORT_FORMAT) {
+        return Err(Error::format(
+            path,
+            format!(
+                "not a captioner model (metadata format is {:?}, expected {EXPORT_FORMAT:?}): \
+                 pass a run directory or a file written by `captioner export`",
+                meta.get("format")
+            ),
+        ));
+    }
+    let field = |key: &str| {
+        meta.get(key)
+            .ok_or_else(|| Error::format(path, format!("metadata has no {key:?}")))
+    };
+    let vocab: Vocabulary = serde_json::from_str(field("vocab")?)
+        .map_err(|e| Error::format(path, format!("metadata vocab: {e}")))?;
+    let config: RunConfig = serde_json::from_str(field("config")?)
+        .map_err(|e| Error::format(path, format!("metadata config: {e}")))?;
+    let split: Option<DatasetSplit> = match meta.get("split") {
+        Some(s) => Some(
+            serde_json::from_str(s)
+                .map_err(|e| Error::format(path, format!("metadata split: {e}")))?,
+        ),
+        None => None,
+    };
+    let all = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+        .map_err(|e| Error::format(path, format!("unreadable tensors: {e}")))?;
+    let mut trunk = HashMap::new();
+    let mut model = HashMap::new();
+    for (name, t) in all {
+        match name.strip_prefix(TRUNK_PREFIX) {
+            Some(rest) => {
+                trunk.insert(rest.to_string(), t);
+            }
+            None => {
+                model.insert(name, t);
+            }
+        }
+    }
+    Ok(ExportedModel {
+        trunk,
+        model,
+        vocab,
+        config,
+        split,
+    })
+}
+
+/// A value as a JSON string, for the metadata.
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| Error::Invalid(format!("cannot serialise metadata: {e}")))
+}
+
+/// A tensor's little-endian bytes as the `safetensors` crate wants them. The crate's `View` is
+/// implemented here because candle implements it for another version of the crate.
+struct RawTensor {
+    dtype: safetensors::Dtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+fn le<T, const N: usize>(v: Vec<T>, f: fn(T) -> [u8; N]) -> Vec<u8> {
+    v.into_iter().flat_map(f).collect()
+}
+
+impl RawTensor {
+    fn new(t: &Tensor) -> Result<Self> {
+        use safetensors::Dtype as S;
+        let flat = t.to_device(&Device::Cpu)?.flatten_all()?;
+        let (dtype, data) = match t.dtype() {
+            DType::U8 => (S::U8, flat.to_vec1::<u8>()?),
+            DType::U32 => (S::U32, le(flat.to_vec1::<u32>()?, u32::to_le_bytes)),
+            DType::I64 => (S::I64, le(flat.to_vec1::<i64>()?, i64::to_le_bytes)),
+            DType::F16 => (
+                S::F16,
+                le(flat.to_vec1::<half::f16>()?, half::f16::to_le_bytes),
+            ),
+            DType::BF16 => (
+                S::BF16,
+                le(flat.to_vec1::<half::bf16>()?, half::bf16::to_le_bytes),
+            ),
+            DType::F32 => (S::F32, le(flat.to_vec1::<f32>()?, f32::to_le_bytes)),
+            DType::F64 => (S::F64, le(flat.to_vec1::<f64>()?, f64::to_le_bytes)),
+            other => {
+                return Err(Error::Invalid(format!(
+                    "cannot export a tensor of dtype {other:?}"
+                )))
+            }
+        };
+        Ok(Self {
+            dtype,
+            shape: t.dims().to_vec(),
+            data,
+        })
+    }
+}
+
+impl safetensors::View for RawTensor {
+    fn dtype(&self) -> safetensors::Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> Cow<'_, [u8]> {
+        Cow::Borrowed(&self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
