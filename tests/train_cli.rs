@@ -73,6 +73,11 @@ fn fixture() -> &'static Fixture {
 
 /// `captioner train` on the fixture into `run`, with `extra` flags.
 fn train_cmd(run: &Path, extra: &[&str]) -> Command {
+    train_cmd_with_cache(run, &fixture().cache, extra)
+}
+
+/// [`train_cmd`] with another feature cache.
+fn train_cmd_with_cache(run: &Path, cache: &Path, extra: &[&str]) -> Command {
     let f = fixture();
     let mut c = bin();
     c.arg("train")
@@ -81,7 +86,7 @@ fn train_cmd(run: &Path, extra: &[&str]) -> Command {
         .arg("--backbone")
         .arg(&f.backbone)
         .arg("--cache")
-        .arg(&f.cache)
+        .arg(cache)
         .arg("--run")
         .arg(run)
         .args(["--arch", "resnet18", "--batch-size", "16", "--no-progress"])
@@ -204,9 +209,14 @@ fn run_directory_holds_config_vocab_split_checkpoints_and_metrics() {
         );
     }
 
-    // A second fresh run into the same directory is refused.
-    let again = train_cmd(&run, &["--epochs", "2"]).output().unwrap();
+    // A second fresh run into the same directory is refused and changes nothing.
+    let before = std::fs::read(run.join("config.json")).unwrap();
+    let again = train_cmd(&run, &["--epochs", "3"]).output().unwrap();
     assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
+    assert_eq!(before, std::fs::read(run.join("config.json")).unwrap());
+    assert_eq!(metrics(&run).len(), 2);
+    let _ = best;
 }
 
 #[test]
@@ -281,7 +291,7 @@ fn kill_9_at_random_moments_then_resume_always_works() {
     let f = fixture();
     let dir = tempfile::tempdir().unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2024);
-    for i in 0..4 {
+    for i in 0..4usize {
         let run = dir.path().join(format!("run{i}"));
         // The first kill lands while a fresh cache is being filled; the others during training.
         let cache = if i == 0 {
@@ -289,13 +299,24 @@ fn kill_9_at_random_moments_then_resume_always_works() {
         } else {
             f.cache.clone()
         };
-        let cache_s = cache.to_str().unwrap().to_string();
-        let delay = Duration::from_millis(rng.random_range(100..2500));
-        let mut child = train_cmd(&run, &["--epochs", "1000", "--cache", &cache_s])
+        let delay = Duration::from_millis(rng.random_range(0..1500));
+        let mut child = train_cmd_with_cache(&run, &cache, &["--epochs", "1000"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // Kill i waits for epoch i - 1 to be logged first, so the kills spread over extraction,
+        // the first epoch and later epochs (checkpoint writes included), then a random delay.
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while metrics(&run).len() < i.saturating_sub(1) {
+            assert!(
+                Instant::now() < deadline,
+                "epoch {} not logged in time",
+                i - 1
+            );
+            assert!(child.try_wait().unwrap().is_none(), "train ended early");
+            std::thread::sleep(Duration::from_millis(10));
+        }
         std::thread::sleep(delay);
         child.kill().unwrap();
         child.wait().unwrap();
@@ -308,13 +329,14 @@ fn kill_9_at_random_moments_then_resume_always_works() {
             .and_then(|t| serde_json::from_str::<Value>(&t).ok())
             .and_then(|v| v["epochs_done"].as_u64())
             .unwrap_or(0);
+        eprintln!(
+            "kill {i} after {delay:?}: config.json {}, {done} epochs in last/",
+            run.join("config.json").exists()
+        );
         let target = (done + 1).to_string();
-        let out = train_cmd(
-            &run,
-            &["--resume", "--epochs", &target, "--cache", &cache_s],
-        )
-        .output()
-        .unwrap();
+        let out = train_cmd_with_cache(&run, &cache, &["--resume", "--epochs", &target])
+            .output()
+            .unwrap();
         ok(out);
         assert_eq!(
             metrics(&run).len() as u64,

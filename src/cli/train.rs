@@ -79,6 +79,12 @@ pub fn run(mut args: Args) -> anyhow::Result<i32> {
         args.data.split_ratios = SplitRatios::new(0.8, 0.2, 0.0)?;
     }
     let run_dir = args.run.clone();
+    if !args.resume && run_dir.join(CONFIG_FILE).exists() {
+        anyhow::bail!(
+            "{} already holds a run: continue it with --resume, or choose another --run",
+            run_dir.display()
+        );
+    }
     // A run killed before it wrote config.json (while loading the corpus) has nothing to resume:
     // --resume then starts it afresh, so "rerun with --resume" always works after a crash.
     let saved = if args.resume && run_dir.join(CONFIG_FILE).is_file() {
