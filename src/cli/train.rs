@@ -67,9 +67,15 @@ pub struct Args {
     pub no_progress: bool,
 }
 
-/// Default number of epochs: early stopping usually ends the run well before.
+/// Default number of epochs: an upper bound that early stopping ends well before. The tutorial's
+/// own Flickr8k run peaks at epoch 4 of 50 (val loss 1.5548, 2.83 by epoch 50); on a 100-image
+/// synth corpus (resnet18 init-backbone features) the best came at epoch 15, so 30 leaves room for
+/// small corpora and costs nothing when the curve turns early.
 const DEFAULT_EPOCHS: usize = 30;
-/// Default early-stopping patience.
+/// Default early-stopping patience. Measured on that synth run: val loss 1.0460 at epoch 11, then
+/// three worse epochs, then 1.0379 at epoch 15, then five worse epochs. Patience 3 would have stopped
+/// at epoch 14 with the worse model; 5 found the better one at the price of 5 extra epochs (the
+/// tutorial spends 46). Small validation sets are noisy, so we keep 5.
 const DEFAULT_PATIENCE: usize = 5;
 
 pub fn run(mut args: Args) -> anyhow::Result<i32> {
