@@ -75,7 +75,9 @@ const DEFAULT_EPOCHS: usize = 30;
 /// Default early-stopping patience. Measured on that synth run: val loss 1.0460 at epoch 11, then
 /// three worse epochs, then 1.0379 at epoch 15, then five worse epochs. Patience 3 would have stopped
 /// at epoch 14 with the worse model; 5 found the better one at the price of 5 extra epochs (the
-/// tutorial spends 46). Small validation sets are noisy, so we keep 5.
+/// tutorial spends 46). Small validation sets are noisy, so we keep 5. On `synth --images 2000`
+/// with resnet50 init-backbone features the best is epoch 1 (val 1.0416) and the run stops after
+/// epoch 6: 6 epochs instead of the tutorial's 50.
 const DEFAULT_PATIENCE: usize = 5;
 
 pub fn run(mut args: Args) -> anyhow::Result<i32> {
