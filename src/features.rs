@@ -22,8 +22,8 @@ pub const IMAGES_FILE: &str = "images.json";
 pub const INDEX_FILE: &str = "cache.json";
 /// Shards written during extraction; merged into the final files at the end.
 const PARTIAL_DIR: &str = "partial";
-/// Images per shard: a killed run loses at most this many images' work.
-const SHARD_IMAGES: usize = 128;
+/// Images per shard by default: a killed run loses at most this many images' work.
+pub const SHARD_IMAGES: usize = 128;
 
 /// What a feature depends on besides the image itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +46,10 @@ struct CacheIndex {
     key: CacheKey,
     dim: usize,
     images: Vec<ImageIdentity>,
+    /// Images that failed to decode under this key, with the error: a rerun reports them again
+    /// without loading the network.
+    #[serde(default)]
+    unreadable: Vec<(ImageIdentity, String)>,
 }
 
 /// Options of [`extract`].
@@ -55,6 +59,8 @@ pub struct ExtractOptions {
     pub batch_size: usize,
     pub half: bool,
     pub progress: bool,
+    /// Images per shard written during extraction (see [`SHARD_IMAGES`]).
+    pub shard_images: usize,
 }
 
 /// What [`extract`] did.
@@ -151,9 +157,16 @@ fn image_sha256(path: &Path) -> Result<String> {
     Ok(hex::encode(Sha256::digest(&bytes)))
 }
 
-/// Rows already computed under `key`, from the final cache and from shards of an interrupted run.
-fn known_rows(dir: &Path, key: &CacheKey) -> HashMap<ImageIdentity, Vec<f32>> {
+/// Rows already computed under `key`, from the final cache and from shards of an interrupted run,
+/// and the images known to be undecodable under `key`.
+type KnownRows = (
+    HashMap<ImageIdentity, Vec<f32>>,
+    HashMap<ImageIdentity, String>,
+);
+
+fn known_rows(dir: &Path, key: &CacheKey) -> KnownRows {
     let mut known = HashMap::new();
+    let mut failed = HashMap::new();
     let mut absorb = |index_path: PathBuf, features_path: PathBuf| {
         let Ok(index) = fsutil::read_json::<CacheIndex>(&index_path) else {
             return;
@@ -161,6 +174,7 @@ fn known_rows(dir: &Path, key: &CacheKey) -> HashMap<ImageIdentity, Vec<f32>> {
         if &index.key != key {
             return;
         }
+        failed.extend(index.unreadable);
         let Ok(t) = load_features(&features_path) else {
             return;
         };
@@ -186,7 +200,7 @@ fn known_rows(dir: &Path, key: &CacheKey) -> HashMap<ImageIdentity, Vec<f32>> {
             absorb(index_path, features_path);
         }
     }
-    known
+    (known, failed)
 }
 
 /// Computes the feature of every image of `corpus` into `cache_dir`, reusing every row already there for the
@@ -224,12 +238,18 @@ pub fn extract(
         })
         .collect();
 
-    let mut known = known_rows(cache_dir, &key);
+    let (mut known, known_failed) = known_rows(cache_dir, &key);
     let mut todo: Vec<(usize, ImageIdentity)> = Vec::new();
     let mut present: Vec<(usize, ImageIdentity)> = Vec::new();
+    let mut unreadable: Vec<(ImageIdentity, String)> = Vec::new();
     for (i, id) in identities {
         match id {
             Ok(id) if known.contains_key(&id) => present.push((i, id)),
+            Ok(id) if known_failed.contains_key(&id) => {
+                let error = known_failed[&id].clone();
+                summary.failed.push((id.file.clone(), error.clone()));
+                unreadable.push((id, error));
+            }
             Ok(id) => todo.push((i, id)),
             Err(e) => summary
                 .failed
@@ -250,9 +270,10 @@ pub fn extract(
             device,
             &mut summary,
         )?;
-        for (id, row) in computed {
+        for (id, row) in computed.rows {
             known.insert(id, row);
         }
+        unreadable.extend(computed.unreadable);
         present.extend(todo.into_iter().filter(|(_, id)| known.contains_key(id)));
         present.sort_by_key(|(i, _)| *i);
     }
@@ -275,14 +296,25 @@ pub fn extract(
     fsutil::write_json_atomic(&cache_dir.join(IMAGES_FILE), &names)?;
     fsutil::write_json_atomic(
         &cache_dir.join(INDEX_FILE),
-        &CacheIndex { key, dim, images },
+        &CacheIndex {
+            key,
+            dim,
+            images,
+            unreadable,
+        },
     )?;
     let _ = std::fs::remove_dir_all(cache_dir.join(PARTIAL_DIR));
     Ok(summary)
 }
 
+/// What [`compute_missing`] produced: new rows, and images that failed to decode.
+struct Computed {
+    rows: Vec<(ImageIdentity, Vec<f32>)>,
+    unreadable: Vec<(ImageIdentity, String)>,
+}
+
 /// Runs the trunk over `todo`, decoding the next batch on other threads while the network runs,
-/// and writes a shard every [`SHARD_IMAGES`] images.
+/// and writes a shard every `opts.shard_images` images.
 #[allow(clippy::too_many_arguments)]
 fn compute_missing(
     corpus: &CaptionCorpus,
@@ -293,7 +325,7 @@ fn compute_missing(
     opts: &ExtractOptions,
     device: &Device,
     summary: &mut ExtractSummary,
-) -> Result<Vec<(ImageIdentity, Vec<f32>)>> {
+) -> Result<Computed> {
     let partial = cache_dir.join(PARTIAL_DIR);
     std::fs::create_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
     let bar = progress_bar(todo.len() as u64, opts.progress);
@@ -313,7 +345,9 @@ fn compute_missing(
 
     let mut out = Vec::with_capacity(todo.len());
     let mut shard: Vec<(ImageIdentity, Vec<f32>)> = Vec::new();
-    let mut shard_no = std::fs::read_dir(&partial).map(|d| d.count()).unwrap_or(0);
+    let mut unreadable = Vec::new();
+    let mut shard_no = next_shard_no(&partial);
+    let shard_images = opts.shard_images.max(1);
     std::thread::scope(|s| -> Result<()> {
         s.spawn(move || {
             for batch in batches {
@@ -335,7 +369,10 @@ fn compute_missing(
                         ids.push(id);
                         data.extend_from_slice(&px);
                     }
-                    Err(e) => summary.failed.push((id.file.clone(), e.to_string())),
+                    Err(e) => {
+                        summary.failed.push((id.file.clone(), e.to_string()));
+                        unreadable.push((id, e.to_string()));
+                    }
                 }
             }
             if !ids.is_empty() {
@@ -351,7 +388,7 @@ fn compute_missing(
                 }
             }
             bar.inc(handled);
-            if shard.len() >= SHARD_IMAGES {
+            if shard.len() >= shard_images {
                 write_shard(&partial, shard_no, key, dim, &shard)?;
                 shard_no += 1;
                 out.append(&mut shard);
@@ -365,7 +402,30 @@ fn compute_missing(
     }
     bar.finish_and_clear();
     summary.computed = out.len();
-    Ok(out)
+    Ok(Computed {
+        rows: out,
+        unreadable,
+    })
+}
+
+/// One past the highest shard number in `partial` (shards of an earlier, killed run stay valid).
+fn next_shard_no(partial: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(partial) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_prefix("shard-")?
+                .split('.')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .map(|n| n + 1)
+        .max()
+        .unwrap_or(0)
 }
 
 fn round_half(row: Vec<f32>) -> Vec<f32> {
@@ -394,6 +454,7 @@ fn write_shard(
         key: key.clone(),
         dim,
         images: rows.iter().map(|(id, _)| id.clone()).collect(),
+        unreadable: Vec::new(),
     };
     // The index is written last: a shard without its index is ignored on resume.
     fsutil::write_json_atomic(&base.with_extension("json"), &index)

@@ -4,7 +4,7 @@
 use super::data_args::parse_layout;
 use anyhow::Context;
 use captioner::data::{CaptionCorpus, Layout, LoadOptions};
-use captioner::features::{extract, ExtractOptions, FeatureCache};
+use captioner::features::{extract, ExtractOptions, FeatureCache, SHARD_IMAGES};
 use captioner::model::resnet::Arch;
 use std::path::PathBuf;
 
@@ -35,6 +35,9 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Images per resumable shard (tests make it small to kill a run between shards).
+    #[arg(long, hide = true, default_value_t = SHARD_IMAGES)]
+    pub shard_images: usize,
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
@@ -51,6 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         batch_size: args.batch_size,
         half: args.half,
         progress: !args.no_progress,
+        shard_images: args.shard_images,
     };
     let device = captioner::device::default_device();
     let start = std::time::Instant::now();

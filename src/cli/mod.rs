@@ -10,6 +10,7 @@ mod eval;
 mod export;
 mod features;
 mod fetch;
+mod init_backbone;
 mod inspect;
 mod serve;
 mod synth;
@@ -47,6 +48,8 @@ pub enum Command {
     Fetch(fetch::Args),
     /// Serve the captioning page and JSON API over HTTP.
     Serve(serve::Args),
+    /// Write a ResNet with torchvision's default random initialisation (for tests and the demo).
+    InitBackbone(init_backbone::Args),
 }
 
 /// Runs the parsed command; returns the process exit code.
@@ -62,5 +65,6 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Bench(a) => bench::run(a),
         Command::Fetch(a) => fetch::run(a),
         Command::Serve(a) => serve::run(a),
+        Command::InitBackbone(a) => init_backbone::run(a),
     }
 }

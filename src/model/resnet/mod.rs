@@ -5,6 +5,7 @@
 mod check;
 mod cpu_ops;
 pub mod formula;
+pub mod init;
 mod net;
 mod trunk;
 
