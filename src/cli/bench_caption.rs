@@ -5,6 +5,7 @@
 //! Weights are random (trunk from a formula, head and decoder from a seed), vocabulary 9000. endofseq is
 //! suppressed on both sides so every caption is the full 25 words: both do the same amount of work.
 
+use super::bench_common::{median_seconds, use_threads};
 use anyhow::Context;
 use candle_core::{Device, Tensor};
 use captioner::decode::{beam_search, greedy, BeamOptions, LstmSteps, MAX_WORDS};
@@ -16,7 +17,6 @@ use captioner::vision::preprocess::{preprocess, IMAGE_SIZE};
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 const PYTORCH_SCRIPT: &str = include_str!("../../scripts/reference/bench_caption.py");
 
@@ -63,19 +63,6 @@ fn test_jpeg(path: &Path) -> anyhow::Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Median milliseconds of `iters` calls after one warm-up call.
-fn median_ms(iters: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
-    f()?;
-    let mut t = Vec::with_capacity(iters);
-    for _ in 0..iters.max(1) {
-        let t0 = Instant::now();
-        f()?;
-        t.push(t0.elapsed().as_secs_f64() * 1e3);
-    }
-    t.sort_by(f64::total_cmp);
-    Ok(t[t.len() / 2])
-}
-
 /// PyTorch (mode, ms, words) rows, or why there are none.
 fn pytorch(args: &Args, image: &Path, threads: usize) -> Result<Vec<(String, f64, u64)>, String> {
     let probe = Command::new(&args.python)
@@ -114,15 +101,7 @@ fn pytorch(args: &Args, image: &Path, threads: usize) -> Result<Vec<(String, f64
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
-    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-    let _ = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global();
+    let threads = use_threads(args.threads);
     let dir = tempfile_dir()?;
     let image = match &args.image {
         Some(p) => p.clone(),
@@ -240,4 +219,9 @@ fn tempfile_dir() -> anyhow::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("captioner-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir)
+}
+
+/// Median milliseconds of `iters` calls after one warm-up call.
+fn median_ms(iters: usize, f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    Ok(median_seconds(iters, f)? * 1e3)
 }

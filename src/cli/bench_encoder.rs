@@ -2,12 +2,12 @@
 //! candle's stock path (conv2d + batch_norm), and PyTorch eager in the same run when `python3`
 //! has torch and torchvision. Weights are formula weights: speed does not depend on the values.
 
+use super::bench_common::{median_seconds, use_threads};
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use captioner::model::resnet::{formula, Arch, ResNet, ResNetTrunk, TrunkLayout};
 use std::process::Command;
-use std::time::Instant;
 
 const PYTORCH_SCRIPT: &str = include_str!("../../scripts/reference/bench_encoder.py");
 
@@ -34,19 +34,6 @@ pub struct Args {
     /// Also time candle's stock path (unfolded conv2d + batch_norm) and the folded NCHW graph.
     #[arg(long)]
     pub compare_candle: bool,
-}
-
-/// Median seconds of `iters` calls after one warm-up call.
-fn time_median(iters: usize, mut f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
-    f()?;
-    let mut t = Vec::with_capacity(iters);
-    for _ in 0..iters.max(1) {
-        let t0 = Instant::now();
-        f()?;
-        t.push(t0.elapsed().as_secs_f64());
-    }
-    t.sort_by(f64::total_cmp);
-    Ok(t[t.len() / 2])
 }
 
 /// PyTorch images/s per batch size, or why there is none.
@@ -89,16 +76,7 @@ fn pytorch(args: &Args, threads: usize) -> Result<Vec<(usize, f64)>, String> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
-    // candle's GEMM reads RAYON_NUM_THREADS; our kernels use rayon's global pool.
-    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-    let _ = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global();
+    let threads = use_threads(args.threads);
 
     let dev = Device::Cpu;
     let sd = formula::state_dict(args.arch)?;
@@ -114,17 +92,17 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let mut rows = Vec::new();
     for &b in &args.batches {
         let x = Tensor::randn(0f32, 1.0, (b, 3, 224, 224), &dev)?;
-        let ours = time_median(args.iters, || {
+        let ours = median_seconds(args.iters, || {
             trunk.forward(&x)?;
             Ok(())
         })?;
         let (nchw, stock) = match &extra {
             Some((nchw, stock)) => (
-                Some(time_median(args.iters, || {
+                Some(median_seconds(args.iters, || {
                     nchw.forward(&x)?;
                     Ok(())
                 })?),
-                Some(time_median(args.iters.min(3), || {
+                Some(median_seconds(args.iters.min(3), || {
                     stock.features_t(&x, false)?;
                     Ok(())
                 })?),

@@ -2,7 +2,7 @@
 //! words = 21 LSTM steps, vocab 9000, feature 2048 → head → decoder, loss, backward, Adam) in
 //! ms/step, and PyTorch's on the same shapes and thread count when `python3` has torch.
 
-use anyhow::Context;
+use super::bench_common::use_threads;
 use candle_core::{Device, Tensor};
 use captioner::model::decoder::TeacherBatch;
 use captioner::train::adam::{Adam, AdamConfig};
@@ -133,21 +133,11 @@ fn bench_torch(python: &str, threads: usize, steps: usize) -> Result<(f64, Strin
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-    });
+    let threads = use_threads(args.threads);
     anyhow::ensure!(
         threads >= 1 && args.steps >= 1,
         "--threads and --steps must be >= 1"
     );
-    // candle's matmul reads RAYON_NUM_THREADS; the fused ops use rayon's global pool.
-    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .build_global()
-        .context("cannot size the thread pool")?;
     println!(
         "training step: batch {BATCH}, {} LSTM steps, vocab {VOCAB}, feature {FEATURE}, Adam; \
          {threads} threads, median of {} steps",

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_caption;
+mod bench_common;
 mod bench_encoder;
 mod bench_train;
 mod caption;

@@ -1,0 +1,38 @@
+//! What every `captioner bench` table shares: the thread count both sides run with, and the median of
+//! repeated timings after a warm-up call.
+
+use std::time::Instant;
+
+/// Sizes the compute threads (`requested`, else every core) and returns the count, so PyTorch can be given
+/// the same: candle's GEMM reads `RAYON_NUM_THREADS`, our own kernels use rayon's global pool.
+pub fn use_threads(requested: Option<usize>) -> usize {
+    let threads = requested
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
+        .max(1);
+    std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    // Fails only when the pool was already built, in which case it stays as it is.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global();
+    threads
+}
+
+/// Median seconds of `iters` calls of `f` (at least one), after one warm-up call.
+pub fn median_seconds(
+    iters: usize,
+    mut f: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<f64> {
+    f()?;
+    let mut t = Vec::with_capacity(iters.max(1));
+    for _ in 0..iters.max(1) {
+        let t0 = Instant::now();
+        f()?;
+        t.push(t0.elapsed().as_secs_f64());
+    }
+    t.sort_by(f64::total_cmp);
+    Ok(t[t.len() / 2])
+}
