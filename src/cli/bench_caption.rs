@@ -5,7 +5,7 @@
 //! Weights are random (trunk from a formula, head and decoder from a seed), vocabulary 9000. endofseq is
 //! suppressed on both sides so every caption is the full 25 words: both do the same amount of work.
 
-use super::bench_common::{median_seconds, use_threads};
+use super::bench_common::{json_lines, median_seconds, use_threads};
 use anyhow::Context;
 use candle_core::{Device, Tensor};
 use captioner::decode::{beam_search, greedy, BeamOptions, LstmSteps, MAX_WORDS};
@@ -75,28 +75,24 @@ fn pytorch(args: &Args, image: &Path, threads: usize) -> Result<Vec<(String, f64
             args.python
         ));
     }
-    let out = Command::new(&args.python)
-        .args(["-c", PYTORCH_SCRIPT, "--image"])
-        .arg(image)
-        .args(["--threads", &threads.to_string()])
-        .args(["--iters", &args.iters.to_string()])
-        .args(["--arch", &args.arch.to_string()])
-        .args(["--vocab", &args.vocab.to_string()])
-        .args(["--beam", &args.beam.to_string()])
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).map_err(|e| e.to_string())?;
-            match (v["mode"].as_str(), v["ms"].as_f64(), v["words"].as_u64()) {
+    let lines = json_lines(
+        Command::new(&args.python)
+            .args(["-c", PYTORCH_SCRIPT, "--image"])
+            .arg(image)
+            .args(["--threads", &threads.to_string()])
+            .args(["--iters", &args.iters.to_string()])
+            .args(["--arch", &args.arch.to_string()])
+            .args(["--vocab", &args.vocab.to_string()])
+            .args(["--beam", &args.beam.to_string()]),
+    )?;
+    lines
+        .into_iter()
+        .map(
+            |v| match (v["mode"].as_str(), v["ms"].as_f64(), v["words"].as_u64()) {
                 (Some(m), Some(ms), Some(w)) => Ok((m.to_string(), ms, w)),
-                _ => Err(format!("unexpected line from the PyTorch script: {l}")),
-            }
-        })
+                _ => Err(format!("unexpected line from the PyTorch script: {v}")),
+            },
+        )
         .collect()
 }
 

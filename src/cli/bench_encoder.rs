@@ -2,7 +2,7 @@
 //! candle's stock path (conv2d + batch_norm), and PyTorch eager in the same run when `python3`
 //! has torch and torchvision. Weights are formula weights: speed does not depend on the values.
 
-use super::bench_common::{median_seconds, use_threads};
+use super::bench_common::{json_lines, median_seconds, use_threads};
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -49,29 +49,25 @@ fn pytorch(args: &Args, threads: usize) -> Result<Vec<(usize, f64)>, String> {
         ));
     }
     let batches: Vec<String> = args.batches.iter().map(|b| b.to_string()).collect();
-    let out = Command::new(&args.python)
-        .args(["-c", PYTORCH_SCRIPT, "--threads", &threads.to_string()])
-        .args([
-            "--iters",
-            &args.iters.to_string(),
-            "--batches",
-            &batches.join(","),
-        ])
-        .args(["--arch", &args.arch.to_string()])
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).map_err(|e| e.to_string())?;
-            match (v["batch"].as_u64(), v["images_per_s"].as_f64()) {
+    let lines = json_lines(
+        Command::new(&args.python)
+            .args(["-c", PYTORCH_SCRIPT, "--threads", &threads.to_string()])
+            .args([
+                "--iters",
+                &args.iters.to_string(),
+                "--batches",
+                &batches.join(","),
+            ])
+            .args(["--arch", &args.arch.to_string()]),
+    )?;
+    lines
+        .into_iter()
+        .map(
+            |v| match (v["batch"].as_u64(), v["images_per_s"].as_f64()) {
                 (Some(b), Some(r)) => Ok((b as usize, r)),
-                _ => Err(format!("unexpected line from the PyTorch script: {l}")),
-            }
-        })
+                _ => Err(format!("unexpected line from the PyTorch script: {v}")),
+            },
+        )
         .collect()
 }
 
