@@ -46,7 +46,7 @@ pub async fn caption(
             return Err(ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 format!(
-                    "captioning took longer than {:.1} s",
+                    "captioning took longer than {} s",
                     app.cfg.timeout.as_secs_f64()
                 ),
             ))
