@@ -30,6 +30,9 @@ pub struct Args {
     /// Skip the PyTorch run.
     #[arg(long)]
     no_python: bool,
+    /// Vocabulary size (the seed's Flickr8k vocabulary has about 9000 words; a synth corpus ~60).
+    #[arg(long, default_value_t = VOCAB)]
+    vocab: usize,
 }
 
 const BATCH: usize = 64;
@@ -43,10 +46,10 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 /// Per-step milliseconds of captioner: (total, forward, loss, backward, adam) medians.
-fn bench_captioner(steps: usize) -> anyhow::Result<[f64; 5]> {
+fn bench_captioner(steps: usize, vocab: usize) -> anyhow::Result<[f64; 5]> {
     let dev = Device::Cpu;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let mut model = CaptionModel::new(FEATURE, VOCAB, 256, 512, &mut rng, &dev)?;
+    let mut model = CaptionModel::new(FEATURE, vocab, 256, 512, &mut rng, &dev)?;
     let mut opt = Adam::new(model.vars(), AdamConfig::default())?;
     let feats: Vec<f32> = (0..BATCH * FEATURE)
         .map(|_| rng.random_range(-1.0..1.0))
@@ -55,7 +58,7 @@ fn bench_captioner(steps: usize) -> anyhow::Result<[f64; 5]> {
     let caps: Vec<Vec<u32>> = (0..BATCH)
         .map(|_| {
             (0..WORDS)
-                .map(|_| rng.random_range(4..VOCAB as u32))
+                .map(|_| rng.random_range(4..vocab as u32))
                 .collect()
         })
         .collect();
@@ -87,7 +90,12 @@ fn bench_captioner(steps: usize) -> anyhow::Result<[f64; 5]> {
 }
 
 /// PyTorch's median ms/step, or why it could not run.
-fn bench_torch(python: &str, threads: usize, steps: usize) -> Result<(f64, String), String> {
+fn bench_torch(
+    python: &str,
+    threads: usize,
+    steps: usize,
+    vocab: usize,
+) -> Result<(f64, String), String> {
     let mut child = Command::new(python)
         .args([
             "-",
@@ -95,6 +103,8 @@ fn bench_torch(python: &str, threads: usize, steps: usize) -> Result<(f64, Strin
             &threads.to_string(),
             "--steps",
             &steps.to_string(),
+            "--vocab",
+            &vocab.to_string(),
         ])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -135,20 +145,21 @@ fn bench_torch(python: &str, threads: usize, steps: usize) -> Result<(f64, Strin
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let threads = use_threads(args.threads);
     anyhow::ensure!(
-        threads >= 1 && args.steps >= 1,
-        "--threads and --steps must be >= 1"
+        threads >= 1 && args.steps >= 1 && args.vocab >= 5,
+        "--threads and --steps must be >= 1, --vocab >= 5"
     );
+    let vocab = args.vocab;
     println!(
-        "training step: batch {BATCH}, {} LSTM steps, vocab {VOCAB}, feature {FEATURE}, Adam; \
+        "training step: batch {BATCH}, {} LSTM steps, vocab {vocab}, feature {FEATURE}, Adam; \
          {threads} threads, median of {} steps",
         WORDS + 2,
         args.steps
     );
-    let [total, fwd, loss, bwd, adam] = bench_captioner(args.steps)?;
+    let [total, fwd, loss, bwd, adam] = bench_captioner(args.steps, vocab)?;
     let torch = if args.no_python {
         Err("skipped (--no-python)".to_string())
     } else {
-        bench_torch(&args.python, threads, args.steps)
+        bench_torch(&args.python, threads, args.steps, vocab)
     };
     println!("{:<22} {:>10}", "implementation", "ms/step");
     println!("{:<22} {:>10.1}", "captioner", total);
