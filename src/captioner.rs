@@ -11,7 +11,7 @@ use crate::text::Vocabulary;
 use crate::train::trainer::BEST_FILE;
 use crate::train::CaptionModel;
 use crate::vision::decode::decode_rgb;
-use crate::vision::preprocess::{preprocess, preprocess_file, IMAGE_SIZE};
+use crate::vision::preprocess::{preprocess_file_sized, preprocess_sized};
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use image::RgbImage;
@@ -194,13 +194,16 @@ impl Captioner {
         &self.model
     }
 
-    /// Trunk features `[B, D]` of preprocessed images (`B` CHW planes of 3×224×224, concatenated).
+    /// Side of the square the model's images are resized to (224 unless trained otherwise).
+    pub fn image_size(&self) -> usize {
+        self.config.image_size
+    }
+
+    /// Trunk features `[B, D]` of preprocessed images (`B` CHW planes of 3×S×S, concatenated, S =
+    /// [`Captioner::image_size`]).
     pub fn encode(&self, pixels: Vec<f32>, images: usize) -> Result<Tensor> {
-        let x = Tensor::from_vec(
-            pixels,
-            (images, 3, IMAGE_SIZE, IMAGE_SIZE),
-            self.trunk.device(),
-        )?;
+        let side = self.image_size();
+        let x = Tensor::from_vec(pixels, (images, 3, side, side), self.trunk.device())?;
         self.trunk.forward(&x)
     }
 
@@ -260,7 +263,11 @@ impl Captioner {
     ) -> Result<Vec<String>> {
         let mut out = Vec::with_capacity(images.len());
         for chunk in images.chunks(opts.batch_size.max(1)) {
-            let planes: Vec<Vec<f32>> = chunk.par_iter().map(preprocess).collect();
+            let side = self.image_size();
+            let planes: Vec<Vec<f32>> = chunk
+                .par_iter()
+                .map(|img| preprocess_sized(img, side))
+                .collect();
             let features = self.encode(planes.concat(), chunk.len())?;
             let decoded = self.decode_features(&features, opts)?;
             out.extend(decoded.iter().map(|d| self.vocab.decode(&d.tokens)));
@@ -288,11 +295,15 @@ impl Captioner {
         mut each: impl FnMut(usize, Result<String>),
     ) {
         let size = opts.batch_size.max(1);
+        let side = self.image_size();
         let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Result<Vec<f32>>>)>(1);
         std::thread::scope(|s| {
             s.spawn(move || {
                 for (b, chunk) in paths.chunks(size).enumerate() {
-                    let pixels = chunk.par_iter().map(|p| preprocess_file(p)).collect();
+                    let pixels = chunk
+                        .par_iter()
+                        .map(|p| preprocess_file_sized(p, side))
+                        .collect();
                     if tx.send((b * size, pixels)).is_err() {
                         return;
                     }

@@ -5,7 +5,7 @@
 use crate::data::CaptionCorpus;
 use crate::model::resnet::{Arch, ResNetTrunk};
 use crate::model::weights::sha256_file;
-use crate::vision::preprocess::{preprocess_batch, IMAGE_SIZE, PREPROCESS_VERSION};
+use crate::vision::preprocess::{preprocess_batch_sized, preprocess_version};
 use crate::{fsutil, Error, Result};
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
@@ -61,6 +61,8 @@ pub struct ExtractOptions {
     pub progress: bool,
     /// Images per shard written during extraction (see [`SHARD_IMAGES`]).
     pub shard_images: usize,
+    /// Side of the square images are resized to ([`crate::vision::IMAGE_SIZE`] = 224 as the seed).
+    pub image_size: usize,
 }
 
 /// What [`extract`] did.
@@ -216,7 +218,7 @@ pub fn extract(
     let key = CacheKey {
         backbone_sha256: sha256_file(backbone)?,
         arch: opts.arch.to_string(),
-        preprocess_version: PREPROCESS_VERSION.to_string(),
+        preprocess_version: preprocess_version(opts.image_size),
         half: opts.half,
     };
     let mut summary = ExtractSummary {
@@ -331,7 +333,7 @@ fn compute_missing(
     let bar = progress_bar(todo.len() as u64, opts.progress);
     let batch_size = opts.batch_size.max(1);
     let dim = trunk.feature_dim();
-    let side = IMAGE_SIZE;
+    let side = opts.image_size;
 
     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(ImageIdentity, Result<Vec<f32>>)>>(2);
     let batches: Vec<Vec<(ImageIdentity, PathBuf)>> = todo
@@ -352,7 +354,7 @@ fn compute_missing(
         s.spawn(move || {
             for batch in batches {
                 let paths: Vec<PathBuf> = batch.iter().map(|(_, p)| p.clone()).collect();
-                let pixels = preprocess_batch(&paths);
+                let pixels = preprocess_batch_sized(&paths, side);
                 let items = batch.into_iter().map(|(id, _)| id).zip(pixels).collect();
                 if tx.send(items).is_err() {
                     return;

@@ -27,6 +27,10 @@ pub struct RunConfig {
     pub backbone: PathBuf,
     pub backbone_sha256: String,
     pub preprocess_version: String,
+    /// Side of the square the images are resized to (224 as in the seed; runs written before this
+    /// field existed are 224).
+    #[serde(default = "default_image_size")]
+    pub image_size: usize,
     pub feature_cache: PathBuf,
     /// How the vocabulary and split were made.
     pub min_freq: usize,
@@ -35,6 +39,10 @@ pub struct RunConfig {
     pub preset: Option<String>,
     /// The trainer's configuration (epochs, batch size, lr, seed, patience, sizes).
     pub train: TrainConfig,
+}
+
+fn default_image_size() -> usize {
+    crate::vision::IMAGE_SIZE
 }
 
 impl RunConfig {

@@ -7,7 +7,7 @@ use candle_core::Tensor;
 use captioner::data::{CaptionCorpus, DatasetSplit, SplitName};
 use captioner::features::FeatureCache;
 use captioner::metrics::coco::{write_coco_files, write_hyps_json};
-use captioner::metrics::evaluate;
+use captioner::metrics::{evaluate, Scores};
 use captioner::{CaptionOptions, Captioner};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -101,17 +101,74 @@ fn usable_cache(captioner: &Captioner, data_dir: &Path) -> Option<FeatureCache> 
     let key = &cache.key;
     (key.backbone_sha256 == cfg.backbone_sha256
         && key.arch == cfg.arch
-        && key.preprocess_version == captioner::vision::PREPROCESS_VERSION
+        && key.preprocess_version == captioner::vision::preprocess_version(cfg.image_size)
         && cache.dim() == captioner.trunk().feature_dim())
     .then_some(cache)
 }
 
+/// What an evaluation found: the scores, every hypothesis and its references.
+#[derive(Debug)]
+pub struct Evaluation {
+    pub scores: Scores,
+    /// Image file → generated caption.
+    pub hyps: BTreeMap<String, String>,
+    /// Image file → its reference captions (raw).
+    pub refs: BTreeMap<String, Vec<String>>,
+    /// Where the split came from, for the report.
+    pub split_source: String,
+    /// Images whose features came from the run's cache.
+    pub from_cache: usize,
+}
+
 pub fn run(args: Args) -> anyhow::Result<i32> {
+    let ev = evaluate_model(&args)?;
+    if let Some(path) = &args.hyps_out {
+        write_hyps_json(path, &ev.hyps)?;
+    }
+    if let Some(dir) = &args.coco_out {
+        write_coco_files(dir, &ev.refs, &ev.hyps)?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&ev.scores)?);
+    } else {
+        println!(
+            "{} images of the {} split ({}), {} ({} from the feature cache)",
+            ev.scores.images,
+            part_name(args.split),
+            ev.split_source,
+            if args.beam > 1 {
+                format!("beam {}", args.beam)
+            } else {
+                "greedy".to_string()
+            },
+            ev.from_cache
+        );
+        print_scores(&ev.scores);
+    }
+    Ok(0)
+}
+
+/// The metric table, one line a metric.
+pub fn print_scores(scores: &Scores) {
+    for (name, v) in [
+        ("BLEU-1", scores.bleu1),
+        ("BLEU-2", scores.bleu2),
+        ("BLEU-3", scores.bleu3),
+        ("BLEU-4", scores.bleu4),
+        ("ROUGE-L", scores.rouge_l),
+        ("CIDEr-D", scores.cider),
+    ] {
+        println!("{name:>8} {v:.4}");
+    }
+}
+
+/// Captions the chosen part of the split and scores it.
+pub fn evaluate_model(args: &Args) -> anyhow::Result<Evaluation> {
     let device = captioner::device::default_device();
     let captioner = Captioner::load(&args.model, &device)
         .with_context(|| format!("cannot load the model {}", args.model.display()))?;
     let corpus = args.data.load_corpus()?;
-    let (split, split_source) = choose_split(&args, &captioner, &corpus)?;
+    let (split, split_source) = choose_split(args, &captioner, &corpus)?;
     let part = match args.split {
         Part::Test => SplitName::Test,
         Part::Val => SplitName::Val,
@@ -190,38 +247,13 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         })
         .collect();
     let scores = evaluate(&refs, &hyps)?;
-    if let Some(path) = &args.hyps_out {
-        write_hyps_json(path, &hyps)?;
-    }
-    if let Some(dir) = &args.coco_out {
-        write_coco_files(dir, &refs, &hyps)?;
-    }
-    if args.json {
-        println!("{}", serde_json::to_string(&scores)?);
-    } else {
-        println!(
-            "{} images of the {} split ({split_source}), {} ({} from the feature cache)",
-            scores.images,
-            part_name(args.split),
-            if opts.beam > 1 {
-                format!("beam {}", opts.beam)
-            } else {
-                "greedy".to_string()
-            },
-            cached.len()
-        );
-        for (name, v) in [
-            ("BLEU-1", scores.bleu1),
-            ("BLEU-2", scores.bleu2),
-            ("BLEU-3", scores.bleu3),
-            ("BLEU-4", scores.bleu4),
-            ("ROUGE-L", scores.rouge_l),
-            ("CIDEr-D", scores.cider),
-        ] {
-            println!("{name:>8} {v:.4}");
-        }
-    }
-    Ok(0)
+    Ok(Evaluation {
+        scores,
+        hyps,
+        refs,
+        split_source,
+        from_cache: cached.len(),
+    })
 }
 
 fn progress_bar(len: u64, visible: bool) -> indicatif::ProgressBar {

@@ -38,6 +38,9 @@ pub struct Args {
     /// Images per resumable shard (tests make it small to kill a run between shards).
     #[arg(long, hide = true, default_value_t = SHARD_IMAGES)]
     pub shard_images: usize,
+    /// Resize images to this square side (the seed and every pretrained recipe: 224).
+    #[arg(long, default_value_t = captioner::vision::IMAGE_SIZE)]
+    pub image_size: usize,
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
@@ -55,6 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         half: args.half,
         progress: !args.no_progress,
         shard_images: args.shard_images,
+        image_size: args.image_size,
     };
     let device = captioner::device::default_device();
     let start = std::time::Instant::now();

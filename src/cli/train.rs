@@ -11,7 +11,7 @@ use captioner::run::{RunConfig, CONFIG_FILE, RUN_FORMAT, SPLIT_FILE, VOCAB_FILE}
 use captioner::text::{VocabSource, Vocabulary};
 use captioner::train::dataset::build_train_data;
 use captioner::train::{checkpoint, interrupt, train, TrainConfig, TrainOptions};
-use captioner::vision::PREPROCESS_VERSION;
+use captioner::vision::preprocess_version;
 use std::path::PathBuf;
 
 /// Recipes with their own defaults.
@@ -59,6 +59,10 @@ pub struct Args {
     /// Continue from RUN/last/ (same vocabulary, split and configuration).
     #[arg(long)]
     pub resume: bool,
+    /// Resize images to this square side before the backbone (the seed: 224). Smaller is faster
+    /// and only sensible for a backbone that is not pretrained at 224, like the demo's.
+    #[arg(long, default_value_t = captioner::vision::IMAGE_SIZE)]
+    pub image_size: usize,
     /// Images per ResNet forward pass while extracting features.
     #[arg(long, default_value_t = 16)]
     pub feature_batch_size: usize,
@@ -154,6 +158,11 @@ pub fn run(mut args: Args) -> anyhow::Result<i32> {
         vocab.len()
     );
 
+    let image_size = saved.as_ref().map_or(args.image_size, |s| s.image_size);
+    anyhow::ensure!(
+        (32..=1024).contains(&image_size),
+        "--image-size must be between 32 and 1024, not {image_size}"
+    );
     let mut cfg = match &saved {
         Some(s) => s.train.clone(),
         None => {
@@ -190,7 +199,8 @@ pub fn run(mut args: Args) -> anyhow::Result<i32> {
         arch: arch.to_string(),
         backbone: std::fs::canonicalize(&backbone).unwrap_or(backbone.clone()),
         backbone_sha256,
-        preprocess_version: PREPROCESS_VERSION.into(),
+        preprocess_version: preprocess_version(image_size),
+        image_size,
         feature_cache: std::fs::canonicalize(&cache_dir).unwrap_or(cache_dir.clone()),
         min_freq: vocab.min_freq(),
         vocab_from: saved
@@ -220,6 +230,7 @@ pub fn run(mut args: Args) -> anyhow::Result<i32> {
         half: false,
         progress: !args.no_progress,
         shard_images: SHARD_IMAGES,
+        image_size,
     };
     let extract_start = std::time::Instant::now();
     let summary = extract(&corpus, &backbone, &cache_dir, &extract_opts, &device)?;

@@ -7,4 +7,4 @@ pub mod header;
 pub mod preprocess;
 pub mod resize;
 
-pub use preprocess::{IMAGE_SIZE, PREPROCESS_VERSION};
+pub use preprocess::{preprocess_version, IMAGE_SIZE, PREPROCESS_VERSION};

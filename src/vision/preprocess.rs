@@ -49,24 +49,51 @@ pub fn normalize_into(img224: &RgbImage, out: &mut [f32]) {
     }
 }
 
+/// [`PREPROCESS_VERSION`] for images resized to `side`×`side` (the seed's transform at 224; other
+/// sides only for models trained at that size, such as the demo's).
+pub fn preprocess_version(side: usize) -> String {
+    if side == IMAGE_SIZE {
+        PREPROCESS_VERSION.to_string()
+    } else {
+        PREPROCESS_VERSION.replace("224", &side.to_string())
+    }
+}
+
 /// Resizes an RGB image to 224×224 as torchvision does on a PIL image and normalises it (CHW).
 pub fn preprocess(img: &RgbImage) -> Vec<f32> {
-    let side = IMAGE_SIZE as u32;
-    let resized = resize::resize_bilinear_antialias(img, side, side);
-    let mut out = vec![0f32; 3 * IMAGE_SIZE * IMAGE_SIZE];
+    preprocess_sized(img, IMAGE_SIZE)
+}
+
+/// [`preprocess`] with `Resize((side, side))` instead of 224.
+pub fn preprocess_sized(img: &RgbImage, side: usize) -> Vec<f32> {
+    let resized = resize::resize_bilinear_antialias(img, side as u32, side as u32);
+    let mut out = vec![0f32; 3 * side * side];
     normalize_into(&resized, &mut out);
     out
 }
 
 /// Reads, decodes and preprocesses the image at `path`.
 pub fn preprocess_file(path: &Path) -> Result<Vec<f32>> {
-    Ok(preprocess(&decode::load_rgb(path)?))
+    preprocess_file_sized(path, IMAGE_SIZE)
+}
+
+/// [`preprocess_file`] at `side`×`side`.
+pub fn preprocess_file_sized(path: &Path, side: usize) -> Result<Vec<f32>> {
+    Ok(preprocess_sized(&decode::load_rgb(path)?, side))
 }
 
 /// Preprocesses many images in parallel (rayon); each result stands alone, so one unreadable image
 /// does not stop the others. Results are in the order of `paths`.
 pub fn preprocess_batch(paths: &[PathBuf]) -> Vec<Result<Vec<f32>>> {
-    paths.par_iter().map(|p| preprocess_file(p)).collect()
+    preprocess_batch_sized(paths, IMAGE_SIZE)
+}
+
+/// [`preprocess_batch`] at `side`×`side`.
+pub fn preprocess_batch_sized(paths: &[PathBuf], side: usize) -> Vec<Result<Vec<f32>>> {
+    paths
+        .par_iter()
+        .map(|p| preprocess_file_sized(p, side))
+        .collect()
 }
 
 #[cfg(test)]
