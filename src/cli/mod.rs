@@ -7,6 +7,7 @@ mod bench_encoder;
 mod bench_train;
 mod caption;
 mod data_args;
+mod demo;
 mod eval;
 mod export;
 mod features;
@@ -29,6 +30,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// From nothing to captions in minutes: synth corpus, train, evaluate, show (no network).
+    Demo(demo::Args),
     /// Generate a corpus of rendered scenes with five captions each (Kaggle layout).
     Synth(synth::Args),
     /// Describe a dataset: layout, counts, split, vocabulary, unreadable images.
@@ -56,6 +59,7 @@ pub enum Command {
 /// Runs the parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
+        Command::Demo(a) => demo::run(a),
         Command::Synth(a) => synth::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Features(a) => features::run(a),
