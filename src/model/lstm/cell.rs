@@ -1,6 +1,7 @@
 //! The LSTM cell as one fused op with its analytic gradient: candle's stock path builds ~12 graph
 //! nodes per step (narrows, sigmoids, products) and its backward dominated the training step.
 
+use super::activation::{sigmoid, tanh};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -35,10 +36,6 @@ impl<'a> View<'a> {
     }
 }
 
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
-
 fn dims(l1: &Layout) -> candle_core::Result<(usize, usize)> {
     let (b, g) = l1.shape().dims2()?;
     if g % 4 != 0 {
@@ -53,7 +50,7 @@ fn acts(gates: &View, r: usize, j: usize, h: usize) -> (f32, f32, f32, f32) {
     (
         sigmoid(gates.at(r, j)),
         sigmoid(gates.at(r, h + j)),
-        gates.at(r, 2 * h + j).tanh(),
+        tanh(gates.at(r, 2 * h + j)),
         sigmoid(gates.at(r, 3 * h + j)),
     )
 }
@@ -81,7 +78,7 @@ impl CustomOp2 for CellFwd {
             for j in 0..h {
                 let (i, f, g, o) = acts(&gates, r, j, h);
                 let c = f * cp.at(r, j) + i * g;
-                row[j] = o * c.tanh();
+                row[j] = o * tanh(c);
                 row[h + j] = c;
             }
         });
@@ -133,7 +130,7 @@ impl CustomOp3 for CellBwd {
                 let (i, f, g, o) = acts(&gates, r, j, h);
                 let c_prev = cp.at(r, j);
                 let c = f * c_prev + i * g;
-                let tc = c.tanh();
+                let tc = tanh(c);
                 let dh = grad.at(r, j);
                 let dc = grad.at(r, h + j) + dh * o * (1.0 - tc * tc);
                 if self.gates {

@@ -2,6 +2,7 @@
 //! graph nodes made candle's backward quadratic in the sequence length (each step's narrow of the
 //! projected input is back-propagated as a zero-padded copy of the whole sequence).
 
+use super::activation::{sigmoid, tanh};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Device, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -10,10 +11,6 @@ fn f32s<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'
         (CpuStorage::F32(d), Some((a, b))) => Ok(&d[a..b]),
         _ => candle_core::bail!("lstm sequence: {what} must be contiguous f32"),
     }
-}
-
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
 }
 
 /// `a [m, k] · w^T` for a row-major `w [n, k]` (or `a · w` when `transpose` is false, w `[k, n]`).
@@ -63,26 +60,15 @@ impl CustomOp2 for LstmSeq {
             } else {
                 Some(&before[(t - 1) * b * 6 * h..])
             };
+            let zeros = vec![0f32; h];
             cur[..b * 6 * h]
                 .par_chunks_mut(6 * h)
                 .enumerate()
                 .for_each(|(r, row)| {
                     let x = &xp[(t * b + r) * g4..(t * b + r + 1) * g4];
                     let rc = &rec[r * g4..(r + 1) * g4];
-                    for j in 0..h {
-                        let i = sigmoid(x[j] + rc[j]);
-                        let f = sigmoid(x[h + j] + rc[h + j]);
-                        let g = (x[2 * h + j] + rc[2 * h + j]).tanh();
-                        let o = sigmoid(x[3 * h + j] + rc[3 * h + j]);
-                        let c_prev = prev.map_or(0.0, |p| p[r * 6 * h + h + j]);
-                        let c = f * c_prev + i * g;
-                        row[j] = o * c.tanh();
-                        row[h + j] = c;
-                        row[2 * h + j] = i;
-                        row[3 * h + j] = f;
-                        row[4 * h + j] = g;
-                        row[5 * h + j] = o;
-                    }
+                    let c_prev = prev.map_or(&zeros[..], |p| &p[r * 6 * h + h..r * 6 * h + 2 * h]);
+                    gates_forward(x, rc, c_prev, row, h);
                 });
             for r in 0..b {
                 let src = &out[(t * b + r) * 6 * h..(t * b + r) * 6 * h + h];
@@ -120,6 +106,75 @@ impl CustomOp2 for LstmSeq {
     }
 }
 
+/// One row of one step forward: projected input `x` and recurrent product `rc` (each 4H: i f g o
+/// pre-activations), previous cell `c_prev` (H) → `row` (6H: h | c | i f g o). Written over
+/// equal-length slices so that the loop vectorises.
+fn gates_forward(x: &[f32], rc: &[f32], c_prev: &[f32], row: &mut [f32], h: usize) {
+    let (x_i, x) = x.split_at(h);
+    let (x_f, x) = x.split_at(h);
+    let (x_g, x_o) = x.split_at(h);
+    let (r_i, rc) = rc.split_at(h);
+    let (r_f, rc) = rc.split_at(h);
+    let (r_g, r_o) = rc.split_at(h);
+    let (h_out, row) = row.split_at_mut(h);
+    let (c_out, row) = row.split_at_mut(h);
+    let (i_out, row) = row.split_at_mut(h);
+    let (f_out, row) = row.split_at_mut(h);
+    let (g_out, o_out) = row.split_at_mut(h);
+    let c_prev = &c_prev[..h];
+    let x_o = &x_o[..h];
+    let r_o = &r_o[..h];
+    let o_out = &mut o_out[..h];
+    for j in 0..h {
+        let i = sigmoid(x_i[j] + r_i[j]);
+        let f = sigmoid(x_f[j] + r_f[j]);
+        let g = tanh(x_g[j] + r_g[j]);
+        let o = sigmoid(x_o[j] + r_o[j]);
+        let c = f * c_prev[j] + i * g;
+        h_out[j] = o * tanh(c);
+        c_out[j] = c;
+        i_out[j] = i;
+        f_out[j] = f;
+        g_out[j] = g;
+        o_out[j] = o;
+    }
+}
+
+/// One row of one step backward: the step's `row` (6H), the gradient of its h and c (`gr`, 6H,
+/// first 2H used), the previous cell, the gradient flowing back into h from the next step →
+/// gate gradients `dg` (4H); `dcn` holds the gradient into c from the next step on entry and the
+/// one into this step's c_prev on exit.
+fn gates_backward(
+    row: &[f32],
+    gr: &[f32],
+    c_prev: &[f32],
+    dh_next: &[f32],
+    dg: &mut [f32],
+    dcn: &mut [f32],
+    h: usize,
+) {
+    let (c_row, acts) = row[h..6 * h].split_at(h);
+    let (i_row, acts) = acts.split_at(h);
+    let (f_row, acts) = acts.split_at(h);
+    let (g_row, o_row) = acts.split_at(h);
+    let (gh, gc) = gr[..2 * h].split_at(h);
+    let (d_i, d) = dg.split_at_mut(h);
+    let (d_f, d) = d.split_at_mut(h);
+    let (d_g, d_o) = d.split_at_mut(h);
+    let (c_prev, dh_next, dcn, d_o) = (&c_prev[..h], &dh_next[..h], &mut dcn[..h], &mut d_o[..h]);
+    for j in 0..h {
+        let (c, i, f, g, o) = (c_row[j], i_row[j], f_row[j], g_row[j], o_row[j]);
+        let tc = tanh(c);
+        let dh = gh[j] + dh_next[j];
+        let dc = gc[j] + dcn[j] + dh * o * (1.0 - tc * tc);
+        d_i[j] = dc * g * i * (1.0 - i);
+        d_f[j] = dc * c_prev[j] * f * (1.0 - f);
+        d_g[j] = dc * i * (1.0 - g * g);
+        d_o[j] = dh * tc * o * (1.0 - o);
+        dcn[j] = dc * f;
+    }
+}
+
 /// Backward through time: (res `[T,B,6H]`, grad of res, `W_hh`) → d xp `[T, B, 4H]`.
 struct LstmSeqBwd;
 
@@ -147,34 +202,21 @@ impl CustomOp3 for LstmSeqBwd {
         let mut dc_next = vec![0f32; b * h];
         for t in (0..t_len).rev() {
             let dg = &mut d_xp[t * b * 4 * h..(t + 1) * b * 4 * h];
+            let zeros = vec![0f32; h];
             dg.par_chunks_mut(4 * h)
                 .zip(dc_next.par_chunks_mut(h))
                 .enumerate()
                 .for_each(|(r, (dg, dcn))| {
                     let row = &res[(t * b + r) * h6..(t * b + r + 1) * h6];
                     let gr = &grad[(t * b + r) * h6..(t * b + r + 1) * h6];
-                    for j in 0..h {
-                        let c = row[h + j];
-                        let (i, f, g, o) = (
-                            row[2 * h + j],
-                            row[3 * h + j],
-                            row[4 * h + j],
-                            row[5 * h + j],
-                        );
-                        let c_prev = if t == 0 {
-                            0.0
-                        } else {
-                            res[((t - 1) * b + r) * h6 + h + j]
-                        };
-                        let tc = c.tanh();
-                        let dh = gr[j] + dh_next[r * h + j];
-                        let dc = gr[h + j] + dcn[j] + dh * o * (1.0 - tc * tc);
-                        dg[j] = dc * g * i * (1.0 - i);
-                        dg[h + j] = dc * c_prev * f * (1.0 - f);
-                        dg[2 * h + j] = dc * i * (1.0 - g * g);
-                        dg[3 * h + j] = dh * tc * o * (1.0 - o);
-                        dcn[j] = dc * f;
-                    }
+                    let c_prev = if t == 0 {
+                        &zeros[..]
+                    } else {
+                        let at = ((t - 1) * b + r) * h6 + h;
+                        &res[at..at + h]
+                    };
+                    let dh_next = &dh_next[r * h..(r + 1) * h];
+                    gates_backward(row, gr, c_prev, dh_next, dg, dcn, h);
                 });
             if t > 0 {
                 dh_next = matmul(dg, b, &w, false)?;
