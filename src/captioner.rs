@@ -262,8 +262,8 @@ impl Captioner {
         opts: &CaptionOptions,
     ) -> Result<Vec<String>> {
         let mut out = Vec::with_capacity(images.len());
+        let side = self.image_size();
         for chunk in images.chunks(opts.batch_size.max(1)) {
-            let side = self.image_size();
             let planes: Vec<Vec<f32>> = chunk
                 .par_iter()
                 .map(|img| preprocess_sized(img, side))

@@ -39,8 +39,20 @@ pub struct Args {
     #[arg(long, hide = true, default_value_t = SHARD_IMAGES)]
     pub shard_images: usize,
     /// Resize images to this square side (the seed and every pretrained recipe: 224).
-    #[arg(long, default_value_t = captioner::vision::IMAGE_SIZE)]
+    #[arg(long, default_value_t = captioner::vision::IMAGE_SIZE, value_parser = parse_image_size)]
     pub image_size: usize,
+}
+
+/// `--image-size` of `features` and `train`: a side from 32 to 1024 pixels.
+pub fn parse_image_size(s: &str) -> Result<usize, String> {
+    let side: usize = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a whole number of pixels"))?;
+    if (32..=1024).contains(&side) {
+        Ok(side)
+    } else {
+        Err(format!("must be between 32 and 1024, not {side}"))
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {

@@ -61,7 +61,7 @@ pub struct Args {
     pub resume: bool,
     /// Resize images to this square side before the backbone (the seed: 224). Smaller is faster
     /// and only sensible for a backbone that is not pretrained at 224, like the demo's.
-    #[arg(long, default_value_t = captioner::vision::IMAGE_SIZE)]
+    #[arg(long, default_value_t = captioner::vision::IMAGE_SIZE, value_parser = super::features::parse_image_size)]
     pub image_size: usize,
     /// Images per ResNet forward pass while extracting features.
     #[arg(long, default_value_t = 16)]
@@ -159,10 +159,6 @@ pub fn run(mut args: Args) -> anyhow::Result<i32> {
     );
 
     let image_size = saved.as_ref().map_or(args.image_size, |s| s.image_size);
-    anyhow::ensure!(
-        (32..=1024).contains(&image_size),
-        "--image-size must be between 32 and 1024, not {image_size}"
-    );
     let mut cfg = match &saved {
         Some(s) => s.train.clone(),
         None => {

@@ -82,13 +82,8 @@ pub fn preprocess_file_sized(path: &Path, side: usize) -> Result<Vec<f32>> {
     Ok(preprocess_sized(&decode::load_rgb(path)?, side))
 }
 
-/// Preprocesses many images in parallel (rayon); each result stands alone, so one unreadable image
-/// does not stop the others. Results are in the order of `paths`.
-pub fn preprocess_batch(paths: &[PathBuf]) -> Vec<Result<Vec<f32>>> {
-    preprocess_batch_sized(paths, IMAGE_SIZE)
-}
-
-/// [`preprocess_batch`] at `side`×`side`.
+/// Preprocesses many images at `side`×`side` in parallel (rayon); each result stands alone, so one
+/// unreadable image does not stop the others. Results are in the order of `paths`.
 pub fn preprocess_batch_sized(paths: &[PathBuf], side: usize) -> Vec<Result<Vec<f32>>> {
     paths
         .par_iter()
@@ -129,7 +124,7 @@ mod tests {
             .unwrap();
         let bad = dir.path().join("bad.png");
         std::fs::write(&bad, b"not a png").unwrap();
-        let out = preprocess_batch(&[bad.clone(), good.clone()]);
+        let out = preprocess_batch_sized(&[bad.clone(), good.clone()], IMAGE_SIZE);
         assert!(out[0].as_ref().unwrap_err().to_string().contains("bad.png"));
         let white = out[1].as_ref().unwrap();
         assert_eq!(white.len(), 3 * IMAGE_SIZE * IMAGE_SIZE);
