@@ -189,6 +189,11 @@ impl Decoder {
     /// batch's real positions only (in the order of `batch.targets`): pad positions never reach
     /// the output layer, which is most of the step's cost.
     pub fn forward_teacher(&self, image: &Tensor, batch: &TeacherBatch) -> Result<Tensor> {
+        self.project(&self.hidden_teacher(image, batch)?)
+    }
+
+    /// The LSTM outputs `[N, H]` that [`Decoder::forward_teacher`] projects to logits.
+    pub fn hidden_teacher(&self, image: &Tensor, batch: &TeacherBatch) -> Result<Tensor> {
         let (steps, b) = batch.inputs.dims2()?;
         if image.dims() != [b, self.embed_size()] {
             return Err(Error::Invalid(format!(
@@ -200,11 +205,10 @@ impl Decoder {
         let words = self.embed_tokens(&batch.inputs)?;
         let x = Tensor::cat(&[&image.unsqueeze(0)?, &words], 0)?;
         let (hs, _) = self.lstm.forward_seq(&x)?;
-        let hidden = hs
+        Ok(hs
             .narrow(0, 1, steps)?
             .reshape((steps * b, self.hidden_size()))?
-            .index_select(&batch.positions, 0)?;
-        self.project(&hidden)
+            .index_select(&batch.positions, 0)?)
     }
 }
 

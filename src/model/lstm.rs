@@ -1,7 +1,6 @@
 //! A one-layer LSTM with PyTorch's parameter names, gate order (i, f, g, o) and default init, whose
 //! input projection for a whole sequence is one matrix product and whose cell is one fused op.
 
-mod activation;
 mod cell;
 mod sequence;
 

@@ -1,5 +1,6 @@
 //! Models: the ResNet trunk (torchvision names), weight loading, the head and the LSTM decoder.
 
+pub mod activation;
 pub mod decoder;
 pub mod head;
 pub mod lstm;

@@ -9,6 +9,7 @@ pub mod loss;
 pub mod metrics_log;
 pub mod model;
 pub mod plot;
+pub mod projected_loss;
 pub mod trainer;
 
 pub use batches::{Caption, TrainData};

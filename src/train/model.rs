@@ -3,7 +3,7 @@
 
 use crate::model::decoder::{Decoder, TeacherBatch, DECODER_PREFIX};
 use crate::model::head::{Head, HEAD_PREFIX};
-use crate::train::loss::cross_entropy;
+use crate::train::projected_loss::projected_cross_entropy;
 use crate::{Error, Result};
 use candle_core::{Device, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
@@ -80,25 +80,37 @@ impl CaptionModel {
         v
     }
 
-    /// Logits `[N, V]` of the batch's real positions; the head in training mode (batch
-    /// statistics, running statistics updated) when `train`, else in eval mode.
+    /// The image embeddings `[B, E]`: the head in training mode (batch statistics, running
+    /// statistics updated) when `train`, else in eval mode.
+    fn image(&mut self, features: &Tensor, train: bool) -> Result<Tensor> {
+        if train {
+            self.head.forward_train(features)
+        } else {
+            self.head.forward(features)
+        }
+    }
+
+    /// Logits `[N, V]` of the batch's real positions (head mode as in [`CaptionModel::loss`]).
     pub fn logits(
         &mut self,
         features: &Tensor,
         batch: &TeacherBatch,
         train: bool,
     ) -> Result<Tensor> {
-        let image = if train {
-            self.head.forward_train(features)?
-        } else {
-            self.head.forward(features)?
-        };
+        let image = self.image(features, train)?;
         self.decoder.forward_teacher(&image, batch)
     }
 
-    /// Mean cross-entropy of the batch's real tokens (see [`CaptionModel::logits`]).
+    /// Mean cross-entropy of the batch's real tokens; the head in training mode when `train`.
+    /// The output layer and the loss are one op ([`projected_cross_entropy`]).
     pub fn loss(&mut self, features: &Tensor, batch: &TeacherBatch, train: bool) -> Result<Tensor> {
-        let logits = self.logits(features, batch, train)?;
-        cross_entropy(&logits, &batch.targets)
+        let image = self.image(features, train)?;
+        let hidden = self.decoder.hidden_teacher(&image, batch)?;
+        projected_cross_entropy(
+            &hidden,
+            self.decoder.linear_weight.as_tensor(),
+            self.decoder.linear_bias.as_tensor(),
+            &batch.targets,
+        )
     }
 }

@@ -1,7 +1,7 @@
 //! The LSTM cell as one fused op with its analytic gradient: candle's stock path builds ~12 graph
 //! nodes per step (narrows, sigmoids, products) and its backward dominated the training step.
 
-use super::activation::{sigmoid, tanh};
+use crate::model::activation::{sigmoid, tanh};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 

@@ -2,7 +2,7 @@
 //! graph nodes made candle's backward quadratic in the sequence length (each step's narrow of the
 //! projected input is back-propagated as a zero-padded copy of the whole sequence).
 
-use super::activation::{sigmoid, tanh};
+use crate::model::activation::{sigmoid, tanh};
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Device, Layout, Shape, Tensor};
 use rayon::prelude::*;
 

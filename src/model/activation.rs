@@ -1,4 +1,5 @@
-//! `exp`, `sigmoid` and `tanh` for the LSTM gates, in plain arithmetic the compiler vectorises.
+//! `exp`, `sigmoid` and `tanh` for the LSTM gates and the loss, in plain arithmetic the compiler
+//! vectorises.
 //! libm's `expf`/`tanhf` are opaque calls, one element at a time: in `perf` they were 15% of a
 //! training step (5 per gate element forward, 1 backward). These agree with libm to a few ulp
 //! (tested below); the decoder's PyTorch parity tests run through them.
