@@ -194,7 +194,7 @@ impl Decoder {
 
     /// The LSTM outputs `[N, H]` that [`Decoder::forward_teacher`] projects to logits.
     pub fn hidden_teacher(&self, image: &Tensor, batch: &TeacherBatch) -> Result<Tensor> {
-        let (steps, b) = batch.inputs.dims2()?;
+        let b = batch.batch_size();
         if image.dims() != [b, self.embed_size()] {
             return Err(Error::Invalid(format!(
                 "image embeddings have shape {:?}, expected [{b}, {}]",
@@ -204,11 +204,14 @@ impl Decoder {
         }
         let words = self.embed_tokens(&batch.inputs)?;
         let x = Tensor::cat(&[&image.unsqueeze(0)?, &words], 0)?;
-        let (hs, _) = self.lstm.forward_seq(&x)?;
-        Ok(hs
-            .narrow(0, 1, steps)?
-            .reshape((steps * b, self.hidden_size()))?
-            .index_select(&batch.positions, 0)?)
+        // The first LSTM step sees the image; its output is not scored.
+        let rows: Vec<u32> = batch
+            .positions
+            .to_vec1::<u32>()?
+            .into_iter()
+            .map(|p| p + b as u32)
+            .collect();
+        self.lstm.forward_rows(&x, &rows)
     }
 }
 

@@ -126,27 +126,35 @@ impl Lstm {
         self.cell(&xp, state)
     }
 
-    /// The whole sequence, time-major `x [T, B, input]` → hidden outputs `[T, B, H]` and the
-    /// final state. The input projection of all steps is one matrix product.
-    pub fn forward_seq(&self, x: &Tensor) -> Result<(Tensor, LstmState)> {
+    /// The hidden outputs `[N, H]` of the steps `rows` (indices into the `T·B` time-major steps)
+    /// of the sequence `x [T, B, input]`, from a zero state: what teacher forcing scores. The
+    /// input projection of all steps is one matrix product; on the CPU the recurrence and its
+    /// backward pass are one op ([`sequence::LstmRows`]).
+    pub fn forward_rows(&self, x: &Tensor, rows: &[u32]) -> Result<Tensor> {
+        let (t_len, b, i) = x.dims3()?;
+        if t_len == 0 {
+            return Err(Error::Invalid("empty sequence".into()));
+        }
+        let x = x.reshape((t_len * b, i))?;
+        if x.device().is_cpu() {
+            let xp = x
+                .matmul(&self.weight_ih.t()?)?
+                .reshape((t_len, b, 4 * self.hidden))?;
+            let bias = (self.bias_ih.as_tensor() + self.bias_hh.as_tensor())?;
+            let op = sequence::LstmRows::new(rows.to_vec());
+            return Ok(xp.apply_op3(self.weight_hh.as_tensor(), &bias, op)?);
+        }
+        self.forward_rows_stepwise(&x.reshape((t_len, b, i))?, rows)
+    }
+
+    /// [`Lstm::forward_rows`] as one cell per step, with candle's own backward (other devices).
+    fn forward_rows_stepwise(&self, x: &Tensor, rows: &[u32]) -> Result<Tensor> {
         let (t_len, b, i) = x.dims3()?;
         let xp = self.project_input(&x.reshape((t_len * b, i))?)?.reshape((
             t_len,
             b,
             4 * self.hidden,
         ))?;
-        if xp.device().is_cpu() && t_len > 0 {
-            let h = self.hidden;
-            let out = xp
-                .contiguous()?
-                .apply_op2(self.weight_hh.as_tensor(), sequence::LstmSeq)?;
-            let last = out.get(t_len - 1)?;
-            let state = LstmState {
-                h: last.narrow(1, 0, h)?,
-                c: last.narrow(1, h, h)?,
-            };
-            return Ok((out.narrow(2, 0, h)?, state));
-        }
         let mut state: Option<LstmState> = None;
         let mut hs = Vec::with_capacity(t_len);
         for t in 0..t_len {
@@ -154,7 +162,48 @@ impl Lstm {
             hs.push(s.h.clone());
             state = Some(s);
         }
-        let state = state.ok_or_else(|| Error::Invalid("empty sequence".into()))?;
-        Ok((Tensor::stack(&hs, 0)?, state))
+        let hs = Tensor::stack(&hs, 0)?.reshape((t_len * b, self.hidden))?;
+        let rows = Tensor::from_slice(rows, rows.len(), hs.device())?;
+        Ok(hs.index_select(&rows, 0)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    /// The fused sequence op gives the outputs and gradients of the step-by-step cells, also when
+    /// backward runs twice (the second time reruns the recurrence) and for rows in any order.
+    #[test]
+    fn fused_rows_match_the_stepwise_cells() {
+        let dev = Device::Cpu;
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let lstm = Lstm::new(5, 7, &mut rng, &dev).unwrap();
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (4, 3, 5), &dev).unwrap()).unwrap();
+        let rows = [11u32, 0, 4, 5, 9, 2, 7];
+        let weights = Tensor::randn(0f32, 1.0, (rows.len(), 7), &dev).unwrap();
+        let want = lstm.forward_rows_stepwise(&x, &rows).unwrap();
+        let want_grads = (&want * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let got = lstm.forward_rows(&x, &rows).unwrap();
+        let d = (&got - &want).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(d.to_scalar::<f32>().unwrap() < 1e-6);
+        let loss = (&got * &weights).unwrap().sum_all().unwrap();
+        let mut vars = vec![("x".to_string(), x.clone())];
+        vars.extend(lstm.vars(""));
+        for _pass in 0..2 {
+            let grads = loss.backward().unwrap();
+            for (name, var) in &vars {
+                let (g, e) = (grads.get(var).unwrap(), want_grads.get(var).unwrap());
+                let d = (g - e).unwrap().abs().unwrap().max_all().unwrap();
+                let d = d.to_scalar::<f32>().unwrap();
+                assert!(d < 1e-5, "grad of {name} differs by {d}");
+            }
+        }
     }
 }

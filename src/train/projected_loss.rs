@@ -6,110 +6,11 @@
 //! zero-filled accumulator per node; see docs/performance.md for what this bought.
 
 use crate::model::activation::exp;
+use crate::model::cpu_math::{column_sums, f32_data, matmul_into, View};
 use crate::Result;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor};
-use gemm::Parallelism;
 use rayon::prelude::*;
 use std::sync::Mutex;
-
-/// A read-only strided matrix: element `(r, c)` is `data[r * rs + c * cs]`.
-#[derive(Clone, Copy)]
-struct View<'a> {
-    data: &'a [f32],
-    rows: usize,
-    cols: usize,
-    rs: usize,
-    cs: usize,
-}
-
-impl<'a> View<'a> {
-    fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        Self {
-            data,
-            rows,
-            cols,
-            rs: cols,
-            cs: 1,
-        }
-    }
-
-    fn t(self) -> Self {
-        Self {
-            rows: self.cols,
-            cols: self.rows,
-            rs: self.cs,
-            cs: self.rs,
-            ..self
-        }
-    }
-
-    fn fits(&self) -> bool {
-        self.rows == 0
-            || self.cols == 0
-            || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
-    }
-}
-
-/// `dst [a.rows, b.cols]` (row-major) `= dst + beta · a · b` when `accumulate`, else `beta · a · b`,
-/// with the `gemm` crate that candle's own matmul uses, on rayon's threads.
-fn matmul_into(
-    dst: &mut [f32],
-    a: View<'_>,
-    b: View<'_>,
-    beta: f32,
-    accumulate: bool,
-) -> candle_core::Result<()> {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    if b.rows != k || dst.len() != m * n || !a.fits() || !b.fits() {
-        candle_core::bail!("projected loss: matmul shapes do not fit");
-    }
-    if m == 0 || n == 0 {
-        return Ok(());
-    }
-    if k == 0 {
-        if !accumulate {
-            dst.fill(0.0);
-        }
-        return Ok(());
-    }
-    let parallelism = match rayon::current_num_threads() {
-        0 | 1 => Parallelism::None,
-        t => Parallelism::Rayon(t),
-    };
-    // SAFETY: the shapes and strides were checked above to stay inside the three slices, and
-    // `dst` is borrowed mutably, so it aliases neither input.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a.cs as isize,
-            a.rs as isize,
-            b.data.as_ptr(),
-            b.cs as isize,
-            b.rs as isize,
-            1.0,
-            beta,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
-    Ok(())
-}
-
-fn f32s<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(d), Some((a, b))) => Ok(&d[a..b]),
-        _ => candle_core::bail!("projected loss: {what} must be contiguous f32"),
-    }
-}
 
 /// A copy of a tensor's f32 data (only on the rare path that recomputes `G`).
 fn vec_of(t: &Tensor) -> candle_core::Result<Vec<f32>> {
@@ -123,7 +24,7 @@ fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<
     let t = t.contiguous()?;
     let (storage, layout) = t.storage_and_layout();
     match &*storage {
-        Storage::Cpu(s) => Ok(f(f32s(s, layout, "tensor")?)),
+        Storage::Cpu(s) => Ok(f(f32_data(s, layout, "projected loss: tensor")?)),
         _ => candle_core::bail!("projected loss: CPU tensors only"),
     }
 }
@@ -224,9 +125,9 @@ impl CustomOp3 for ProjectedCrossEntropy {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (_, h) = l1.shape().dims2()?;
         let (losses, g) = loss_and_grad(
-            f32s(s1, l1, "hidden")?,
-            f32s(s2, l2, "weight")?,
-            f32s(s3, l3, "bias")?,
+            f32_data(s1, l1, "projected loss: hidden")?,
+            f32_data(s2, l2, "projected loss: weight")?,
+            f32_data(s3, l3, "projected loss: bias")?,
             &self.targets,
             h,
         )?;
@@ -272,20 +173,8 @@ impl CustomOp3 for ProjectedCrossEntropy {
         with_data(hidden, |hd| {
             matmul_into(&mut d_w, gv.t(), View::row_major(hd, n, h), scale, false)
         })??;
-        // db = column sums of G, each column summed in row order (deterministic).
-        const COLS: usize = 256;
-        let mut d_b = vec![0f32; v];
-        d_b.par_chunks_mut(COLS).enumerate().for_each(|(k, out)| {
-            let cols = k * COLS..k * COLS + out.len();
-            for row in g.chunks_exact(v) {
-                for (o, &x) in out.iter_mut().zip(&row[cols.clone()]) {
-                    *o += x;
-                }
-            }
-            for o in out.iter_mut() {
-                *o *= scale;
-            }
-        });
+        // db = column sums of G.
+        let d_b = column_sums(&g, v, scale);
         let dev = hidden.device();
         Ok((
             Some(Tensor::from_vec(d_hidden, (n, h), dev)?),

@@ -1,0 +1,178 @@
+//! Building blocks of the fused CPU ops (LSTM sequence, output layer + loss): strided matrix
+//! products through the `gemm` crate that candle's own matmul uses, deterministic column sums and
+//! access to a custom op's f32 storage. Strides let the ops multiply transposed operands and
+//! slices of their saved state in place, where candle would copy them first.
+
+use candle_core::{CpuStorage, Layout};
+use gemm::Parallelism;
+use rayon::prelude::*;
+
+/// A read-only strided matrix: element `(r, c)` is `data[r * rs + c * cs]`.
+#[derive(Clone, Copy)]
+pub(crate) struct View<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> View<'a> {
+    pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
+    }
+
+    /// The transposed matrix (no copy).
+    pub fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+
+    fn fits(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
+    }
+}
+
+/// `dst [a.rows, b.cols]` (row-major) `= dst + beta · a · b` when `accumulate`, else `beta · a · b`,
+/// on rayon's threads.
+pub(crate) fn matmul_into(
+    dst: &mut [f32],
+    a: View<'_>,
+    b: View<'_>,
+    beta: f32,
+    accumulate: bool,
+) -> candle_core::Result<()> {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if b.rows != k || dst.len() != m * n || !a.fits() || !b.fits() {
+        candle_core::bail!(
+            "matmul: [{m}, {k}] · [{}, {n}] into {} elements does not fit",
+            b.rows,
+            dst.len()
+        );
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.fill(0.0);
+        }
+        return Ok(());
+    }
+    let parallelism = match rayon::current_num_threads() {
+        0 | 1 => Parallelism::None,
+        t => Parallelism::Rayon(t),
+    };
+    // SAFETY: the shapes and strides were checked above to stay inside the three slices, and
+    // `dst` is borrowed mutably, so it aliases neither input.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a.cs as isize,
+            a.rs as isize,
+            b.data.as_ptr(),
+            b.cs as isize,
+            b.rs as isize,
+            1.0,
+            beta,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+    Ok(())
+}
+
+/// `scale ·` the column sums of a row-major `[rows, cols]` matrix; each column is summed in row
+/// order, so the result does not depend on the thread count.
+pub(crate) fn column_sums(m: &[f32], cols: usize, scale: f32) -> Vec<f32> {
+    const BLOCK: usize = 256;
+    let mut out = vec![0f32; cols];
+    if cols == 0 {
+        return out;
+    }
+    out.par_chunks_mut(BLOCK).enumerate().for_each(|(k, out)| {
+        let range = k * BLOCK..k * BLOCK + out.len();
+        for row in m.chunks_exact(cols) {
+            for (o, &x) in out.iter_mut().zip(&row[range.clone()]) {
+                *o += x;
+            }
+        }
+        for o in out.iter_mut() {
+            *o *= scale;
+        }
+    });
+    out
+}
+
+/// The f32 data of a custom op's contiguous input, or an error naming `what`.
+pub(crate) fn f32_data<'a>(
+    s: &'a CpuStorage,
+    l: &Layout,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(d), Some((a, b))) => Ok(&d[a..b]),
+        _ => candle_core::bail!("{what} must be contiguous f32"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matmul_into_handles_transposed_and_strided_operands() {
+        // a = [[1, 2, 3], [4, 5, 6]] stored transposed; b = rows 0 and 2 of a padded [3, 4].
+        let a_t = [1.0, 4.0, 2.0, 5.0, 3.0, 6.0];
+        let a = View::row_major(&a_t, 3, 2).t();
+        let padded = [1.0, 0.0, 9.0, 9.0, 0.0, 1.0, 9.0, 9.0, 1.0, 1.0, 9.0, 9.0];
+        let b = View {
+            data: &padded,
+            rows: 3,
+            cols: 2,
+            rs: 4,
+            cs: 1,
+        };
+        let mut dst = vec![1.0; 4];
+        matmul_into(&mut dst, a, b, 2.0, true).unwrap();
+        // a·b = [[1+3, 2+3], [4+6, 5+6]] = [[4, 5], [10, 11]]; 1 + 2·that.
+        assert_eq!(dst, vec![9.0, 11.0, 21.0, 23.0]);
+        matmul_into(&mut dst, a, b, 1.0, false).unwrap();
+        assert_eq!(dst, vec![4.0, 5.0, 10.0, 11.0]);
+        let short = View::row_major(&a_t[..5], 3, 2);
+        assert!(matmul_into(&mut dst, short.t(), b, 1.0, false).is_err());
+    }
+
+    #[test]
+    fn column_sums_cover_partial_blocks() {
+        let cols = 300;
+        let m: Vec<f32> = (0..3 * cols).map(|i| (i % cols) as f32).collect();
+        let s = column_sums(&m, cols, 0.5);
+        assert_eq!(s.len(), cols);
+        for (c, &x) in s.iter().enumerate() {
+            assert_eq!(x, 1.5 * c as f32);
+        }
+    }
+}
