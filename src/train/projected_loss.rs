@@ -6,7 +6,7 @@
 //! zero-filled accumulator per node; see docs/performance.md for what this bought.
 
 use crate::model::activation::exp;
-use crate::model::cpu_math::{column_sums, f32_data, matmul_into, View};
+use crate::model::cpu_math::{f32_data, matmul_into, View};
 use crate::Result;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
@@ -29,40 +29,86 @@ fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<
     }
 }
 
-/// Largest element and `Σ exp(x − max)` of a row, in 16 lanes so that both loops vectorise.
-fn max_and_sum_exp(row: &[f32]) -> (f32, f32) {
-    const L: usize = 16;
-    let chunks = row.chunks_exact(L);
-    let tail = chunks.remainder();
-    let mut lanes = [f32::NEG_INFINITY; L];
-    for c in chunks.clone() {
-        for (m, &x) in lanes.iter_mut().zip(c) {
-            *m = m.max(x);
+/// Lanes of the row loops: 16 independent sums let the compiler vectorise them.
+const LANES: usize = 16;
+/// Rows per block of the forward pass; blocks are fixed, so the bias gradient's sum order does
+/// not depend on the thread count.
+const BLOCK_ROWS: usize = 32;
+
+/// Adds `bias` to a row of logits and returns the largest element.
+fn add_bias_and_max(row: &mut [f32], bias: &[f32]) -> f32 {
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let mut rows = row.chunks_exact_mut(LANES);
+    let mut biases = bias.chunks_exact(LANES);
+    for (c, b) in (&mut rows).zip(&mut biases) {
+        for ((m, x), &b) in lanes.iter_mut().zip(c).zip(b) {
+            *x += b;
+            *m = m.max(*x);
         }
     }
-    let m = tail
-        .iter()
-        .chain(&lanes)
-        .copied()
-        .fold(f32::NEG_INFINITY, f32::max);
-    let mut sums = [0f32; L];
-    for c in chunks {
-        for (s, &x) in sums.iter_mut().zip(c) {
-            *s += exp(x - m);
-        }
+    let mut m = lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for (x, &b) in rows.into_remainder().iter_mut().zip(biases.remainder()) {
+        *x += b;
+        m = m.max(*x);
     }
-    let s = sums.iter().sum::<f32>() + tail.iter().map(|&x| exp(x - m)).sum::<f32>();
-    (m, s)
+    m
 }
 
-/// The forward computation: per-row losses and `G [N, V]`.
+/// Replaces a row by `exp(x − m)` and returns the sum.
+fn exp_in_place(row: &mut [f32], m: f32) -> f32 {
+    let mut sums = [0f32; LANES];
+    let mut rows = row.chunks_exact_mut(LANES);
+    for c in &mut rows {
+        for (s, x) in sums.iter_mut().zip(c) {
+            *x = exp(*x - m);
+            *s += *x;
+        }
+    }
+    let mut s = sums.iter().sum::<f32>();
+    for x in rows.into_remainder() {
+        *x = exp(*x - m);
+        s += *x;
+    }
+    s
+}
+
+/// The `[N, V]` buffer of the last `G`, kept for the next forward pass: a fresh 46 MB
+/// allocation each step cost a memset (gemm overwrites every element, so stale values are fine).
+static SPARE: Mutex<Vec<f32>> = Mutex::new(Vec::new());
+
+fn buffer(len: usize) -> Vec<f32> {
+    let mut b = SPARE
+        .lock()
+        .map(|mut s| std::mem::take(&mut *s))
+        .unwrap_or_default();
+    b.resize(len, 0.0);
+    b
+}
+
+fn recycle(b: Vec<f32>) {
+    if let Ok(mut s) = SPARE.lock() {
+        if b.capacity() > s.capacity() {
+            *s = b;
+        }
+    }
+}
+
+/// What the forward pass leaves for the backward pass.
+struct Saved {
+    /// `G [N, V]`.
+    g: Vec<f32>,
+    /// Column sums of `G`, the bias gradient for a loss gradient of 1.
+    g_sums: Vec<f32>,
+}
+
+/// The forward computation: per-row losses, `G` and its column sums.
 fn loss_and_grad(
     hidden: &[f32],
     w: &[f32],
     bias: &[f32],
     targets: &[u32],
     h: usize,
-) -> candle_core::Result<(Vec<f32>, Vec<f32>)> {
+) -> candle_core::Result<(Vec<f32>, Saved)> {
     let (n, v) = (targets.len(), bias.len());
     if hidden.len() != n * h || w.len() != v * h {
         candle_core::bail!(
@@ -74,39 +120,61 @@ fn loss_and_grad(
     if let Some(&bad) = targets.iter().find(|&&t| t as usize >= v) {
         candle_core::bail!("projected loss: target {bad} outside vocabulary of {v}");
     }
-    let mut g = vec![0f32; n * v];
-    g.par_chunks_mut(v.max(1))
-        .for_each(|row| row.copy_from_slice(bias));
+    let mut g = buffer(n * v);
     matmul_into(
         &mut g,
         View::row_major(hidden, n, h),
         View::row_major(w, v, h).t(),
         1.0,
-        true,
+        false,
     )?;
     let scale = 1.0 / n.max(1) as f32;
-    let losses = g
-        .par_chunks_mut(v.max(1))
-        .zip(targets.par_iter())
-        .map(|(row, &t)| {
-            let (m, s) = max_and_sum_exp(row);
-            let lse = m + s.ln();
-            let loss = lse - row[t as usize];
-            for x in row.iter_mut() {
-                *x = exp(*x - lse) * scale;
+    let blocks: Vec<(Vec<f32>, Vec<f32>)> = g
+        .par_chunks_mut((BLOCK_ROWS * v).max(1))
+        .zip(targets.par_chunks(BLOCK_ROWS))
+        .map(|(block, ts)| {
+            let mut losses = Vec::with_capacity(ts.len());
+            let mut sums = vec![0f32; v];
+            for (row, &t) in block.chunks_exact_mut(v).zip(ts) {
+                let m = add_bias_and_max(row, bias);
+                let x_t = row[t as usize];
+                let s = exp_in_place(row, m);
+                losses.push(m + s.ln() - x_t);
+                let k = scale / s;
+                for (x, sum) in row.iter_mut().zip(sums.iter_mut()) {
+                    *x *= k;
+                    *sum += *x;
+                }
+                row[t as usize] -= scale;
+                sums[t as usize] -= scale;
             }
-            row[t as usize] -= scale;
-            loss
+            (losses, sums)
         })
         .collect();
-    Ok((losses, g))
+    let mut losses = Vec::with_capacity(n);
+    let mut g_sums = vec![0f32; v];
+    for (l, s) in blocks {
+        losses.extend(l);
+        for (a, b) in g_sums.iter_mut().zip(s) {
+            *a += b;
+        }
+    }
+    Ok((losses, Saved { g, g_sums }))
 }
 
 /// `CustomOp3(hidden [N, H], weight [V, H], bias [V]) → mean loss []`, holding the targets.
 struct ProjectedCrossEntropy {
     targets: Vec<u32>,
-    /// `G` of the forward pass, taken (once) by the backward pass.
-    grad: Mutex<Option<Vec<f32>>>,
+    /// Left by the forward pass, taken (once) by the backward pass.
+    saved: Mutex<Option<Saved>>,
+}
+
+impl Drop for ProjectedCrossEntropy {
+    fn drop(&mut self) {
+        if let Some(s) = self.saved.get_mut().ok().and_then(|s| s.take()) {
+            recycle(s.g);
+        }
+    }
 }
 
 impl CustomOp3 for ProjectedCrossEntropy {
@@ -124,7 +192,7 @@ impl CustomOp3 for ProjectedCrossEntropy {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (_, h) = l1.shape().dims2()?;
-        let (losses, g) = loss_and_grad(
+        let (losses, saved) = loss_and_grad(
             f32_data(s1, l1, "projected loss: hidden")?,
             f32_data(s2, l2, "projected loss: weight")?,
             f32_data(s3, l3, "projected loss: bias")?,
@@ -134,8 +202,8 @@ impl CustomOp3 for ProjectedCrossEntropy {
         // Summed in a fixed order so the loss does not depend on the thread count.
         let total: f64 = losses.iter().map(|&x| x as f64).sum();
         let mean = total / losses.len().max(1) as f64;
-        if let Ok(mut slot) = self.grad.lock() {
-            *slot = Some(g);
+        if let Ok(mut slot) = self.saved.lock() {
+            *slot = Some(saved);
         }
         Ok((CpuStorage::F32(vec![mean as f32]), Shape::from(())))
     }
@@ -153,8 +221,8 @@ impl CustomOp3 for ProjectedCrossEntropy {
             .to_scalar::<f32>()?;
         let (n, h) = hidden.dims2()?;
         let v = bias.dim(0)?;
-        let stored = self.grad.lock().ok().and_then(|mut s| s.take());
-        let g = match stored {
+        let stored = self.saved.lock().ok().and_then(|mut s| s.take());
+        let Saved { g, g_sums } = match stored {
             Some(g) => g,
             // Backward run twice over the same graph: compute G again.
             None => {
@@ -173,8 +241,8 @@ impl CustomOp3 for ProjectedCrossEntropy {
         with_data(hidden, |hd| {
             matmul_into(&mut d_w, gv.t(), View::row_major(hd, n, h), scale, false)
         })??;
-        // db = column sums of G.
-        let d_b = column_sums(&g, v, scale);
+        let d_b: Vec<f32> = g_sums.iter().map(|&x| x * scale).collect();
+        recycle(g);
         let dev = hidden.device();
         Ok((
             Some(Tensor::from_vec(d_hidden, (n, h), dev)?),
@@ -199,7 +267,7 @@ pub fn projected_cross_entropy(
     }
     let op = ProjectedCrossEntropy {
         targets: targets.flatten_all()?.to_vec1::<u32>()?,
-        grad: Mutex::new(None),
+        saved: Mutex::new(None),
     };
     Ok(hidden
         .contiguous()?
