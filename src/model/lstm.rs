@@ -137,11 +137,9 @@ impl Lstm {
         }
         let x = x.reshape((t_len * b, i))?;
         if x.device().is_cpu() {
-            let xp = x
-                .matmul(&self.weight_ih.t()?)?
-                .reshape((t_len, b, 4 * self.hidden))?;
+            let xp = x.matmul(&self.weight_ih.t()?)?;
             let bias = (self.bias_ih.as_tensor() + self.bias_hh.as_tensor())?;
-            let op = sequence::LstmRows::new(rows.to_vec());
+            let op = sequence::LstmRows::new(b, rows.to_vec());
             return Ok(xp.apply_op3(self.weight_hh.as_tensor(), &bias, op)?);
         }
         self.forward_rows_stepwise(&x.reshape((t_len, b, i))?, rows)

@@ -10,28 +10,35 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
 
-/// `CustomOp3(xp [T, B, 4H] = x·W_ihᵀ, W_hh [4H, H], bias [4H] = b_ih + b_hh)` → the hidden
-/// states `[N, H]` of `rows` (indices into the `T·B` time-major steps), from a zero state.
+/// `CustomOp3(xp [T·B, 4H] = x·W_ihᵀ (time-major), W_hh [4H, H], bias [4H] = b_ih + b_hh)` →
+/// the hidden states `[N, H]` of `rows` (indices into the `T·B` steps), from a zero state.
 pub(crate) struct LstmRows {
+    batch: usize,
     rows: Vec<u32>,
     /// Per step and batch row `h | c | i f g o` (6H) of the last forward pass, for backward.
     saved: Mutex<Option<Vec<f32>>>,
 }
 
 impl LstmRows {
-    pub fn new(rows: Vec<u32>) -> Self {
+    pub fn new(batch: usize, rows: Vec<u32>) -> Self {
         Self {
+            batch,
             rows,
             saved: Mutex::new(None),
         }
     }
 }
 
-/// Sizes `(T, B, H)` from the three inputs' shapes.
-fn sizes(xp: &Shape, w: &Shape, bias: &Shape) -> candle_core::Result<(usize, usize, usize)> {
-    let (t_len, b, g4) = xp.dims3()?;
-    let h = g4 / 4;
-    if g4 % 4 != 0 || w.dims() != [g4, h] || bias.dims() != [g4] {
+/// Sizes `(T, B, H)` from the three inputs' shapes and the batch size.
+fn sizes(
+    xp: &Shape,
+    w: &Shape,
+    bias: &Shape,
+    b: usize,
+) -> candle_core::Result<(usize, usize, usize)> {
+    let (steps, g4) = xp.dims2()?;
+    let (t_len, h) = (steps / b.max(1), g4 / 4);
+    if b == 0 || steps % b != 0 || g4 % 4 != 0 || w.dims() != [g4, h] || bias.dims() != [g4] {
         candle_core::bail!(
             "lstm sequence: input {:?}, W_hh {:?}, bias {:?} do not fit",
             xp.dims(),
@@ -97,7 +104,7 @@ impl CustomOp3 for LstmRows {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let dims = sizes(l1.shape(), l2.shape(), l3.shape())?;
+        let dims = sizes(l1.shape(), l2.shape(), l3.shape(), self.batch)?;
         let (t_len, b, h) = dims;
         if let Some(&bad) = self.rows.iter().find(|&&r| r as usize >= t_len * b) {
             candle_core::bail!("lstm sequence: row {bad} outside {t_len} steps of {b}");
@@ -127,7 +134,7 @@ impl CustomOp3 for LstmRows {
         _res: &Tensor,
         grad_res: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let dims = sizes(xp.shape(), w_hh.shape(), bias.shape())?;
+        let dims = sizes(xp.shape(), w_hh.shape(), bias.shape(), self.batch)?;
         let (t_len, b, h) = dims;
         let w = w_hh
             .detach()
@@ -156,7 +163,7 @@ impl CustomOp3 for LstmRows {
         let d_bias = column_sums(&d_xp, 4 * h, 1.0);
         let dev = xp.device();
         Ok((
-            Some(Tensor::from_vec(d_xp, (t_len, b, 4 * h), dev)?),
+            Some(Tensor::from_vec(d_xp, (t_len * b, 4 * h), dev)?),
             Some(Tensor::from_vec(d_w, (4 * h, h), dev)?),
             Some(Tensor::from_vec(d_bias, 4 * h, dev)?),
         ))
