@@ -217,19 +217,21 @@ impl Captioner {
         if n == 0 {
             return Ok(Vec::new());
         }
-        let steps = LstmSteps::new(&self.model, features)?;
-        if opts.beam <= 1 {
-            greedy(&steps, n)
-        } else {
-            beam_search(
-                &steps,
-                n,
-                BeamOptions {
-                    beam: opts.beam,
-                    length_alpha: opts.length_alpha,
-                },
-            )
-        }
+        crate::pool::in_pool(|| {
+            let steps = LstmSteps::new(&self.model, features)?;
+            if opts.beam <= 1 {
+                greedy(&steps, n)
+            } else {
+                beam_search(
+                    &steps,
+                    n,
+                    BeamOptions {
+                        beam: opts.beam,
+                        length_alpha: opts.length_alpha,
+                    },
+                )
+            }
+        })
     }
 
     /// Captions of `features [N, D]`, decoded `opts.batch_size` images at a time, batches in parallel.

@@ -15,6 +15,7 @@ pub mod fetch;
 pub mod fsutil;
 pub mod metrics;
 pub mod model;
+pub mod pool;
 pub mod run;
 pub mod serve;
 pub mod text;

@@ -114,14 +114,16 @@ pub fn evaluate(
     batch_size: usize,
 ) -> Result<f64> {
     let idx: Vec<usize> = (0..captions.len()).collect();
-    let (mut sum, mut tokens) = (0f64, 0usize);
-    for chunk in idx.chunks(batch_size.max(1)) {
-        let (f, b) = make_batch(features, captions, chunk)?;
-        let loss = model.loss(&f, &b, false)?.to_scalar::<f32>()? as f64;
-        sum += loss * b.tokens as f64;
-        tokens += b.tokens;
-    }
-    Ok(sum / tokens.max(1) as f64)
+    crate::pool::in_pool(|| {
+        let (mut sum, mut tokens) = (0f64, 0usize);
+        for chunk in idx.chunks(batch_size.max(1)) {
+            let (f, b) = make_batch(features, captions, chunk)?;
+            let loss = model.loss(&f, &b, false)?.to_scalar::<f32>()? as f64;
+            sum += loss * b.tokens as f64;
+            tokens += b.tokens;
+        }
+        Ok(sum / tokens.max(1) as f64)
+    })
 }
 
 fn progress_bar(n: usize, epoch: usize, epochs: usize, show: bool) -> ProgressBar {
@@ -241,10 +243,12 @@ pub fn train(
             // BatchNorm cannot train on one row; PyTorch would fail, we skip that last caption.
             if idx.len() >= 2 {
                 let (f, b) = make_batch(&data.features, &data.train, idx)?;
-                let loss = model.loss(&f, &b, true)?;
-                let grads = loss.backward()?;
-                opt.step(&grads)?;
-                let l = loss.to_scalar::<f32>()? as f64;
+                let l = crate::pool::in_pool(|| -> Result<f64> {
+                    let loss = model.loss(&f, &b, true)?;
+                    let grads = loss.backward()?;
+                    opt.step(&grads)?;
+                    Ok(loss.to_scalar::<f32>()? as f64)
+                })?;
                 st.partial_loss_sum += l * b.tokens as f64;
                 st.partial_tokens += b.tokens as u64;
                 let secs = seconds_before + start.elapsed().as_secs_f64();

@@ -216,7 +216,7 @@ impl ResNetTrunk {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.to_dtype(DType::F32)?.to_device(&self.device)?;
         match self.layout {
-            TrunkLayout::Nhwc => self.forward_nhwc(&x),
+            TrunkLayout::Nhwc => crate::pool::in_pool(|| self.forward_nhwc(&x)),
             TrunkLayout::Nchw => self.forward_nchw(&x),
         }
     }
