@@ -179,10 +179,12 @@ impl Decoder {
     }
 
     /// One decoding step: `x [B, E]` (an image embedding or token embeddings) → logits `[B, V]`
-    /// and the new state. `None` starts from zeros.
+    /// and the new state. `None` starts from zeros. Not for training (see [`Lstm::step`]).
     pub fn step(&self, x: &Tensor, state: Option<&LstmState>) -> Result<(Tensor, LstmState)> {
         let s = self.lstm.step(x, state)?;
-        Ok((self.project(&s.h)?, s))
+        let logits = crate::model::lstm::decode_times_wt(&s.h, &self.linear_weight)?
+            .broadcast_add(self.linear_bias.as_tensor())?;
+        Ok((logits, s))
     }
 
     /// Teacher-forced forward: image embeddings `[B, E]` and a batch → logits `[N, V]` for the

@@ -41,6 +41,14 @@ pub(crate) fn uniform(
     Ok(Var::from_tensor(&Tensor::from_vec(data, shape, device)?)?)
 }
 
+/// `x · wᵀ` for decoding: the few-row kernel of `cpu_math` where it applies, else a matmul.
+pub(crate) fn decode_times_wt(x: &Tensor, w: &Tensor) -> Result<Tensor> {
+    match crate::model::cpu_math::few_rows_times_wt(x, w)? {
+        Some(y) => Ok(y),
+        None => Ok(x.matmul(&w.t()?)?),
+    }
+}
+
 /// Looks up `name` in `map` and checks its shape, so a wrong checkpoint fails with a clear message.
 pub(crate) fn take(map: &HashMap<String, Tensor>, name: &str, shape: &[usize]) -> Result<Var> {
     let t = map
@@ -104,10 +112,18 @@ impl Lstm {
         Ok(x.matmul(&self.weight_ih.t()?)?.broadcast_add(&bias)?)
     }
 
-    /// Runs the recurrence from a projected input row block `[B, 4H]`.
-    fn cell(&self, xp: &Tensor, state: Option<&LstmState>) -> Result<LstmState> {
+    /// Runs the recurrence from a projected input row block `[B, 4H]`; `decoding` takes the
+    /// few-row product without autograd (see [`decode_times_wt`]).
+    fn cell(&self, xp: &Tensor, state: Option<&LstmState>, decoding: bool) -> Result<LstmState> {
         let (gates, c_prev) = match state {
-            Some(s) => ((xp + s.h.matmul(&self.weight_hh.t()?)?)?, s.c.clone()),
+            Some(s) => {
+                let rec = if decoding {
+                    decode_times_wt(&s.h, &self.weight_hh)?
+                } else {
+                    s.h.matmul(&self.weight_hh.t()?)?
+                };
+                ((xp + rec)?, s.c.clone())
+            }
             None => {
                 let b = xp.dim(0)?;
                 (
@@ -120,10 +136,12 @@ impl Lstm {
         Ok(LstmState { h, c })
     }
 
-    /// One time step for `x [B, input]`; a missing state is zeros, as in PyTorch.
+    /// One decoding step for `x [B, input]`; a missing state is zeros, as in PyTorch. Not for
+    /// training: with 2 to 8 rows on the CPU its products do not backpropagate.
     pub fn step(&self, x: &Tensor, state: Option<&LstmState>) -> Result<LstmState> {
-        let xp = self.project_input(x)?;
-        self.cell(&xp, state)
+        let bias = (self.bias_ih.as_tensor() + self.bias_hh.as_tensor())?;
+        let xp = decode_times_wt(x, &self.weight_ih)?.broadcast_add(&bias)?;
+        self.cell(&xp, state, true)
     }
 
     /// The hidden outputs `[N, H]` of the steps `rows` (indices into the `T·B` time-major steps)
@@ -156,7 +174,7 @@ impl Lstm {
         let mut state: Option<LstmState> = None;
         let mut hs = Vec::with_capacity(t_len);
         for t in 0..t_len {
-            let s = self.cell(&xp.get(t)?, state.as_ref())?;
+            let s = self.cell(&xp.get(t)?, state.as_ref(), false)?;
             hs.push(s.h.clone());
             state = Some(s);
         }
