@@ -33,8 +33,13 @@ pub fn median_seconds(
         f()?;
         t.push(t0.elapsed().as_secs_f64());
     }
-    t.sort_by(f64::total_cmp);
-    Ok(t[t.len() / 2])
+    Ok(median(&mut t))
+}
+
+/// The median of `v` (the upper one for an even count), sorting it in place; `v` must not be empty.
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
 }
 
 /// Runs the PyTorch side of a bench (`cmd`, already given its script and flags) and parses each line it

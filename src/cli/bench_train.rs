@@ -2,7 +2,7 @@
 //! words = 21 LSTM steps, vocab 9000, feature 2048 → head → decoder, loss, backward, Adam) in
 //! ms/step, and PyTorch's on the same shapes and thread count when `python3` has torch.
 
-use super::bench_common::use_threads;
+use super::bench_common::{median, use_threads};
 use candle_core::{Device, Tensor};
 use captioner::model::decoder::TeacherBatch;
 use captioner::train::adam::{Adam, AdamConfig};
@@ -39,11 +39,6 @@ const BATCH: usize = 64;
 const WORDS: usize = 19;
 const VOCAB: usize = 9000;
 const FEATURE: usize = 2048;
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
 
 /// Per-step milliseconds of captioner: (total, forward with the loss, backward, adam) medians.
 fn bench_captioner(steps: usize, vocab: usize) -> anyhow::Result<[f64; 4]> {

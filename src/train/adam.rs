@@ -164,7 +164,15 @@ impl Adam {
                 bc2_sqrt: bc2.sqrt() as f32,
                 eps: c.eps as f32,
             };
-            slot.var.as_tensor().inplace_op2(&g, &op)?;
+            if slot.var.device().is_cpu() {
+                slot.var.as_tensor().inplace_op2(&g, &op)?;
+            } else {
+                // Other devices: the same update on host copies (the moments live on the host).
+                let cpu = candle_core::Device::Cpu;
+                let p = slot.var.as_tensor().to_device(&cpu)?.copy()?;
+                p.inplace_op2(&g.to_device(&cpu)?, &op)?;
+                slot.var.set(&p.to_device(slot.var.device())?)?;
+            }
         }
         Ok(())
     }

@@ -147,9 +147,58 @@ impl CustomOp3 for CellBwd {
     }
 }
 
-/// Applies the fused cell: returns `(h, c)`, each `[B, H]`.
+/// Applies the cell: returns `(h, c)`, each `[B, H]`. The fused op on the CPU, candle's own ops
+/// (which every device has) elsewhere.
 pub(crate) fn lstm_cell(gates: &Tensor, c_prev: &Tensor) -> crate::Result<(Tensor, Tensor)> {
+    if !gates.device().is_cpu() {
+        return lstm_cell_ops(gates, c_prev);
+    }
     let h = c_prev.dim(1)?;
     let out = gates.apply_op2(c_prev, CellFwd)?;
     Ok((out.narrow(1, 0, h)?, out.narrow(1, h, h)?))
+}
+
+/// The cell as plain candle ops: `c = σ(f)·c_prev + σ(i)·tanh(g)`, `h = σ(o)·tanh(c)`.
+fn lstm_cell_ops(gates: &Tensor, c_prev: &Tensor) -> crate::Result<(Tensor, Tensor)> {
+    let h = c_prev.dim(1)?;
+    let gate = |k: usize| gates.narrow(1, k * h, h);
+    let i = candle_nn::ops::sigmoid(&gate(0)?)?;
+    let f = candle_nn::ops::sigmoid(&gate(1)?)?;
+    let g = gate(2)?.tanh()?;
+    let o = candle_nn::ops::sigmoid(&gate(3)?)?;
+    let c = ((f * c_prev)? + (i * g)?)?;
+    let h = (o * c.tanh()?)?;
+    Ok((h, c))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    /// The fused cell (CPU) and the plain-ops cell (other devices) agree, forward and backward.
+    #[test]
+    fn fused_cell_matches_plain_ops() {
+        let dev = Device::Cpu;
+        let gates = Var::from_tensor(&Tensor::randn(0f32, 2.0, (3, 20), &dev).unwrap()).unwrap();
+        let c_prev = Var::from_tensor(&Tensor::randn(0f32, 1.0, (3, 5), &dev).unwrap()).unwrap();
+        let w = Tensor::randn(0f32, 1.0, (3, 10), &dev).unwrap();
+        let run = |fused: bool| {
+            let (h, c) = if fused {
+                lstm_cell(&gates, &c_prev).unwrap()
+            } else {
+                lstm_cell_ops(&gates, &c_prev).unwrap()
+            };
+            let hc = Tensor::cat(&[&h, &c], 1).unwrap();
+            let grads = (&hc * &w).unwrap().sum_all().unwrap().backward().unwrap();
+            let dg = grads.get(&gates).unwrap().clone();
+            let dc = grads.get(&c_prev).unwrap().clone();
+            (hc, dg, dc)
+        };
+        let (a, b) = (run(true), run(false));
+        for (x, y) in [(&a.0, &b.0), (&a.1, &b.1), (&a.2, &b.2)] {
+            let d = (x - y).unwrap().abs().unwrap().max_all().unwrap();
+            assert!(d.to_scalar::<f32>().unwrap() < 1e-5);
+        }
+    }
 }
