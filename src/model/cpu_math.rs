@@ -126,18 +126,19 @@ pub(crate) fn column_sums(m: &[f32], cols: usize, scale: f32) -> Vec<f32> {
     out
 }
 
-/// `x [m, k] · wᵀ` for a row-major `w [n, k]` when `x` has a few rows (2 to 8) and both are f32
-/// on the CPU, reading each row of `w` once for all rows of `x`; `None` otherwise (one row: gemm's
-/// matrix-vector path is as fast; more rows: gemm). At this size gemm packs `w` on every call: for
-/// beam search's 3×512×9000 output layer that was 1.7 ms a step against 0.7 ms here, which is
-/// bound by reading the 18 MB of weights. No autograd: for decoding only.
+/// `x [m, k] · wᵀ` for a row-major `w [n, k]` when `x` has a few rows (1 to 8) and both are f32
+/// on the CPU, reading each row of `w` once for all rows of `x`, blocks of rows of `w` split
+/// between the threads; `None` otherwise (gemm). At this size gemm packs `w` on every call (for
+/// beam search's 3×512×9000 output layer 1.7 ms a step against 0.7 ms here), and its one-row
+/// path reads `w` on one thread: a 25-word greedy caption took 24 ms, 16.5 ms here. Bound by
+/// reading the weights (18 MB for the output layer). No autograd: for decoding only.
 pub(crate) fn few_rows_times_wt(x: &Tensor, w: &Tensor) -> candle_core::Result<Option<Tensor>> {
     const LANES: usize = 16;
     const BLOCK: usize = 128;
     let (m, k) = x.dims2()?;
     let (n, k2) = w.dims2()?;
     let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
-    if !(2..=8).contains(&m) || k != k2 || !f32_cpu(x) || !f32_cpu(w) {
+    if !(1..=8).contains(&m) || k != k2 || !f32_cpu(x) || !f32_cpu(w) {
         return Ok(None);
     }
     let xs = x.detach().flatten_all()?.to_vec1::<f32>()?;
@@ -232,17 +233,17 @@ mod tests {
     fn few_rows_product_matches_matmul_and_declines_other_shapes() {
         let dev = candle_core::Device::Cpu;
         let w = Tensor::randn(0f32, 1.0, (300, 37), &dev).unwrap();
-        for m in [2usize, 3, 8] {
+        for m in [1usize, 2, 3, 8] {
             let x = Tensor::randn(0f32, 1.0, (m, 37), &dev).unwrap();
             let got = few_rows_times_wt(&x, &w)
                 .unwrap()
-                .expect("2..=8 rows use the kernel");
+                .expect("1..=8 rows use the kernel");
             let want = x.matmul(&w.t().unwrap()).unwrap();
             assert_eq!(got.dims(), [m, 300]);
             let d = (&got - &want).unwrap().abs().unwrap().max_all().unwrap();
             assert!(d.to_scalar::<f32>().unwrap() < 1e-4, "{m} rows");
         }
-        for m in [1usize, 9] {
+        for m in [9usize, 64] {
             let x = Tensor::randn(0f32, 1.0, (m, 37), &dev).unwrap();
             assert!(few_rows_times_wt(&x, &w).unwrap().is_none(), "{m} rows");
         }

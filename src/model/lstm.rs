@@ -137,7 +137,7 @@ impl Lstm {
     }
 
     /// One decoding step for `x [B, input]`; a missing state is zeros, as in PyTorch. Not for
-    /// training: with 2 to 8 rows on the CPU its products do not backpropagate.
+    /// training: with 1 to 8 rows on the CPU its products do not backpropagate.
     pub fn step(&self, x: &Tensor, state: Option<&LstmState>) -> Result<LstmState> {
         let bias = (self.bias_ih.as_tensor() + self.bias_hh.as_tensor())?;
         let xp = decode_times_wt(x, &self.weight_ih)?.broadcast_add(&bias)?;
