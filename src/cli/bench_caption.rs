@@ -10,6 +10,7 @@ use anyhow::Context;
 use candle_core::{Device, Tensor};
 use captioner::decode::{beam_search, greedy, BeamOptions, LstmSteps, MAX_WORDS};
 use captioner::model::resnet::{formula, Arch, ResNetTrunk};
+use captioner::pool::in_pool;
 use captioner::text::vocab::END;
 use captioner::train::CaptionModel;
 use captioner::vision::decode::decode_rgb;
@@ -128,7 +129,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let mut words = 0;
     let greedy_ms = median_ms(args.iters, || {
         let f = features(&image)?;
-        words = greedy(&LstmSteps::new(&model, &f)?, 1)?[0].tokens.len();
+        // On a rayon worker, as `Captioner::decode_features` decodes (see `captioner::pool`).
+        words = in_pool(|| greedy(&LstmSteps::new(&model, &f)?, 1))?[0]
+            .tokens
+            .len();
         Ok(())
     })?;
     let beam_opts = BeamOptions {
@@ -137,7 +141,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     };
     let beam_ms = median_ms(args.iters, || {
         let f = features(&image)?;
-        beam_search(&LstmSteps::new(&model, &f)?, 1, beam_opts)?;
+        in_pool(|| beam_search(&LstmSteps::new(&model, &f)?, 1, beam_opts))?;
         Ok(())
     })?;
     // Where the time goes (captioner only).
@@ -162,7 +166,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     })?;
     let f = trunk.forward(&x)?;
     let words_ms = median_ms(args.iters, || {
-        greedy(&LstmSteps::new(&model, &f)?, 1)?;
+        in_pool(|| greedy(&LstmSteps::new(&model, &f)?, 1))?;
         Ok(())
     })?;
     let torch = if args.no_python {
