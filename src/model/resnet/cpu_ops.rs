@@ -37,9 +37,15 @@ impl candle_core::CustomOp1 for Im2Col {
         let (k, st, p) = (self.k, self.stride, self.pad);
         let (ho, wo) = (out_size(h, k, st, p), out_size(w, k, st, p));
         let row = k * k * c;
-        let mut out = vec![0f32; b * ho * wo * row];
+        let len = b * ho * wo * row;
+        // Every element is written below (the taps that fall in the padding get explicit zeros),
+        // so the buffer starts uninitialised: a zero-filled one cost a memset of ~58 MB per
+        // batch-1 ResNet-50 image (`bench encoder`, see docs/performance.md).
+        let mut out: Vec<f32> = Vec::with_capacity(len);
+        let zeros = vec![0f32; c];
         // One output image row per task: large enough to amortise, many enough to balance.
-        out.par_chunks_mut(wo * row)
+        out.spare_capacity_mut()[..len]
+            .par_chunks_mut(wo * row)
             .enumerate()
             .for_each(|(bo, chunk)| {
                 let (bi, oy) = (bo / ho, bo % ho);
@@ -48,21 +54,27 @@ impl candle_core::CustomOp1 for Im2Col {
                     let dst = &mut chunk[ox * row..(ox + 1) * row];
                     for dy in 0..k {
                         let iy = (oy * st + dy) as isize - p as isize;
-                        if iy < 0 || iy >= h as isize {
-                            continue;
-                        }
                         for dx in 0..k {
                             let ix = (ox * st + dx) as isize - p as isize;
-                            if ix < 0 || ix >= w as isize {
-                                continue;
-                            }
-                            let src = ((iy as usize) * w + ix as usize) * c;
+                            let inside = iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize;
+                            let src = if inside {
+                                let at = ((iy as usize) * w + ix as usize) * c;
+                                &img[at..at + c]
+                            } else {
+                                &zeros[..]
+                            };
                             let d = (dy * k + dx) * c;
-                            dst[d..d + c].copy_from_slice(&img[src..src + c]);
+                            for (o, &v) in dst[d..d + c].iter_mut().zip(src) {
+                                o.write(v);
+                            }
                         }
                     }
                 }
             });
+        // SAFETY: the chunks of `wo * row` elements cover `0..len` exactly (`len` is
+        // `b * ho` of them), and in each chunk every `(ox, dy, dx)` writes all `c` values of its
+        // slot, so all `len` elements are initialised.
+        unsafe { out.set_len(len) };
         Ok((CpuStorage::F32(out), Shape::from((b * ho * wo, row))))
     }
 }
