@@ -126,6 +126,65 @@ pub(crate) fn column_sums(m: &[f32], cols: usize, scale: f32) -> Vec<f32> {
     out
 }
 
+/// `a [m, k] · b [k, n]` for contiguous f32 CPU tensors into a fresh, never zero-filled buffer:
+/// candle's matmul zero-fills its output first, ~42 MB per batch-1 ResNet-50 image that `gemm`
+/// overwrites anyway. No autograd: for the trunk's inference only.
+pub(crate) fn matmul_fresh(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+    let (m, k) = a.dims2()?;
+    let (k2, n) = b.dims2()?;
+    if k != k2 {
+        candle_core::bail!("matmul: [{m}, {k}] · [{k2}, {n}]");
+    }
+    let (a, b) = (a.contiguous()?, b.contiguous()?);
+    let (sa, la) = a.storage_and_layout();
+    let (sb, lb) = b.storage_and_layout();
+    let (Storage::Cpu(sa), Storage::Cpu(sb)) = (&*sa, &*sb) else {
+        candle_core::bail!("matmul_fresh: CPU tensors only");
+    };
+    let (ad, bd) = (f32_data(sa, la, "lhs")?, f32_data(sb, lb, "rhs")?);
+    let (av, bv) = (View::row_major(ad, m, k), View::row_major(bd, k, n));
+    if k == 0 || !av.fits() || !bv.fits() || ad.len() < m * k || bd.len() < k * n {
+        return a.matmul(&b);
+    }
+    let len = m * n;
+    let mut out: Vec<f32> = Vec::with_capacity(len);
+    if len > 0 {
+        let parallelism = match rayon::current_num_threads() {
+            0 | 1 => Parallelism::None,
+            t => Parallelism::Rayon(t),
+        };
+        // SAFETY: `out` has room for `m * n` values and is written as a row-major [m, n] matrix;
+        // the inputs' extents were checked above. With `read_dst` false and `k > 0`, gemm
+        // computes every element of dst without reading it, so after the call all `len`
+        // elements are initialised.
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                k,
+                out.spare_capacity_mut().as_mut_ptr() as *mut f32,
+                1,
+                n as isize,
+                false,
+                ad.as_ptr(),
+                1,
+                k as isize,
+                bd.as_ptr(),
+                1,
+                n as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            );
+            out.set_len(len);
+        }
+    }
+    Tensor::from_vec(out, (m, n), a.device())
+}
+
 /// `x [m, k] · wᵀ` for a row-major `w [n, k]` when `x` has a few rows (1 to 8) and both are f32
 /// on the CPU, reading each row of `w` once for all rows of `x`, blocks of rows of `w` split
 /// between the threads; `None` otherwise (gemm). At this size gemm packs `w` on every call (for

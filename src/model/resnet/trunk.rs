@@ -94,7 +94,7 @@ impl FoldedConv {
                 pad: self.pad,
             })?
         };
-        let y = a.matmul(&self.weight)?;
+        let y = crate::model::cpu_math::matmul_fresh(&a, &self.weight)?;
         let bias = &self.bias_host;
         match epi {
             Epilogue::Linear => y.inplace_op1(&BiasAct { bias, relu: false })?,
