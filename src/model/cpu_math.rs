@@ -307,4 +307,18 @@ mod tests {
             assert!(few_rows_times_wt(&x, &w).unwrap().is_none(), "{m} rows");
         }
     }
+
+    #[test]
+    fn fresh_matmul_matches_candle() {
+        let dev = candle_core::Device::Cpu;
+        for (m, k, n) in [(1, 7, 5), (37, 64, 33), (130, 3, 300)] {
+            let a = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
+            let b = Tensor::randn(0f32, 1.0, (k, n), &dev).unwrap();
+            let got = matmul_fresh(&a, &b).unwrap();
+            let d = (&got - &a.matmul(&b).unwrap()).unwrap().abs().unwrap();
+            assert!(d.max_all().unwrap().to_scalar::<f32>().unwrap() < 1e-4);
+        }
+        let a = Tensor::zeros((2, 3), DType::F32, &dev).unwrap();
+        assert!(matmul_fresh(&a, &a).is_err());
+    }
 }
