@@ -135,16 +135,25 @@ pub(crate) fn matmul_fresh(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor
     if k != k2 {
         candle_core::bail!("matmul: [{m}, {k}] · [{k2}, {n}]");
     }
-    let (a, b) = (a.contiguous()?, b.contiguous()?);
-    let (sa, la) = a.storage_and_layout();
-    let (sb, lb) = b.storage_and_layout();
-    let (Storage::Cpu(sa), Storage::Cpu(sb)) = (&*sa, &*sb) else {
-        candle_core::bail!("matmul_fresh: CPU tensors only");
-    };
-    let (ad, bd) = (f32_data(sa, la, "lhs")?, f32_data(sb, lb, "rhs")?);
-    let (av, bv) = (View::row_major(ad, m, k), View::row_major(bd, k, n));
-    if k == 0 || !av.fits() || !bv.fits() || ad.len() < m * k || bd.len() < k * n {
-        return a.matmul(&b);
+    if k == 0 {
+        return a.matmul(b);
+    }
+    let out = with_data(a, |ad| with_data(b, |bd| product_uninit(ad, bd, m, k, n)))?;
+    Tensor::from_vec(out, (m, n), a.device())
+}
+
+/// The row-major `[m, n]` product of row-major `a [m, k]` and `b [k, n]`, `k > 0`, written into
+/// an uninitialised buffer (see [`matmul_fresh`]).
+fn product_uninit(
+    a: &[f32],
+    b: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) -> candle_core::Result<Vec<f32>> {
+    let (av, bv) = (View::row_major(a, m, k), View::row_major(b, k, n));
+    if k == 0 || !av.fits() || !bv.fits() {
+        candle_core::bail!("matmul: [{m}, {k}] · [{k}, {n}] does not fit its data");
     }
     let len = m * n;
     let mut out: Vec<f32> = Vec::with_capacity(len);
@@ -166,10 +175,10 @@ pub(crate) fn matmul_fresh(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor
                 1,
                 n as isize,
                 false,
-                ad.as_ptr(),
+                a.as_ptr(),
                 1,
                 k as isize,
-                bd.as_ptr(),
+                b.as_ptr(),
                 1,
                 n as isize,
                 0.0,
@@ -182,7 +191,7 @@ pub(crate) fn matmul_fresh(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor
             out.set_len(len);
         }
     }
-    Tensor::from_vec(out, (m, n), a.device())
+    Ok(out)
 }
 
 /// `x [m, k] · wᵀ` for a row-major `w [n, k]` when `x` has a few rows (1 to 8) and both are f32
@@ -192,21 +201,28 @@ pub(crate) fn matmul_fresh(a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor
 /// path reads `w` on one thread: a 25-word greedy caption took 24 ms, 16.5 ms here. Bound by
 /// reading the weights (18 MB for the output layer). No autograd: for decoding only.
 pub(crate) fn few_rows_times_wt(x: &Tensor, w: &Tensor) -> candle_core::Result<Option<Tensor>> {
-    const LANES: usize = 16;
-    const BLOCK: usize = 128;
     let (m, k) = x.dims2()?;
     let (n, k2) = w.dims2()?;
     let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
     if !(1..=8).contains(&m) || k != k2 || !f32_cpu(x) || !f32_cpu(w) {
         return Ok(None);
     }
-    let xs = x.detach().flatten_all()?.to_vec1::<f32>()?;
-    let w = w.detach().contiguous()?;
-    let (storage, layout) = w.storage_and_layout();
-    let wd = match &*storage {
-        Storage::Cpu(s) => f32_data(s, layout, "weights")?,
-        _ => candle_core::bail!("weights must be on the CPU"),
-    };
+    let t = with_data(x, |xs| {
+        with_data(w, |wd| Ok(rows_times_wt(xs, wd, m, k, n)))
+    })?;
+    let mut out = vec![0f32; m * n];
+    for (j, row) in t.chunks_exact(m).enumerate() {
+        for (i, &v) in row.iter().enumerate() {
+            out[i * n + j] = v;
+        }
+    }
+    Ok(Some(Tensor::from_vec(out, (m, n), x.device())?))
+}
+
+/// `xs [m, k] · wdᵀ` for `wd [n, k]`, as `[n, m]` (see [`few_rows_times_wt`]).
+fn rows_times_wt(xs: &[f32], wd: &[f32], m: usize, k: usize, n: usize) -> Vec<f32> {
+    const LANES: usize = 16;
+    const BLOCK: usize = 128;
     // [n, m]: each task takes BLOCK rows of w and all rows of x.
     let mut t = vec![0f32; n * m];
     t.par_chunks_mut(BLOCK * m)
@@ -229,13 +245,7 @@ pub(crate) fn few_rows_times_wt(x: &Tensor, w: &Tensor) -> candle_core::Result<O
                 }
             }
         });
-    let mut out = vec![0f32; m * n];
-    for (j, row) in t.chunks_exact(m).enumerate() {
-        for (i, &v) in row.iter().enumerate() {
-            out[i * n + j] = v;
-        }
-    }
-    Ok(Some(Tensor::from_vec(out, (m, n), x.device())?))
+    t
 }
 
 /// The f32 data of a custom op's contiguous input, or an error naming `what`.
@@ -247,6 +257,19 @@ pub(crate) fn f32_data<'a>(
     match (s, l.contiguous_offsets()) {
         (CpuStorage::F32(d), Some((a, b))) => Ok(&d[a..b]),
         _ => candle_core::bail!("{what} must be contiguous f32"),
+    }
+}
+
+/// Runs `f` on the f32 data of a CPU tensor, without a copy when it is contiguous already.
+pub(crate) fn with_data<R>(
+    t: &Tensor,
+    f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    let t = t.contiguous()?;
+    let (storage, layout) = t.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(s) => f(f32_data(s, layout, "tensor")?),
+        _ => candle_core::bail!("expected a CPU tensor"),
     }
 }
 

@@ -6,28 +6,11 @@
 //! zero-filled accumulator per node; see docs/performance.md for what this bought.
 
 use crate::model::activation::exp;
-use crate::model::cpu_math::{f32_data, matmul_into, View};
+use crate::model::cpu_math::{f32_data, matmul_into, with_data, View};
 use crate::Result;
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
-
-/// A copy of a tensor's f32 data (only on the rare path that recomputes `G`).
-fn vec_of(t: &Tensor) -> candle_core::Result<Vec<f32>> {
-    t.flatten_all()?
-        .to_dtype(candle_core::DType::F32)?
-        .to_vec1::<f32>()
-}
-
-/// Runs `f` on the contiguous f32 data of a CPU tensor.
-fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> candle_core::Result<R> {
-    let t = t.contiguous()?;
-    let (storage, layout) = t.storage_and_layout();
-    match &*storage {
-        Storage::Cpu(s) => Ok(f(f32_data(s, layout, "projected loss: tensor")?)),
-        _ => candle_core::bail!("projected loss: CPU tensors only"),
-    }
-}
 
 /// Lanes of the row loops: 16 independent sums let the compiler vectorise them.
 const LANES: usize = 16;
@@ -226,8 +209,12 @@ impl CustomOp3 for ProjectedCrossEntropy {
             Some(g) => g,
             // Backward run twice over the same graph: compute G again.
             None => {
-                let (hd, wd, bd) = (vec_of(hidden)?, vec_of(w)?, vec_of(bias)?);
-                loss_and_grad(&hd, &wd, &bd, &self.targets, h)?.1
+                with_data(hidden, |hd| {
+                    with_data(w, |wd| {
+                        with_data(bias, |bd| loss_and_grad(hd, wd, bd, &self.targets, h))
+                    })
+                })?
+                .1
             }
         };
         let gv = View::row_major(&g, n, v);
@@ -235,12 +222,12 @@ impl CustomOp3 for ProjectedCrossEntropy {
         let mut d_hidden = vec![0f32; n * h];
         with_data(w, |wd| {
             matmul_into(&mut d_hidden, gv, View::row_major(wd, v, h), scale, false)
-        })??;
+        })?;
         // dW = Gᵀ · hidden
         let mut d_w = vec![0f32; v * h];
         with_data(hidden, |hd| {
             matmul_into(&mut d_w, gv.t(), View::row_major(hd, n, h), scale, false)
-        })??;
+        })?;
         let d_b: Vec<f32> = g_sums.iter().map(|&x| x * scale).collect();
         recycle(g);
         let dev = hidden.device();

@@ -5,7 +5,7 @@
 //! each step's cell and gates itself, for its backward pass.
 
 use crate::model::activation::{sigmoid, tanh};
-use crate::model::cpu_math::{column_sums, f32_data, matmul_into, View};
+use crate::model::cpu_math::{column_sums, f32_data, matmul_into, with_data, View};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -136,20 +136,7 @@ impl CustomOp3 for LstmRows {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let dims = sizes(xp.shape(), w_hh.shape(), bias.shape(), self.batch)?;
         let (t_len, b, h) = dims;
-        let w = w_hh
-            .detach()
-            .contiguous()?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        let saved = match self.saved.lock().ok().and_then(|mut s| s.take()) {
-            Some(s) => s,
-            // Backward run twice over the same graph: run the recurrence again.
-            None => {
-                let x = xp.detach().flatten_all()?.to_vec1::<f32>()?;
-                let bs = bias.detach().to_vec1::<f32>()?;
-                recurrence(&x, &w, &bs, dims)?
-            }
-        };
+        let saved = self.saved.lock().ok().and_then(|mut s| s.take());
         // The gradient of every step's h: the scored rows' gradients, zero elsewhere.
         let grad = grad_res.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
         let mut gh = vec![0f32; t_len * b * h];
@@ -159,7 +146,14 @@ impl CustomOp3 for LstmRows {
                 *d += g;
             }
         }
-        let (d_xp, d_w) = through_time(&saved, &gh, &w, dims)?;
+        let (d_xp, d_w) = with_data(w_hh, |w| {
+            let saved = match saved {
+                Some(s) => s,
+                // Backward run twice over the same graph: run the recurrence again.
+                None => with_data(xp, |x| with_data(bias, |bs| recurrence(x, w, bs, dims)))?,
+            };
+            through_time(&saved, &gh, w, dims)
+        })?;
         let d_bias = column_sums(&d_xp, 4 * h, 1.0);
         let dev = xp.device();
         Ok((
