@@ -38,8 +38,8 @@ pub struct TeacherBatch {
     pub inputs: Tensor,
     /// `[N]` u32: the target of every real (non-pad) position, in time-major order.
     pub targets: Tensor,
-    /// `[N]` u32: each real position's row in the `[(T-1)*B, H]` time-major outputs.
-    pub positions: Tensor,
+    /// Each real position's row in the `[(T-1)*B, H]` time-major outputs (`N` of them).
+    pub positions: Vec<u32>,
     /// Number of scored tokens N (words + one endofseq per caption).
     pub tokens: usize,
 }
@@ -76,7 +76,7 @@ impl TeacherBatch {
         Ok(Self {
             inputs: Tensor::from_vec(inputs, (steps, b), device)?,
             targets: Tensor::from_vec(targets, tokens, device)?,
-            positions: Tensor::from_vec(positions, tokens, device)?,
+            positions,
             tokens,
         })
     }
@@ -207,12 +207,7 @@ impl Decoder {
         let words = self.embed_tokens(&batch.inputs)?;
         let x = Tensor::cat(&[&image.unsqueeze(0)?, &words], 0)?;
         // The first LSTM step sees the image; its output is not scored.
-        let rows: Vec<u32> = batch
-            .positions
-            .to_vec1::<u32>()?
-            .into_iter()
-            .map(|p| p + b as u32)
-            .collect();
+        let rows: Vec<u32> = batch.positions.iter().map(|&p| p + b as u32).collect();
         self.lstm.forward_rows(&x, &rows)
     }
 }
@@ -236,10 +231,10 @@ mod tests {
         );
         // t=0: 7 (col 0), 9 (col 1); t=1: 8, END; t=2: END (col 0 only).
         assert_eq!(b.targets.to_vec1::<u32>().unwrap(), vec![7, 9, 8, END, END]);
-        assert_eq!(b.positions.to_vec1::<u32>().unwrap(), vec![0, 1, 2, 3, 4]);
+        assert_eq!(b.positions, vec![0, 1, 2, 3, 4]);
         let b = TeacherBatch::new(&[&[], &[5, 6]], &Device::Cpu).unwrap();
         assert_eq!(b.targets.to_vec1::<u32>().unwrap(), vec![END, 5, 6, END]);
-        assert_eq!(b.positions.to_vec1::<u32>().unwrap(), vec![0, 1, 3, 5]);
+        assert_eq!(b.positions, vec![0, 1, 3, 5]);
         assert_eq!(b.tokens, 4);
     }
 }

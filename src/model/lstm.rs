@@ -106,10 +106,20 @@ impl Lstm {
         self.hidden
     }
 
-    /// `x W_ih^T + b_ih + b_hh` for `x [N, input]`, giving `[N, 4H]`.
-    fn project_input(&self, x: &Tensor) -> Result<Tensor> {
-        let bias = (self.bias_ih.as_tensor() + self.bias_hh.as_tensor())?;
-        Ok(x.matmul(&self.weight_ih.t()?)?.broadcast_add(&bias)?)
+    /// `b_ih + b_hh`, the bias of every gate pre-activation `[4H]`.
+    fn bias(&self) -> Result<Tensor> {
+        Ok((self.bias_ih.as_tensor() + self.bias_hh.as_tensor())?)
+    }
+
+    /// `x W_ih^T + b_ih + b_hh` for `x [N, input]`, giving `[N, 4H]`; `decoding` takes the
+    /// few-row product without autograd (see [`decode_times_wt`]).
+    fn project_input(&self, x: &Tensor, decoding: bool) -> Result<Tensor> {
+        let xw = if decoding {
+            decode_times_wt(x, &self.weight_ih)?
+        } else {
+            x.matmul(&self.weight_ih.t()?)?
+        };
+        Ok(xw.broadcast_add(&self.bias()?)?)
     }
 
     /// Runs the recurrence from a projected input row block `[B, 4H]`; `decoding` takes the
@@ -139,9 +149,7 @@ impl Lstm {
     /// One decoding step for `x [B, input]`; a missing state is zeros, as in PyTorch. Not for
     /// training: with 1 to 8 rows on the CPU its products do not backpropagate.
     pub fn step(&self, x: &Tensor, state: Option<&LstmState>) -> Result<LstmState> {
-        let bias = (self.bias_ih.as_tensor() + self.bias_hh.as_tensor())?;
-        let xp = decode_times_wt(x, &self.weight_ih)?.broadcast_add(&bias)?;
-        self.cell(&xp, state, true)
+        self.cell(&self.project_input(x, true)?, state, true)
     }
 
     /// The hidden outputs `[N, H]` of the steps `rows` (indices into the `T·B` time-major steps)
@@ -156,9 +164,8 @@ impl Lstm {
         let x = x.reshape((t_len * b, i))?;
         if x.device().is_cpu() {
             let xp = x.matmul(&self.weight_ih.t()?)?;
-            let bias = (self.bias_ih.as_tensor() + self.bias_hh.as_tensor())?;
             let op = sequence::LstmRows::new(b, rows.to_vec());
-            return Ok(xp.apply_op3(self.weight_hh.as_tensor(), &bias, op)?);
+            return Ok(xp.apply_op3(self.weight_hh.as_tensor(), &self.bias()?, op)?);
         }
         self.forward_rows_stepwise(&x.reshape((t_len, b, i))?, rows)
     }
@@ -166,11 +173,9 @@ impl Lstm {
     /// [`Lstm::forward_rows`] as one cell per step, with candle's own backward (other devices).
     fn forward_rows_stepwise(&self, x: &Tensor, rows: &[u32]) -> Result<Tensor> {
         let (t_len, b, i) = x.dims3()?;
-        let xp = self.project_input(&x.reshape((t_len * b, i))?)?.reshape((
-            t_len,
-            b,
-            4 * self.hidden,
-        ))?;
+        let xp = self
+            .project_input(&x.reshape((t_len * b, i))?, false)?
+            .reshape((t_len, b, 4 * self.hidden))?;
         let mut state: Option<LstmState> = None;
         let mut hs = Vec::with_capacity(t_len);
         for t in 0..t_len {
