@@ -5,7 +5,8 @@ use candle_core::{Device, Tensor};
 use captioner::train::checkpoint::{LAST_DIR, STATE_FILE, WEIGHTS_FILE};
 use captioner::train::metrics_log::read_metrics;
 use captioner::train::{
-    evaluate, train, Caption, CaptionModel, TrainConfig, TrainData, TrainOptions,
+    evaluate, set_bn_statistics, train, BnStatistics, Caption, CaptionModel, TrainConfig,
+    TrainData, TrainOptions,
 };
 use captioner::Error;
 use rand::{Rng, SeedableRng};
@@ -220,4 +221,122 @@ fn fresh_run_refuses_a_directory_with_a_run_in_it() {
     train(dir.path(), &config(1), &data(), &quiet(false)).unwrap();
     let err = train(dir.path(), &config(1), &data(), &quiet(false)).unwrap_err();
     assert!(matches!(err, Error::Invalid(_)), "{err}");
+}
+
+/// Mean and unbiased variance per column of `Linear(features[c.image])` over every caption `c`, in f64.
+fn bn_statistics_by_hand(model: &CaptionModel, d: &TrainData) -> (Vec<f64>, Vec<f64>) {
+    let w: Vec<Vec<f32>> = model.head.linear_weight.as_tensor().to_vec2().unwrap();
+    let b: Vec<f32> = model.head.linear_bias.as_tensor().to_vec1().unwrap();
+    let f: Vec<Vec<f32>> = d.features.to_vec2().unwrap();
+    let ys: Vec<Vec<f64>> = d
+        .train
+        .iter()
+        .map(|c| {
+            w.iter()
+                .zip(&b)
+                .map(|(row, &bias)| {
+                    bias as f64
+                        + row
+                            .iter()
+                            .zip(&f[c.image])
+                            .map(|(&a, &x)| a as f64 * x as f64)
+                            .sum::<f64>()
+                })
+                .collect()
+        })
+        .collect();
+    let n = ys.len() as f64;
+    let mean: Vec<f64> = (0..b.len())
+        .map(|j| ys.iter().map(|y| y[j]).sum::<f64>() / n)
+        .collect();
+    let var = (0..b.len())
+        .map(|j| ys.iter().map(|y| (y[j] - mean[j]).powi(2)).sum::<f64>() / (n - 1.0))
+        .collect();
+    (mean, var)
+}
+
+fn close(got: &Tensor, want: &[f64], what: &str) {
+    let got: Vec<f32> = got.to_vec1().unwrap();
+    assert_eq!(got.len(), want.len());
+    for (j, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g as f64 - w).abs() <= 1e-5 * (1.0 + w.abs()),
+            "{what}[{j}]: {g} vs {w}"
+        );
+    }
+}
+
+#[test]
+fn precise_bn_statistics_are_the_training_features_own_and_leave_training_unchanged() {
+    // Uneven caption counts per image, so the per-caption weighting matters.
+    let mut d = data();
+    d.train
+        .retain(|c| c.image % 3 != 0 || c.tokens.len() % 2 == 0);
+    let precise_dir = tempfile::tempdir().unwrap();
+    let ema_dir = tempfile::tempdir().unwrap();
+    let precise = config(3);
+    assert_eq!(precise.bn_statistics, BnStatistics::Precise, "the default");
+    let ema = TrainConfig {
+        bn_statistics: BnStatistics::Ema,
+        ..config(3)
+    };
+    train(precise_dir.path(), &precise, &d, &quiet(false)).unwrap();
+    train(ema_dir.path(), &ema, &d, &quiet(false)).unwrap();
+
+    // The checkpoints' statistics are those of their own weights over the training captions.
+    for file in ["best.safetensors", "last/weights.safetensors"] {
+        let m = CaptionModel::load(&precise_dir.path().join(file), &Device::Cpu).unwrap();
+        let (mean, var) = bn_statistics_by_hand(&m, &d);
+        close(&m.head.running_mean, &mean, &format!("{file} running_mean"));
+        close(&m.head.running_var, &var, &format!("{file} running_var"));
+    }
+    // The running averages are not (they trail the weights).
+    let m = CaptionModel::load(
+        &ema_dir.path().join("last/weights.safetensors"),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let (mean, _) = bn_statistics_by_hand(&m, &d);
+    let got: Vec<f32> = m.head.running_mean.to_vec1().unwrap();
+    let off = got
+        .iter()
+        .zip(&mean)
+        .map(|(&g, &w)| (g as f64 - w).abs())
+        .fold(0.0, f64::max);
+    assert!(off > 1e-2, "EMA statistics equal the precise ones ({off})");
+
+    // Training is the same: every parameter is bit-equal, only the statistics differ.
+    let (p, e) = (weights(precise_dir.path()), weights(ema_dir.path()));
+    for ((name, a), (_, b)) in p.iter().zip(&e) {
+        if name.contains("running_") {
+            assert_ne!(a, b, "{name}");
+        } else {
+            assert_eq!(a, b, "{name}");
+        }
+    }
+}
+
+#[test]
+fn set_bn_statistics_counts_each_image_once_per_caption() {
+    let d = data();
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut m = CaptionModel::new(16, VOCAB, 8, 16, &mut rng, &Device::Cpu).unwrap();
+    // Image 0 five more times: the statistics move towards its projection.
+    let mut weighted = d.clone();
+    for _ in 0..5 {
+        weighted.train.push(weighted.train[0].clone());
+    }
+    set_bn_statistics(&mut m, &weighted.features, &weighted.train).unwrap();
+    let (mean, var) = bn_statistics_by_hand(&m, &weighted);
+    close(&m.head.running_mean, &mean, "running_mean");
+    close(&m.head.running_var, &var, "running_var");
+    let (plain_mean, _) = bn_statistics_by_hand(&m, &d);
+    assert!(mean
+        .iter()
+        .zip(&plain_mean)
+        .any(|(a, b)| (a - b).abs() > 1e-3));
+    // One caption is not enough for an unbiased variance.
+    let one = &d.train[..1];
+    let err = set_bn_statistics(&mut m, &d.features, one).unwrap_err();
+    assert!(err.to_string().contains("at least 2"), "{err}");
 }

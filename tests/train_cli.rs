@@ -173,6 +173,7 @@ fn run_directory_holds_config_vocab_split_checkpoints_and_metrics() {
     assert_eq!(cfg["train"]["epochs"], 2);
     assert_eq!(cfg["train"]["patience"], 5);
     assert_eq!(cfg["train"]["feature_dim"], 512);
+    assert_eq!(cfg["train"]["bn_statistics"], "precise");
     assert_eq!(cfg["min_freq"], 5);
     assert_eq!(cfg["vocab_from"], "train");
     let sha = captioner::model::weights::sha256_file(&f.backbone).unwrap();
@@ -356,6 +357,43 @@ fn kill_9_at_random_moments_then_resume_always_works() {
 }
 
 #[test]
+fn bn_stats_is_recorded_and_cannot_change_on_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    ok(train_cmd(&run, &["--epochs", "1", "--bn-stats", "ema"])
+        .output()
+        .unwrap());
+    assert_eq!(
+        json(&run.join("config.json"))["train"]["bn_statistics"],
+        "ema"
+    );
+    let before = tensors(&run.join("last/weights.safetensors"));
+    let out = train_cmd(
+        &run,
+        &["--resume", "--epochs", "2", "--bn-stats", "precise"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--bn-stats ema"), "{err}");
+    assert_eq!(
+        max_diff(&before, &tensors(&run.join("last/weights.safetensors"))),
+        0.0
+    );
+    assert_eq!(metrics(&run).len(), 1);
+    // Resuming without the flag keeps the run's own setting.
+    ok(train_cmd(&run, &["--resume", "--epochs", "2"])
+        .output()
+        .unwrap());
+    assert_eq!(metrics(&run).len(), 2);
+    assert_eq!(
+        json(&run.join("config.json"))["train"]["bn_statistics"],
+        "ema"
+    );
+}
+
+#[test]
 fn tutorial_preset_uses_the_seed_recipe() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
@@ -369,6 +407,7 @@ fn tutorial_preset_uses_the_seed_recipe() {
     assert_eq!(cfg["preset"], "tutorial");
     assert_eq!(cfg["train"]["patience"], 0);
     assert_eq!(cfg["train"]["epochs"], 1);
+    assert_eq!(cfg["train"]["bn_statistics"], "ema");
     let split = json(&run.join("split.json"));
     let n = |k: &str| split[k].as_array().map(|a| a.len()).unwrap_or(0);
     assert_eq!((n("train"), n("val"), n("test")), (48, 12, 0), "{split}");

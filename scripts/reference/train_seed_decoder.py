@@ -278,6 +278,9 @@ def main():
     ap.add_argument("--beam", type=int, nargs="+", default=[1], metavar="K",
                     help="beam sizes to decode with (1: greedy); several give one JSON line each")
     ap.add_argument("--length-alpha", type=float, default=0.0, help="beam length normalisation (captioner's)")
+    ap.add_argument("--bn-stats", choices=["ema", "precise"], default="ema",
+                    help="ema: BatchNorm's running averages, as the seed; precise: recompute them over the "
+                    "training captions' features after every epoch, as `captioner train --bn-stats precise`")
     ap.add_argument("--split", choices=["test", "val"], default="test")
     ap.add_argument("--refs", metavar="COCO_GT", help="references from `captioner eval --coco-out`'s "
                     "captions_gt.json instead of captions.txt")
@@ -356,6 +359,15 @@ def main():
                 tokens += int((tgt != PAD).sum())
         return total / max(tokens, 1)
 
+    train_rows = torch.tensor([r for r, _ in train], dtype=torch.long)
+
+    def set_bn_statistics():
+        """Mean and unbiased variance of Linear(feature) over every training caption (captioner's Head::set_statistics)."""
+        with torch.no_grad():
+            z = model.linear(feats[train_rows])
+            model.bn.running_mean.copy_(z.mean(0))
+            model.bn.running_var.copy_(z.var(0, unbiased=True))
+
     best, best_epoch, since = None, None, 0
     for epoch in range(1, 0 if a.weights else a.epochs + 1):
         start = time.time()
@@ -375,6 +387,8 @@ def main():
             n = int((tgt != PAD).sum())
             tl += loss.item() * n
             tt += n
+        if a.bn_stats == "precise":
+            set_bn_statistics()
         v = val_loss()
         improved = best is None or v < best
         if improved:

@@ -10,7 +10,7 @@ use captioner::model::weights::sha256_file;
 use captioner::run::{RunConfig, CONFIG_FILE, RUN_FORMAT, SPLIT_FILE, VOCAB_FILE};
 use captioner::text::{VocabSource, Vocabulary};
 use captioner::train::dataset::build_train_data;
-use captioner::train::{checkpoint, interrupt, train, TrainConfig, TrainOptions};
+use captioner::train::{checkpoint, interrupt, train, BnStatistics, TrainConfig, TrainOptions};
 use captioner::vision::preprocess_version;
 use std::path::PathBuf;
 
@@ -20,6 +20,13 @@ pub enum Preset {
     /// The PyTorch tutorial's recipe: min-freq 1, vocabulary from all captions, 80/20 split,
     /// 50 epochs, no early stopping.
     Tutorial,
+}
+
+/// `--bn-stats`: see [`BnStatistics`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BnStats {
+    Precise,
+    Ema,
 }
 
 /// Flags of `captioner train`.
@@ -56,6 +63,12 @@ pub struct Args {
     /// captions, 80/20 split, 50 epochs, no early stop).
     #[arg(long, value_enum)]
     pub preset: Option<Preset>,
+    /// Statistics the head's BatchNorm normalises with outside training: `precise` recomputes them
+    /// over the training images after every epoch; `ema` keeps PyTorch's running averages
+    /// (momentum 0.01) as the seed does, which trail the moving weights. Default precise; the
+    /// tutorial preset: ema. Fixed when a run starts.
+    #[arg(long, value_enum, value_name = "precise|ema")]
+    pub bn_stats: Option<BnStats>,
     /// Continue from RUN/last/ (same vocabulary, split and configuration).
     #[arg(long)]
     pub resume: bool,
@@ -171,6 +184,12 @@ pub fn run(mut args: Args) -> anyhow::Result<i32> {
             if args.preset == Some(Preset::Tutorial) {
                 c.epochs = 50;
                 c.patience = 0;
+                c.bn_statistics = BnStatistics::Ema;
+            }
+            match args.bn_stats {
+                Some(BnStats::Precise) => c.bn_statistics = BnStatistics::Precise,
+                Some(BnStats::Ema) => c.bn_statistics = BnStatistics::Ema,
+                None => {}
             }
             c
         }
@@ -180,6 +199,23 @@ pub fn run(mut args: Args) -> anyhow::Result<i32> {
     }
     if let Some(p) = args.patience {
         cfg.patience = p;
+    }
+    if let (Some(_), Some(flag)) = (&saved, args.bn_stats) {
+        let wanted = match flag {
+            BnStats::Precise => BnStatistics::Precise,
+            BnStats::Ema => BnStatistics::Ema,
+        };
+        if wanted != cfg.bn_statistics {
+            anyhow::bail!(
+                "{} was started with --bn-stats {}; it cannot change on --resume",
+                run_dir.display(),
+                if cfg.bn_statistics == BnStatistics::Precise {
+                    "precise"
+                } else {
+                    "ema"
+                }
+            );
+        }
     }
 
     // config.json, vocab.json and split.json go first, so a run killed during feature extraction

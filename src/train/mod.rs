@@ -14,4 +14,6 @@ pub mod trainer;
 
 pub use batches::{Caption, TrainData};
 pub use model::CaptionModel;
-pub use trainer::{evaluate, train, TrainConfig, TrainOptions, TrainOutcome};
+pub use trainer::{
+    evaluate, set_bn_statistics, train, BnStatistics, TrainConfig, TrainOptions, TrainOutcome,
+};

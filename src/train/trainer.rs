@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,6 +21,21 @@ use std::time::Instant;
 pub const BEST_FILE: &str = "best.safetensors";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const PLOT_FILE: &str = "loss.png";
+
+/// Where the head's BatchNorm gets the statistics it normalises with in eval mode (validation,
+/// checkpoints, captioning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BnStatistics {
+    /// Recomputed over every training caption's image feature after each epoch, before validation
+    /// ([`crate::model::head::Head::set_statistics`]). Training itself is unchanged: train mode
+    /// normalises with the batch's own statistics either way.
+    Precise,
+    /// PyTorch's running averages (momentum 0.01), as the seed keeps them. The default of runs saved
+    /// before this field existed.
+    #[default]
+    Ema,
+}
 
 /// Hyper-parameters of a run (saved in `last/state.json`; the CLI also writes it as config.json).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,10 +50,14 @@ pub struct TrainConfig {
     pub hidden: usize,
     pub feature_dim: usize,
     pub vocab_size: usize,
+    /// How the head's BatchNorm statistics are kept (`precise` for new runs).
+    #[serde(default)]
+    pub bn_statistics: BnStatistics,
 }
 
 impl TrainConfig {
-    /// The defaults (batch 64, lr 1e-3, patience 5, embed 256, hidden 512) for the given sizes.
+    /// The defaults (batch 64, lr 1e-3, patience 5, embed 256, hidden 512, precise BatchNorm
+    /// statistics) for the given sizes.
     pub fn new(feature_dim: usize, vocab_size: usize) -> Self {
         Self {
             epochs: 20,
@@ -49,6 +69,7 @@ impl TrainConfig {
             hidden: 512,
             feature_dim,
             vocab_size,
+            bn_statistics: BnStatistics::Precise,
         }
     }
 
@@ -61,6 +82,7 @@ impl TrainConfig {
             self.hidden,
             self.feature_dim,
             self.vocab_size,
+            self.bn_statistics,
         ) == (
             o.batch_size,
             o.seed,
@@ -68,6 +90,7 @@ impl TrainConfig {
             o.hidden,
             o.feature_dim,
             o.vocab_size,
+            o.bn_statistics,
         ) && self.lr == o.lr
     }
 }
@@ -124,6 +147,24 @@ pub fn evaluate(
         }
         Ok(sum / tokens.max(1) as f64)
     })
+}
+
+/// Sets the head's BatchNorm statistics from the features of the images of `captions`, each image
+/// counted once per caption (as often as it appears in training batches).
+pub fn set_bn_statistics(
+    model: &mut CaptionModel,
+    features: &Tensor,
+    captions: &[Caption],
+) -> Result<()> {
+    let mut counts: BTreeMap<usize, u32> = BTreeMap::new();
+    for c in captions {
+        *counts.entry(c.image).or_default() += 1;
+    }
+    let rows: Vec<u32> = counts.keys().map(|&r| r as u32).collect();
+    let counts: Vec<u32> = counts.into_values().collect();
+    let rows = Tensor::new(rows.as_slice(), features.device())?;
+    let x = features.index_select(&rows, 0)?;
+    crate::pool::in_pool(|| model.head.set_statistics(&x, &counts))
 }
 
 fn progress_bar(n: usize, epoch: usize, epochs: usize, show: bool) -> ProgressBar {
@@ -268,6 +309,9 @@ pub fn train(
             }
         }
         pb.finish_and_clear();
+        if cfg.bn_statistics == BnStatistics::Precise {
+            set_bn_statistics(&mut model, &data.features, &data.train)?;
+        }
         let train_secs = seconds_before + start.elapsed().as_secs_f64();
         let val_loss = evaluate(&mut model, &data.features, &data.val, cfg.batch_size)?;
         let seconds = seconds_before + start.elapsed().as_secs_f64();
