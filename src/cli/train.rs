@@ -29,6 +29,15 @@ pub enum BnStats {
     Ema,
 }
 
+impl From<BnStats> for BnStatistics {
+    fn from(b: BnStats) -> Self {
+        match b {
+            BnStats::Precise => BnStatistics::Precise,
+            BnStats::Ema => BnStatistics::Ema,
+        }
+    }
+}
+
 /// Flags of `captioner train`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -186,10 +195,8 @@ pub fn run(mut args: Args) -> anyhow::Result<i32> {
                 c.patience = 0;
                 c.bn_statistics = BnStatistics::Ema;
             }
-            match args.bn_stats {
-                Some(BnStats::Precise) => c.bn_statistics = BnStatistics::Precise,
-                Some(BnStats::Ema) => c.bn_statistics = BnStatistics::Ema,
-                None => {}
+            if let Some(b) = args.bn_stats {
+                c.bn_statistics = b.into();
             }
             c
         }
@@ -201,11 +208,7 @@ pub fn run(mut args: Args) -> anyhow::Result<i32> {
         cfg.patience = p;
     }
     if let (Some(_), Some(flag)) = (&saved, args.bn_stats) {
-        let wanted = match flag {
-            BnStats::Precise => BnStatistics::Precise,
-            BnStats::Ema => BnStatistics::Ema,
-        };
-        if wanted != cfg.bn_statistics {
+        if BnStatistics::from(flag) != cfg.bn_statistics {
             anyhow::bail!(
                 "{} was started with --bn-stats {}; it cannot change on --resume",
                 run_dir.display(),
