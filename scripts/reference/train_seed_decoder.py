@@ -408,6 +408,9 @@ def main():
     if a.weights:
         load_captioner_weights(model, a.weights)
         label = a.weights
+        if a.bn_stats == "precise":  # the file's statistics replaced by its weights' own
+            set_bn_statistics()
+            label += " (precise BatchNorm statistics)"
         print(f"{a.weights}: val loss {val_loss():.4f}", flush=True)
     else:
         label = f"epoch-{best_epoch}"
