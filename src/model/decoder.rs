@@ -173,18 +173,20 @@ impl Decoder {
 
     /// `hidden [N, H]` → logits `[N, V]`.
     pub fn project(&self, hidden: &Tensor) -> Result<Tensor> {
-        Ok(hidden
-            .matmul(&self.linear_weight.t()?)?
-            .broadcast_add(self.linear_bias.as_tensor())?)
+        self.output_layer(hidden, false)
+    }
+
+    /// The output layer; `decoding` as in [`crate::model::lstm::times_wt`].
+    fn output_layer(&self, hidden: &Tensor, decoding: bool) -> Result<Tensor> {
+        let logits = crate::model::lstm::times_wt(hidden, &self.linear_weight, decoding)?;
+        Ok(logits.broadcast_add(self.linear_bias.as_tensor())?)
     }
 
     /// One decoding step: `x [B, E]` (an image embedding or token embeddings) → logits `[B, V]`
     /// and the new state. `None` starts from zeros. Not for training (see [`Lstm::step`]).
     pub fn step(&self, x: &Tensor, state: Option<&LstmState>) -> Result<(Tensor, LstmState)> {
         let s = self.lstm.step(x, state)?;
-        let logits = crate::model::lstm::decode_times_wt(&s.h, &self.linear_weight)?
-            .broadcast_add(self.linear_bias.as_tensor())?;
-        Ok((logits, s))
+        Ok((self.output_layer(&s.h, true)?, s))
     }
 
     /// Teacher-forced forward: image embeddings `[B, E]` and a batch → logits `[N, V]` for the

@@ -41,12 +41,15 @@ pub(crate) fn uniform(
     Ok(Var::from_tensor(&Tensor::from_vec(data, shape, device)?)?)
 }
 
-/// `x · wᵀ` for decoding: the few-row kernel of `cpu_math` where it applies, else a matmul.
-pub(crate) fn decode_times_wt(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    match crate::model::cpu_math::few_rows_times_wt(x, w)? {
-        Some(y) => Ok(y),
-        None => Ok(x.matmul(&w.t()?)?),
+/// `x · wᵀ`. `decoding` takes the few-row kernel of `cpu_math` where it applies (1 to 8 rows on
+/// the CPU; no autograd), else, and always for training, candle's matmul.
+pub(crate) fn times_wt(x: &Tensor, w: &Tensor, decoding: bool) -> Result<Tensor> {
+    if decoding {
+        if let Some(y) = crate::model::cpu_math::few_rows_times_wt(x, w)? {
+            return Ok(y);
+        }
     }
+    Ok(x.matmul(&w.t()?)?)
 }
 
 /// Looks up `name` in `map` and checks its shape, so a wrong checkpoint fails with a clear message.
@@ -111,27 +114,18 @@ impl Lstm {
         Ok((self.bias_ih.as_tensor() + self.bias_hh.as_tensor())?)
     }
 
-    /// `x W_ih^T + b_ih + b_hh` for `x [N, input]`, giving `[N, 4H]`; `decoding` takes the
-    /// few-row product without autograd (see [`decode_times_wt`]).
+    /// `x W_ih^T + b_ih + b_hh` for `x [N, input]`, giving `[N, 4H]`; `decoding` as in
+    /// [`times_wt`].
     fn project_input(&self, x: &Tensor, decoding: bool) -> Result<Tensor> {
-        let xw = if decoding {
-            decode_times_wt(x, &self.weight_ih)?
-        } else {
-            x.matmul(&self.weight_ih.t()?)?
-        };
-        Ok(xw.broadcast_add(&self.bias()?)?)
+        Ok(times_wt(x, &self.weight_ih, decoding)?.broadcast_add(&self.bias()?)?)
     }
 
-    /// Runs the recurrence from a projected input row block `[B, 4H]`; `decoding` takes the
-    /// few-row product without autograd (see [`decode_times_wt`]).
+    /// Runs the recurrence from a projected input row block `[B, 4H]`; `decoding` as in
+    /// [`times_wt`].
     fn cell(&self, xp: &Tensor, state: Option<&LstmState>, decoding: bool) -> Result<LstmState> {
         let (gates, c_prev) = match state {
             Some(s) => {
-                let rec = if decoding {
-                    decode_times_wt(&s.h, &self.weight_hh)?
-                } else {
-                    s.h.matmul(&self.weight_hh.t()?)?
-                };
+                let rec = times_wt(&s.h, &self.weight_hh, decoding)?;
                 ((xp + rec)?, s.c.clone())
             }
             None => {
