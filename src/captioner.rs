@@ -5,11 +5,9 @@ use crate::data::DatasetSplit;
 use crate::decode::{beam_search, greedy, BeamOptions, Decoded, LstmSteps};
 use crate::export::{load_run_backbone, read_export, run_backbone};
 use crate::model::resnet::{check_state_dict, Arch, ResNetTrunk};
-use crate::run::{RunConfig, SPLIT_FILE, VOCAB_FILE};
-use crate::serve::{check_beam, CaptionEngine};
+use crate::model::CaptionModel;
+use crate::run::{RunConfig, RunDir};
 use crate::text::Vocabulary;
-use crate::train::trainer::BEST_FILE;
-use crate::train::CaptionModel;
 use crate::vision::decode::decode_rgb;
 use crate::vision::preprocess::{preprocess_file_sized, preprocess_sized};
 use crate::{Error, Result};
@@ -30,6 +28,17 @@ pub struct CaptionOptions {
     pub batch_size: usize,
 }
 
+/// Checks a beam size against `1..=max`.
+pub fn check_beam(beam: usize, max: usize) -> Result<()> {
+    if (1..=max).contains(&beam) {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "beam must be between 1 (greedy) and {max}, got {beam}"
+        )))
+    }
+}
+
 impl Default for CaptionOptions {
     fn default() -> Self {
         Self {
@@ -47,17 +56,57 @@ pub struct ModelInfo {
     pub model_file: PathBuf,
     /// `run` or `export`.
     pub source: &'static str,
+    /// ResNet architecture of the trunk.
     pub arch: String,
     /// File name of the backbone weights (inside the export for `export`).
     pub backbone: String,
+    /// sha256 of the backbone weights, hex.
     pub backbone_sha256: String,
+    /// Words in the vocabulary, special tokens included.
     pub vocab_size: usize,
+    /// Size of the trunk's pooled feature.
     pub feature_dim: usize,
+    /// Embedding size of the decoder.
     pub embed: usize,
+    /// LSTM hidden size.
     pub hidden: usize,
 }
 
-/// A loaded captioning model. Shared across threads (`&self` everywhere).
+/// A loaded captioning model: trunk, head, decoder and vocabulary. Shared across threads (`&self`
+/// everywhere).
+///
+/// ```
+/// # use captioner::data::synth::{generate, SynthOptions};
+/// # use captioner::model::resnet::{init::random_state_dict, Arch};
+/// # use captioner::model::weights::save_safetensors;
+/// # use captioner::pipeline::{train_run, CorpusSpec, TrainRequest};
+/// # use captioner::progress::Silent;
+/// use captioner::{CaptionOptions, Captioner};
+/// # let dir = tempfile::tempdir()?;
+/// # let scenes = dir.path().join("scenes");
+/// # generate(&scenes, &SynthOptions { images: 40, seed: 0, force: false })?;
+/// # let backbone = dir.path().join("resnet18.safetensors");
+/// # save_safetensors(&backbone, &random_state_dict(Arch::ResNet18, 0)?)?;
+/// # let mut request = TrainRequest::new(CorpusSpec::new(&scenes), &backbone, dir.path().join("run"));
+/// # request.arch = Arch::ResNet18;
+/// # request.image_size = 32;
+/// # request.epochs = Some(1);
+/// # train_run(&request, &Silent, Default::default())?;
+/// # let run_dir = dir.path().join("run");
+/// # let photo = scenes.join("Images").join("scene_000002.jpg");
+/// // A run directory written by `captioner train`, or a file written by `captioner export`.
+/// let model = Captioner::load(&run_dir, &captioner::device::default_device())?;
+///
+/// // Files, in batches; each gets its own result (an unreadable file does not stop the others).
+/// let greedy = model.caption_paths(&[photo.clone()], &CaptionOptions::default());
+/// println!("{}", greedy[0].as_ref().unwrap());
+///
+/// // Encoded bytes (an upload), with beam search.
+/// let beam = CaptionOptions { beam: 3, ..CaptionOptions::default() };
+/// let caption = model.caption_bytes(&std::fs::read(&photo)?, &beam)?;
+/// assert!(!caption.is_empty());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Captioner {
     trunk: ResNetTrunk,
     model: CaptionModel,
@@ -79,13 +128,14 @@ impl Captioner {
     }
 
     fn load_run(dir: &Path, device: &Device) -> Result<Self> {
+        let files = RunDir::new(dir);
         let config = RunConfig::load(dir)?;
-        let vocab = Vocabulary::load(&dir.join(VOCAB_FILE))?;
-        let model = CaptionModel::load(&dir.join(BEST_FILE), device)?;
+        let vocab = Vocabulary::load(&files.vocab())?;
+        let model = CaptionModel::load(&files.best(), device)?;
         let (arch, sd) = load_run_backbone(dir, &config)?;
         let trunk = ResNetTrunk::from_state_dict(arch, &sd, device)?;
         let backbone = run_backbone(dir, &config);
-        let split_path = dir.join(SPLIT_FILE);
+        let split_path = files.split();
         let split = if split_path.is_file() {
             Some(DatasetSplit::load(&split_path)?)
         } else {
@@ -168,10 +218,12 @@ impl Captioner {
         })
     }
 
+    /// What the model is (sources, sizes), as `/api/info` shows it.
     pub fn info(&self) -> &ModelInfo {
         &self.info
     }
 
+    /// The vocabulary the decoder speaks.
     pub fn vocab(&self) -> &Vocabulary {
         &self.vocab
     }
@@ -186,10 +238,12 @@ impl Captioner {
         self.split.as_ref()
     }
 
+    /// The frozen ResNet trunk.
     pub fn trunk(&self) -> &ResNetTrunk {
         &self.trunk
     }
 
+    /// The head and the decoder.
     pub fn model(&self) -> &CaptionModel {
         &self.model
     }
@@ -283,7 +337,7 @@ impl Captioner {
         let mut out: Vec<Option<Result<String>>> = (0..paths.len()).map(|_| None).collect();
         self.caption_paths_each(paths, opts, |i, r| out[i] = Some(r));
         out.into_iter()
-            .map(|r| r.unwrap_or_else(|| Err(Error::Invalid("image was not captioned".into()))))
+            .map(|r| r.unwrap_or_else(|| Err(Error::Internal("image was not captioned".into()))))
             .collect()
     }
 
@@ -335,42 +389,34 @@ impl Captioner {
                                 results[k] = Some(Ok(self.vocab.decode(&d.tokens)));
                             }
                         }
+                        // The model failed, not the images: an internal error for each of them.
                         Err(e) => {
                             let msg = e.to_string();
                             for &k in &ok {
-                                results[k] = Some(Err(Error::Image {
-                                    path: paths[first + k].clone(),
-                                    msg: format!("captioning failed: {msg}"),
-                                }));
+                                results[k] = Some(Err(Error::Internal(format!(
+                                    "captioning {} failed: {msg}",
+                                    paths[first + k].display()
+                                ))));
                             }
                         }
                     }
                 }
                 for (k, r) in results.into_iter().enumerate() {
                     let r =
-                        r.unwrap_or_else(|| Err(Error::Invalid("image was not captioned".into())));
+                        r.unwrap_or_else(|| Err(Error::Internal("image was not captioned".into())));
                     each(first + k, r);
                 }
             }
         });
     }
-}
 
-impl CaptionEngine for Captioner {
-    fn caption_bytes(&self, bytes: &[u8], beam: usize) -> Result<String> {
-        check_beam(beam)?;
+    /// Caption of an encoded image (any supported format, recognised by content; the pixel limit
+    /// holds).
+    pub fn caption_bytes(&self, bytes: &[u8], opts: &CaptionOptions) -> Result<String> {
         let image = decode_rgb(bytes, Path::new("upload"))?;
-        let opts = CaptionOptions {
-            beam,
-            ..CaptionOptions::default()
-        };
-        self.caption_images(std::slice::from_ref(&image), &opts)?
+        self.caption_images(std::slice::from_ref(&image), opts)?
             .into_iter()
             .next()
-            .ok_or_else(|| Error::Invalid("no caption came back".into()))
-    }
-
-    fn info(&self) -> serde_json::Value {
-        serde_json::to_value(&self.info).unwrap_or(serde_json::Value::Null)
+            .ok_or_else(|| Error::Internal("no caption came back".into()))
     }
 }

@@ -48,6 +48,11 @@ pub enum Error {
     #[error("{0}")]
     Invalid(String),
 
+    /// A fault of captioner itself, never of its input: a thread or runtime that failed, a result
+    /// that did not come back.
+    #[error("internal error: {0}")]
+    Internal(String),
+
     /// The user interrupted a long-running job (Ctrl-C).
     #[error("interrupted")]
     Interrupted,
@@ -67,6 +72,12 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+
+    /// Whether the fault is captioner's own ([`Error::Internal`], a failed tensor operation) rather
+    /// than its input's: a server answers 500 for these and 4xx for the rest.
+    pub fn is_internal(&self) -> bool {
+        matches!(self, Error::Internal(_) | Error::Candle(_))
     }
 
     /// An [`Error::Format`] for `path`.

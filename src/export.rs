@@ -5,10 +5,9 @@
 use crate::data::DatasetSplit;
 use crate::model::resnet::{check_state_dict, Arch};
 use crate::model::weights::{load_state_dict, sha256_file};
-use crate::run::{RunConfig, SPLIT_FILE, VOCAB_FILE};
+use crate::model::CaptionModel;
+use crate::run::{RunConfig, RunDir};
 use crate::text::Vocabulary;
-use crate::train::trainer::BEST_FILE;
-use crate::train::CaptionModel;
 use crate::{fsutil, Error, Result};
 use candle_core::{DType, Device, Tensor};
 use std::borrow::Cow;
@@ -80,15 +79,17 @@ pub fn load_run_backbone(
 /// Writes the run in `run_dir` (its best weights, backbone, vocabulary, configuration) as one file, atomically.
 /// The backbone's `fc.*` is left out: captioning never uses it.
 pub fn export_run(run_dir: &Path, out: &Path) -> Result<ExportSummary> {
+    let files = RunDir::new(run_dir);
     let cfg = RunConfig::load(run_dir)?;
-    let vocab = Vocabulary::load(&run_dir.join(VOCAB_FILE))?;
-    let model = CaptionModel::load(&run_dir.join(BEST_FILE), &Device::Cpu)?;
+    let vocab = Vocabulary::load(&files.vocab())?;
+    let model = CaptionModel::load(&files.best(), &Device::Cpu)?;
     if model.decoder.vocab_size() != vocab.len() {
         return Err(Error::Checkpoint {
-            path: run_dir.join(BEST_FILE),
+            path: files.best(),
             msg: format!(
-                "decoder has {} words, {VOCAB_FILE} has {}",
+                "decoder has {} words, {} has {}",
                 model.decoder.vocab_size(),
+                files.vocab().display(),
                 vocab.len()
             ),
         });
@@ -105,7 +106,7 @@ pub fn export_run(run_dir: &Path, out: &Path) -> Result<ExportSummary> {
         ("vocab".to_string(), to_json(&vocab)?),
         ("config".to_string(), to_json(&cfg)?),
     ]);
-    let split_path = run_dir.join(SPLIT_FILE);
+    let split_path = files.split();
     if split_path.is_file() {
         metadata.insert("split".into(), to_json(&DatasetSplit::load(&split_path)?)?);
     }

@@ -5,6 +5,7 @@
 use crate::data::CaptionCorpus;
 use crate::model::resnet::{Arch, ResNetTrunk};
 use crate::model::weights::sha256_file;
+use crate::progress::{Progress, Unit};
 use crate::vision::preprocess::{preprocess_batch_sized, preprocess_version};
 use crate::{fsutil, Error, Result};
 use candle_core::{DType, Device, Tensor};
@@ -28,16 +29,22 @@ pub const SHARD_IMAGES: usize = 128;
 /// What a feature depends on besides the image itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheKey {
+    /// sha256 of the backbone weights file, hex.
     pub backbone_sha256: String,
+    /// ResNet architecture (`resnet50`, ...).
     pub arch: String,
+    /// Version tag of the preprocessing, image size included.
     pub preprocess_version: String,
+    /// Whether the features are stored as f16.
     pub half: bool,
 }
 
 /// An image as the cache knows it: its name in the corpus and the sha256 of its bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ImageIdentity {
+    /// The image's file name in the corpus.
     pub file: String,
+    /// sha256 of the image's bytes, hex.
     pub sha256: String,
 }
 
@@ -55,10 +62,12 @@ struct CacheIndex {
 /// Options of [`extract`].
 #[derive(Debug, Clone)]
 pub struct ExtractOptions {
+    /// ResNet architecture of the backbone.
     pub arch: Arch,
+    /// Images per forward pass.
     pub batch_size: usize,
+    /// Store the features as f16.
     pub half: bool,
-    pub progress: bool,
     /// Images per shard written during extraction (see [`SHARD_IMAGES`]).
     pub shard_images: usize,
     /// Side of the square images are resized to ([`crate::vision::IMAGE_SIZE`] = 224 as the seed).
@@ -68,8 +77,11 @@ pub struct ExtractOptions {
 /// What [`extract`] did.
 #[derive(Debug, Default)]
 pub struct ExtractSummary {
+    /// Images in the corpus.
     pub images: usize,
+    /// Features found in the cache (or in shards of an interrupted run).
     pub reused: usize,
+    /// Features computed now.
     pub computed: usize,
     /// Images that could not be read or decoded: (file as in the corpus, error).
     pub failed: Vec<(String, String)>,
@@ -78,7 +90,9 @@ pub struct ExtractSummary {
 /// A loaded cache: one feature row per image name.
 #[derive(Debug)]
 pub struct FeatureCache {
+    /// What the features were computed with.
     pub key: CacheKey,
+    /// The image file names, in row order.
     pub names: Vec<String>,
     /// [N, D], f32.
     pub features: Tensor,
@@ -207,12 +221,14 @@ fn known_rows(dir: &Path, key: &CacheKey) -> KnownRows {
 
 /// Computes the feature of every image of `corpus` into `cache_dir`, reusing every row already there for the
 /// same backbone, architecture, preprocessing and image bytes. Unreadable images are listed and skipped.
+/// The images computed are reported as one task of `progress`.
 pub fn extract(
     corpus: &CaptionCorpus,
     backbone: &Path,
     cache_dir: &Path,
     opts: &ExtractOptions,
     device: &Device,
+    progress: &dyn Progress,
 ) -> Result<ExtractSummary> {
     std::fs::create_dir_all(cache_dir).map_err(|e| Error::io(cache_dir, e))?;
     let key = CacheKey {
@@ -271,6 +287,7 @@ pub fn extract(
             opts,
             device,
             &mut summary,
+            progress,
         )?;
         for (id, row) in computed.rows {
             known.insert(id, row);
@@ -327,10 +344,11 @@ fn compute_missing(
     opts: &ExtractOptions,
     device: &Device,
     summary: &mut ExtractSummary,
+    progress: &dyn Progress,
 ) -> Result<Computed> {
     let partial = cache_dir.join(PARTIAL_DIR);
     std::fs::create_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
-    let bar = progress_bar(todo.len() as u64, opts.progress);
+    let task = progress.task("features", Some(todo.len() as u64), Unit::Images);
     let batch_size = opts.batch_size.max(1);
     let dim = trunk.feature_dim();
     let side = opts.image_size;
@@ -347,7 +365,9 @@ fn compute_missing(
 
     let mut out = Vec::with_capacity(todo.len());
     let mut shard: Vec<(ImageIdentity, Vec<f32>)> = Vec::new();
-    let mut unreadable = Vec::new();
+    // Every unreadable image so far: each shard's index lists them, so a run killed later does
+    // not decode them again.
+    let mut unreadable: Vec<(ImageIdentity, String)> = Vec::new();
     let mut shard_no = next_shard_no(&partial);
     let shard_images = opts.shard_images.max(1);
     std::thread::scope(|s| -> Result<()> {
@@ -389,9 +409,9 @@ fn compute_missing(
                     shard.push((id, row));
                 }
             }
-            bar.inc(handled);
+            task.advance(handled);
             if shard.len() >= shard_images {
-                write_shard(&partial, shard_no, key, dim, &shard)?;
+                write_shard(&partial, shard_no, key, dim, &shard, &unreadable)?;
                 shard_no += 1;
                 out.append(&mut shard);
             }
@@ -399,10 +419,10 @@ fn compute_missing(
         Ok(())
     })?;
     if !shard.is_empty() {
-        write_shard(&partial, shard_no, key, dim, &shard)?;
+        write_shard(&partial, shard_no, key, dim, &shard, &unreadable)?;
         out.append(&mut shard);
     }
-    bar.finish_and_clear();
+    task.finish();
     summary.computed = out.len();
     Ok(Computed {
         rows: out,
@@ -442,6 +462,7 @@ fn write_shard(
     key: &CacheKey,
     dim: usize,
     rows: &[(ImageIdentity, Vec<f32>)],
+    unreadable: &[(ImageIdentity, String)],
 ) -> Result<()> {
     let base = partial.join(format!("shard-{no:06}"));
     let flat: Vec<f32> = rows.iter().flat_map(|(_, r)| r.iter().copied()).collect();
@@ -456,22 +477,8 @@ fn write_shard(
         key: key.clone(),
         dim,
         images: rows.iter().map(|(id, _)| id.clone()).collect(),
-        unreadable: Vec::new(),
+        unreadable: unreadable.to_vec(),
     };
     // The index is written last: a shard without its index is ignored on resume.
     fsutil::write_json_atomic(&base.with_extension("json"), &index)
-}
-
-fn progress_bar(len: u64, visible: bool) -> indicatif::ProgressBar {
-    if !visible {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "features {bar:40} {pos}/{len} images  {per_sec}  ETA {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar
 }

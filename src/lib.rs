@@ -1,8 +1,48 @@
-//! captioner: image captioning with a ResNet encoder and an LSTM decoder ("Show and Tell"),
-//! on candle. The library holds the whole pipeline; `src/main.rs` is a thin CLI over it.
+//! captioner: image captioning with a ResNet encoder and an LSTM decoder ("Show and Tell"), on
+//! candle. The library holds the whole pipeline — corpora, preprocessing, the feature cache,
+//! training with exact resume, greedy and beam decoding, the metrics, the server — and the
+//! `captioner` binary is a thin command line over it.
 //!
-//! The data flow (see `../shared/DESIGN.md`): corpus → split → vocabulary; image → preprocess →
-//! ResNet trunk → cached feature; feature + tokens → head → LSTM decoder → loss / captions.
+//! From nothing to a caption: a generated corpus, a random backbone, a short training run, then
+//! the trained model captions a file. Long work reports through a [`progress::Progress`] the
+//! caller supplies ([`progress::Silent`] here); the library never prints.
+//!
+//! ```
+//! use captioner::data::synth::{generate, SynthOptions};
+//! use captioner::model::resnet::{init::random_state_dict, Arch};
+//! use captioner::model::weights::save_safetensors;
+//! use captioner::pipeline::{train_run, CorpusSpec, TrainRequest};
+//! use captioner::progress::Silent;
+//! use captioner::{CaptionOptions, Captioner};
+//! use std::sync::{atomic::AtomicBool, Arc};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let scenes = dir.path().join("scenes");
+//! generate(&scenes, &SynthOptions { images: 40, seed: 0, force: false })?;
+//! let backbone = dir.path().join("resnet18.safetensors");
+//! save_safetensors(&backbone, &random_state_dict(Arch::ResNet18, 0)?)?;
+//!
+//! let mut request = TrainRequest::new(CorpusSpec::new(&scenes), &backbone, dir.path().join("run"));
+//! request.arch = Arch::ResNet18;
+//! request.image_size = 32;
+//! request.epochs = Some(1);
+//! let stop = Arc::new(AtomicBool::new(false)); // set it to stop after the current batch
+//! let report = train_run(&request, &Silent, stop)?;
+//! assert_eq!(report.outcome.epochs_done, 1);
+//!
+//! let model = Captioner::load(report.run.dir(), &captioner::device::default_device())?;
+//! let image = scenes.join("Images").join("scene_000001.jpg");
+//! let captions = model.caption_paths(&[image], &CaptionOptions::default());
+//! assert!(!captions[0].as_ref().unwrap().is_empty());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The data flow (see `docs/` and the README): corpus → split → vocabulary; image → preprocess →
+//! ResNet trunk → cached feature; feature + tokens → head → LSTM decoder → loss / captions. The
+//! modules follow it in layers, each using only those before it: plumbing ([`error`], [`fsutil`],
+//! [`device`], [`pool`], [`progress`]); [`data`], [`text`], [`vision`]; [`model`] and [`run`];
+//! [`features`], [`train`], [`decode`], [`metrics`]; [`captioner`] (the inference API),
+//! [`export`], [`fetch`]; [`pipeline`] and [`serve`].
 
 pub mod captioner;
 pub mod data;
@@ -15,7 +55,9 @@ pub mod fetch;
 pub mod fsutil;
 pub mod metrics;
 pub mod model;
+pub mod pipeline;
 pub mod pool;
+pub mod progress;
 pub mod run;
 pub mod serve;
 pub mod text;

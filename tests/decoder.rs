@@ -3,8 +3,8 @@
 
 use candle_core::{Device, Tensor};
 use captioner::model::decoder::TeacherBatch;
+use captioner::model::CaptionModel;
 use captioner::train::adam::{Adam, AdamConfig};
-use captioner::train::CaptionModel;
 use std::collections::HashMap;
 
 const V: usize = 50;
@@ -140,7 +140,7 @@ fn head_decoder_loss_and_adam_match_pytorch() {
     let expected: Vec<f64> = fx["losses"].to_vec1().unwrap();
     let mut opt = Adam::new(m.vars(), AdamConfig::default()).unwrap();
     for (k, want) in expected.iter().enumerate() {
-        let loss = m.loss(&features, &batch, true).unwrap();
+        let loss = captioner::train::loss::batch_loss(&mut m, &features, &batch, true).unwrap();
         let got = loss.to_scalar::<f32>().unwrap() as f64;
         println!(
             "step {k}: loss {got:.7} torch {want:.7} diff {:e}",

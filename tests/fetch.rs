@@ -2,7 +2,8 @@
 //! connection, checksum mismatch, 404, a server that ignores Range, zip safety, and the CLI
 //! unpacking Flickr8k-shaped zips through `--mirror`.
 
-use captioner::fetch::{self, Asset, Checksum, DownloadOptions, Downloaded, FetchOptions};
+use captioner::fetch::{self, Asset, Checksum, Downloaded, FetchOptions};
+use captioner::progress::Silent;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -161,7 +162,7 @@ fn md5(bytes: &[u8]) -> Checksum {
     Checksum::md5(&hex::encode(Md5::digest(bytes)))
 }
 
-const NO_BAR: DownloadOptions = DownloadOptions { progress: false };
+const NO_BAR: Silent = Silent;
 
 #[test]
 fn download_writes_the_verified_file_and_skips_it_next_time() {
@@ -334,10 +335,9 @@ fn fetch_resnet50_through_a_mirror_saves_the_torchvision_file_name() {
     let dir = tempfile::tempdir().unwrap();
     let opts = FetchOptions {
         mirror: Some(format!("{}/", server.base)),
-        progress: false,
         checksum_overrides: [("resnet50-11ad3fa6.pth".to_string(), sha256(&data))].into(),
     };
-    let report = fetch::fetch(Asset::Resnet50, dir.path(), &opts).unwrap();
+    let report = fetch::fetch(Asset::Resnet50, dir.path(), &opts, &Silent).unwrap();
     assert_eq!(report.files.len(), 1);
     assert_eq!(report.files[0].url, server.url("resnet50-11ad3fa6.pth"));
     assert_eq!(

@@ -2,12 +2,12 @@
 //! interrupt), recovery from leftover temp folders, early stopping, the run directory's files.
 
 use candle_core::{Device, Tensor};
-use captioner::train::checkpoint::{LAST_DIR, STATE_FILE, WEIGHTS_FILE};
+use captioner::model::CaptionModel;
+use captioner::progress::Silent;
+use captioner::run::{BnStatistics, TrainConfig, LAST_DIR, STATE_FILE, WEIGHTS_FILE};
 use captioner::train::metrics_log::read_metrics;
-use captioner::train::{
-    evaluate, set_bn_statistics, train, BnStatistics, Caption, CaptionModel, TrainConfig,
-    TrainData, TrainOptions,
-};
+use captioner::train::TrainOutcome;
+use captioner::train::{evaluate, set_bn_statistics, Caption, TrainData, TrainOptions};
 use captioner::Error;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -60,10 +60,18 @@ fn config(epochs: usize) -> TrainConfig {
 fn quiet(resume: bool) -> TrainOptions {
     TrainOptions {
         resume,
-        progress: false,
-        summary: false,
         stop: Arc::new(AtomicBool::new(false)),
     }
+}
+
+/// The library's training loop, reporting nothing.
+fn train(
+    dir: &Path,
+    cfg: &TrainConfig,
+    data: &TrainData,
+    opts: &TrainOptions,
+) -> captioner::Result<TrainOutcome> {
+    captioner::train::train(dir, cfg, data, opts, &Silent)
 }
 
 fn weights(run: &Path) -> Vec<(String, Vec<f32>)> {

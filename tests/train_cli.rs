@@ -3,7 +3,7 @@
 //! and the tutorial preset.
 
 use candle_core::Device;
-use captioner::train::CaptionModel;
+use captioner::model::CaptionModel;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -5,8 +5,9 @@
 use super::bench_common::{median, use_threads};
 use candle_core::{Device, Tensor};
 use captioner::model::decoder::TeacherBatch;
+use captioner::model::CaptionModel;
 use captioner::train::adam::{Adam, AdamConfig};
-use captioner::train::CaptionModel;
+use captioner::train::loss::batch_loss;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::io::Write;
@@ -64,7 +65,7 @@ fn bench_captioner(steps: usize, vocab: usize) -> anyhow::Result<[f64; 4]> {
         let times = captioner::pool::in_pool(|| -> anyhow::Result<[Instant; 4]> {
             let t0 = Instant::now();
             let batch = TeacherBatch::new(&refs, &dev)?;
-            let loss = model.loss(&feats, &batch, true)?;
+            let loss = batch_loss(&mut model, &feats, &batch, true)?;
             let t1 = Instant::now();
             let grads = loss.backward()?;
             let t2 = Instant::now();

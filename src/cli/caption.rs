@@ -1,8 +1,10 @@
 //! `captioner caption`: captions image files and folders (recursively), in batches, as text, JSONL or
 //! CSV. A file that fails is reported by name and the others go on; the exit status is 1 if any failed.
 
+use super::progress::Bars;
 use anyhow::Context;
 use captioner::data::layout::has_image_extension;
+use captioner::progress::{Progress, Unit};
 use captioner::{CaptionOptions, Captioner};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -131,28 +133,38 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         emit(&mut out, args.format, several, path, Err(e))?;
         failed += 1;
     }
-    let bar = progress_bar(files.len() as u64, several && !args.no_progress);
+    let bars = Bars::new(several && !args.no_progress);
+    let task = bars.task("caption", Some(files.len() as u64), Unit::Images);
     let mut write_err = None;
+    let mut internal = None;
     captioner.caption_paths_each(&files, &opts, |i, result| {
         let msg;
         let r: Result<&str, &str> = match &result {
             Ok(c) => Ok(c),
+            // Not the image's fault: stop with the error rather than blame the file.
+            Err(e) if e.is_internal() => {
+                internal.get_or_insert(e.to_string());
+                return;
+            }
             Err(e) => {
                 failed += 1;
                 msg = e.to_string();
                 Err(&msg)
             }
         };
-        let written = bar.suspend(|| emit(&mut out, args.format, several, &files[i], r));
+        let written = bars.suspend(|| emit(&mut out, args.format, several, &files[i], r));
         if let Err(e) = written {
             write_err.get_or_insert(e);
         }
-        bar.inc(1);
+        task.advance(1);
     });
-    bar.finish_and_clear();
+    task.finish();
     out.flush()?;
     if let Some(e) = write_err {
         return Err(e);
+    }
+    if let Some(e) = internal {
+        anyhow::bail!("{e}");
     }
     if failed > 0 {
         eprintln!(
@@ -163,18 +175,4 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         return Ok(1);
     }
     Ok(0)
-}
-
-fn progress_bar(len: u64, visible: bool) -> indicatif::ProgressBar {
-    if !visible {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "caption {bar:40} {pos}/{len} images  {per_sec}  ETA {eta}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar
 }

@@ -1,9 +1,11 @@
-//! Flags shared by every command that reads a corpus (`inspect`, `train`, ...): where the data is,
-//! how to read it, how to split it and how to build the vocabulary. Flatten with `#[command(flatten)]`.
+//! Flags shared by every command that reads a corpus (`inspect`, `train`, `eval`): where the data
+//! is, how to read it, how to split it and how to build the vocabulary. Flatten with
+//! `#[command(flatten)]`; [`DataArgs::spec`] hands them to the library.
 
 use anyhow::Context;
-use captioner::data::{CaptionCorpus, DatasetSplit, Layout, LoadOptions, SplitRatios};
-use captioner::text::{VocabSource, Vocabulary};
+use captioner::data::{CaptionCorpus, Layout, SplitRatios};
+use captioner::pipeline::CorpusSpec;
+use captioner::text::VocabSource;
 use std::path::PathBuf;
 
 /// Where the corpus is and how to turn it into a split and a vocabulary.
@@ -47,75 +49,30 @@ pub struct DataArgs {
     pub split_file: Option<PathBuf>,
 }
 
-/// A loaded corpus with its split and vocabulary.
-#[derive(Debug)]
-pub struct PreparedData {
-    pub corpus: CaptionCorpus,
-    pub split: DatasetSplit,
-    pub vocab: Vocabulary,
-}
-
 impl DataArgs {
-    /// The corpus loading options these flags ask for.
-    pub fn load_options(&self) -> LoadOptions {
-        LoadOptions {
+    /// The library's description of the corpus these flags name.
+    pub fn spec(&self) -> CorpusSpec {
+        CorpusSpec {
+            data: self.data.clone(),
             format: self.format,
             strict: self.strict,
+            min_freq: self.min_freq,
+            vocab_from: self.vocab_from,
+            split_ratios: self.split_ratios,
+            seed: self.seed,
+            split_file: self.split_file.clone(),
         }
     }
 
-    /// Loads the corpus with [`DataArgs::load_options`].
+    /// Loads the corpus, naming the directory in the error.
     pub fn load_corpus(&self) -> anyhow::Result<CaptionCorpus> {
-        CaptionCorpus::load(&self.data, &self.load_options())
+        self.spec()
+            .load()
             .with_context(|| format!("cannot load the corpus in {}", self.data.display()))
-    }
-
-    /// The split file's split if `--split-file` is given, else the dataset's own, else a random one.
-    pub fn split(&self, corpus: &CaptionCorpus) -> anyhow::Result<DatasetSplit> {
-        Ok(match &self.split_file {
-            Some(path) => DatasetSplit::load_for(path, corpus)?,
-            None => DatasetSplit::from_corpus(corpus, self.split_ratios, self.seed),
-        })
-    }
-
-    /// Where the split comes from, for reports: "file", "dataset" or "random".
-    pub fn split_source(&self, corpus: &CaptionCorpus) -> &'static str {
-        if self.split_file.is_some() {
-            "file"
-        } else if corpus.has_own_split() {
-            "dataset"
-        } else {
-            "random"
-        }
-    }
-
-    /// The vocabulary of the training captions (or of all captions with `--vocab-from all`).
-    pub fn vocabulary(&self, corpus: &CaptionCorpus, split: &DatasetSplit) -> Vocabulary {
-        match self.vocab_from {
-            VocabSource::Train => {
-                Vocabulary::build(corpus.captions_of(&split.train), self.min_freq)
-            }
-            VocabSource::All => Vocabulary::build(corpus.captions(), self.min_freq),
-        }
-    }
-
-    /// Corpus, split and vocabulary, all from these flags.
-    pub fn prepare_with(&self, corpus: CaptionCorpus) -> anyhow::Result<PreparedData> {
-        let split = self.split(&corpus)?;
-        let vocab = self.vocabulary(&corpus, &split);
-        Ok(PreparedData {
-            corpus,
-            split,
-            vocab,
-        })
-    }
-
-    /// Loads the corpus, then [`DataArgs::prepare_with`].
-    pub fn prepare(&self) -> anyhow::Result<PreparedData> {
-        self.prepare_with(self.load_corpus()?)
     }
 }
 
+/// `--format`: a corpus layout.
 pub fn parse_layout(s: &str) -> Result<Layout, String> {
     s.parse()
 }

@@ -8,8 +8,13 @@
 //! the demo shows can be reproduced by hand. The production recipe is different: a pretrained
 //! ResNet-50 at 224×224 on Flickr8k (see the README).
 
-use super::{eval, Cli, Command};
+use super::progress::Bars;
+use super::render::print_scores;
+use super::{Cli, Command};
 use anyhow::Context;
+use captioner::data::SplitName;
+use captioner::pipeline::{evaluate_model, CorpusSpec, EvalRequest};
+use captioner::{CaptionOptions, Captioner};
 use clap::Parser;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -168,12 +173,23 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     phases.push(("features and training", t.elapsed().as_secs_f64()));
 
     let t = Instant::now();
-    let mut eval_argv = owned(&["eval", "--model", &s(&run_dir), "--data", &s(&scenes)]);
-    eval_argv.extend(owned(progress));
-    let Command::Eval(eval_args) = step(&eval_argv)? else {
-        anyhow::bail!("demo: eval did not parse as eval");
+    // What `captioner eval --model RUN --data SCENES` does, called as the library.
+    println!(
+        "\n$ captioner eval --model {} --data {}",
+        s(&run_dir),
+        s(&scenes)
+    );
+    let model = Captioner::load(&run_dir, &captioner::device::default_device())?;
+    let request = EvalRequest {
+        corpus: CorpusSpec::new(&scenes),
+        part: SplitName::Test,
+        options: CaptionOptions {
+            batch_size: 32,
+            ..CaptionOptions::default()
+        },
+        use_cache: true,
     };
-    let ev = eval::evaluate_model(&eval_args)?;
+    let ev = evaluate_model(&model, &request, &Bars::new(!args.no_progress))?;
     phases.push(("evaluation", t.elapsed().as_secs_f64()));
 
     println!(
@@ -189,7 +205,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         }
     }
     println!();
-    eval::print_scores(&ev.scores);
+    print_scores(&ev.scores);
     let metrics = dir.join("metrics.json");
     captioner::fsutil::write_json_atomic(&metrics, &ev.scores)?;
     let hyps = dir.join("captions.json");

@@ -2,6 +2,7 @@
 //! (resumable: rerun after a kill and it continues).
 
 use super::data_args::parse_layout;
+use super::progress::Bars;
 use anyhow::Context;
 use captioner::data::{CaptionCorpus, Layout, LoadOptions};
 use captioner::features::{extract, ExtractOptions, FeatureCache, SHARD_IMAGES};
@@ -68,13 +69,13 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         arch: args.arch,
         batch_size: args.batch_size,
         half: args.half,
-        progress: !args.no_progress,
         shard_images: args.shard_images,
         image_size: args.image_size,
     };
     let device = captioner::device::default_device();
     let start = std::time::Instant::now();
-    let summary = extract(&corpus, &args.backbone, &args.cache, &opts, &device)?;
+    let bars = Bars::new(!args.no_progress);
+    let summary = extract(&corpus, &args.backbone, &args.cache, &opts, &device, &bars)?;
     for (file, error) in &summary.failed {
         eprintln!("unreadable image skipped: {file}: {error}");
     }

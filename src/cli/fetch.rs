@@ -52,10 +52,9 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let asset = Asset::from(args.what);
     let opts = FetchOptions {
         mirror: args.mirror,
-        progress: true,
         checksum_overrides: test_checksum_overrides()?,
     };
-    let report = lib::fetch(asset, &args.dir, &opts)?;
+    let report = lib::fetch(asset, &args.dir, &opts, &super::progress::Bars::new(true))?;
     for f in &report.files {
         let name = f.path.display();
         match &f.download {

@@ -71,20 +71,23 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         strict: false,
         ..args.data.clone()
     };
-    let prepared = lenient.prepare()?;
-    let report = &prepared.corpus.report;
+    let spec = lenient.spec();
+    let corpus = lenient.load_corpus()?;
+    let split = spec.split(&corpus)?;
+    let vocab = spec.vocabulary(&corpus, &split);
+    let report = &corpus.report;
     for other in &report.also_present {
         eprintln!(
             "note: the directory also holds a {other} captions file; reading {} (use --format to choose)",
             report.layout
         );
     }
-    if prepared.corpus.is_empty() {
+    if corpus.is_empty() {
         eprintln!("warning: no image of the corpus is usable (see the counts below)");
     }
-    let split_source = args.data.split_source(&prepared.corpus);
-    let unreadable = unreadable_images(&prepared.corpus);
-    let (corpus, split, vocab) = (&prepared.corpus, &prepared.split, &prepared.vocab);
+    let split_source = spec.split_source(&corpus);
+    let unreadable = unreadable_images(&corpus);
+    let (corpus, split, vocab) = (&corpus, &split, &vocab);
     let inspection = Inspection {
         layout: report.layout.to_string(),
         captions_file: report.captions_file.display().to_string(),

@@ -59,7 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         (Some(model), false) => load_engine(model)?,
         (None, false) => anyhow::bail!("--model is required"),
     };
-    serve::run(engine, cfg)?;
+    serve::run(engine, cfg, &super::progress::Bars::new(false))?;
     Ok(0)
 }
 

@@ -5,7 +5,7 @@ use super::step_model::log_softmax_in_place;
 use super::StepModel;
 use crate::model::decoder::logits_to_vec;
 use crate::model::lstm::LstmState;
-use crate::train::CaptionModel;
+use crate::model::CaptionModel;
 use crate::{Error, Result};
 use candle_core::Tensor;
 

@@ -2,8 +2,8 @@
 //! the rest with `Range`, and `<dest>` appears only by renaming a `.part` whose digest matched.
 
 use super::catalog::Checksum;
+use crate::progress::{Progress, Task, Unit};
 use crate::{Error, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use md5::Md5;
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
@@ -18,13 +18,6 @@ pub enum Downloaded {
     AlreadyThere,
     /// The file was (partly) fetched: `bytes` over the network, continuing at `resumed_from`.
     Fetched { bytes: u64, resumed_from: u64 },
-}
-
-/// Settings for one download.
-#[derive(Debug, Clone, Default)]
-pub struct DownloadOptions {
-    /// Draw a progress bar on stderr (indicatif hides it when stderr is not a terminal).
-    pub progress: bool,
 }
 
 /// A streaming digest of either kind.
@@ -86,12 +79,13 @@ pub fn part_path(dest: &Path) -> PathBuf {
 
 /// Downloads `url` to `dest`, resuming a previous `.part`, and verifies `expected` over the whole
 /// file. A complete `dest` with the right checksum is left alone ([`Downloaded::AlreadyThere`]);
-/// one with another checksum is downloaded again and replaced.
+/// one with another checksum is downloaded again and replaced. The bytes received are reported as a
+/// task of `progress` named after the file.
 pub fn download(
     url: &str,
     dest: &Path,
     expected: &Checksum,
-    opts: &DownloadOptions,
+    progress: &dyn Progress,
 ) -> Result<Downloaded> {
     if dest.is_file() && hash_file(dest, expected)? == expected.hex() {
         return Ok(Downloaded::AlreadyThere);
@@ -104,7 +98,7 @@ pub fn download(
     // At most one retry from zero: after a 416 on a `.part` that turned out wrong, or a 206 that
     // does not continue where the `.part` ends.
     for _attempt in 0..2 {
-        match fetch_into_part(&agent, url, &part, dest, expected, opts)? {
+        match fetch_into_part(&agent, url, &part, dest, expected, progress)? {
             PartState::Complete {
                 bytes,
                 resumed_from,
@@ -136,7 +130,7 @@ fn fetch_into_part(
     part: &Path,
     dest: &Path,
     expected: &Checksum,
-    opts: &DownloadOptions,
+    progress: &dyn Progress,
 ) -> Result<PartState> {
     let dl_err = |msg: String| Error::Download {
         url: url.to_string(),
@@ -201,7 +195,7 @@ fn fetch_into_part(
         File::create(part)
     }
     .map_err(|e| Error::io(part, e))?;
-    let bar = progress_bar(opts, part, total, start);
+    let task = download_task(progress, part, total, start);
     let mut body = response.into_body().into_reader();
     let mut buf = vec![0u8; 1 << 16];
     let mut written = start;
@@ -218,7 +212,6 @@ fn fetch_into_part(
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Err(e) => {
-                bar.abandon();
                 file.flush().map_err(|e| Error::io(part, e))?;
                 return Err(cut(written, e.to_string()));
             }
@@ -226,10 +219,10 @@ fn fetch_into_part(
         file.write_all(&buf[..n]).map_err(|e| Error::io(part, e))?;
         hasher.update(&buf[..n]);
         written += n as u64;
-        bar.set_position(written);
+        task.set_position(written);
     }
     file.sync_all().map_err(|e| Error::io(part, e))?;
-    bar.finish_and_clear();
+    task.finish();
     if let Some(t) = total.filter(|&t| t != written) {
         return Err(cut(written, format!("expected {t} bytes")));
     }
@@ -286,32 +279,17 @@ fn agent_for(url: &str) -> ureq::Agent {
     config.build().into()
 }
 
-fn progress_bar(
-    opts: &DownloadOptions,
+/// The task of one download, named after the file, starting at the bytes already there.
+fn download_task(
+    progress: &dyn Progress,
     part: &Path,
     total: Option<u64>,
     start: u64,
-) -> ProgressBar {
-    if !opts.progress {
-        return ProgressBar::hidden();
-    }
-    let bar = match total {
-        Some(t) => ProgressBar::new(t),
-        None => ProgressBar::no_length(),
-    };
-    let template = if total.is_some() {
-        "{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}"
-    } else {
-        "{msg} {bytes} {binary_bytes_per_sec}"
-    };
-    if let Ok(style) = ProgressStyle::with_template(template) {
-        bar.set_style(style.progress_chars("=> "));
-    }
+) -> Box<dyn Task> {
     let name = part.file_name().unwrap_or_default().to_string_lossy();
-    bar.set_message(name.trim_end_matches(".part").to_string());
-    bar.set_position(start);
-    bar.reset_eta();
-    bar
+    let task = progress.task(name.trim_end_matches(".part"), total, Unit::Bytes);
+    task.set_position(start);
+    task
 }
 
 #[cfg(test)]

@@ -12,9 +12,10 @@ mod extract;
 mod layout;
 
 pub use catalog::{file_name_of, Asset, Checksum, Remote, Unpack};
-pub use download::{download, hash_file, part_path, DownloadOptions, Downloaded};
+pub use download::{download, hash_file, part_path, Downloaded};
 pub use extract::extract_zip;
 
+use crate::progress::Progress;
 use crate::{fsutil, Error, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,8 +26,6 @@ pub struct FetchOptions {
     /// Base URL replacing scheme, host and path of every public URL; the file name is kept:
     /// `http://127.0.0.1:8080/files` fetches `http://127.0.0.1:8080/files/resnet50-11ad3fa6.pth`.
     pub mirror: Option<String>,
-    /// Draw progress bars on stderr.
-    pub progress: bool,
     /// Checksums to use instead of the catalog's, by file name. For tests that serve small
     /// stand-in files; a real mirror serves the real files and needs none.
     pub checksum_overrides: BTreeMap<String, Checksum>,
@@ -59,12 +58,14 @@ struct Extracted {
     entries: Vec<String>,
 }
 
-/// Downloads (and unpacks) `asset` into `dir`.
-pub fn fetch(asset: Asset, dir: &Path, opts: &FetchOptions) -> Result<FetchReport> {
+/// Downloads (and unpacks) `asset` into `dir`, each download a task of `progress`.
+pub fn fetch(
+    asset: Asset,
+    dir: &Path,
+    opts: &FetchOptions,
+    progress: &dyn Progress,
+) -> Result<FetchReport> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let dl_opts = DownloadOptions {
-        progress: opts.progress,
-    };
     let mut files = Vec::new();
     for remote in asset.remotes() {
         let name = remote.file_name();
@@ -77,12 +78,12 @@ pub fn fetch(asset: Asset, dir: &Path, opts: &FetchOptions) -> Result<FetchRepor
         let path = dir.join(name);
         let report = match remote.unpack {
             None => FileReport {
-                download: download(&url, &path, &checksum, &dl_opts)?,
+                download: download(&url, &path, &checksum, progress)?,
                 url,
                 path,
                 extracted: Vec::new(),
             },
-            Some(unpack) => fetch_archive(url, path, &checksum, unpack, dir, &dl_opts)?,
+            Some(unpack) => fetch_archive(url, path, &checksum, unpack, dir, progress)?,
         };
         files.push(report);
     }
@@ -95,7 +96,7 @@ fn fetch_archive(
     checksum: &Checksum,
     unpack: Unpack,
     dir: &Path,
-    dl_opts: &DownloadOptions,
+    progress: &dyn Progress,
 ) -> Result<FileReport> {
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let marker = dir.join(format!(".{name}.extracted"));
@@ -111,7 +112,7 @@ fn fetch_archive(
             });
         }
     }
-    let download = download(&url, &path, checksum, dl_opts)?;
+    let download = download(&url, &path, checksum, progress)?;
     let staging = dir.join(format!(".{name}.extracting"));
     layout::remove_any(&staging)?;
     let placed = extract_zip(&path, &staging, unpack.only)

@@ -1,6 +1,8 @@
-//! Models: the ResNet trunk (torchvision names), weight loading, the head and the LSTM decoder.
+//! Models: the ResNet trunk (torchvision names), weight loading, the head and the LSTM decoder,
+//! and [`CaptionModel`] (head + decoder), used alike by training and inference.
 
 pub mod activation;
+pub mod caption_model;
 pub(crate) mod cpu_math;
 pub mod decoder;
 pub mod head;
@@ -8,3 +10,5 @@ pub mod lstm;
 pub mod pth;
 pub mod resnet;
 pub mod weights;
+
+pub use caption_model::CaptionModel;

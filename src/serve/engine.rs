@@ -2,6 +2,7 @@
 //! ResNet + LSTM captioner implements [`CaptionEngine`]; [`FakeEngine`] stands in for it in tests
 //! and load runs.
 
+use crate::captioner::{CaptionOptions, Captioner};
 use crate::vision::header::probe_bytes;
 use crate::{Error, Result};
 use std::time::Duration;
@@ -19,12 +20,27 @@ pub trait CaptionEngine: Send + Sync + 'static {
 
 /// Checks a beam size against `1..=MAX_BEAM`.
 pub fn check_beam(beam: usize) -> Result<()> {
-    if (1..=MAX_BEAM).contains(&beam) {
-        Ok(())
-    } else {
-        Err(Error::Invalid(format!(
-            "beam must be between 1 (greedy) and {MAX_BEAM}, got {beam}"
-        )))
+    crate::captioner::check_beam(beam, MAX_BEAM)
+}
+
+impl CaptionEngine for Captioner {
+    fn caption_bytes(&self, bytes: &[u8], beam: usize) -> Result<String> {
+        check_beam(beam)?;
+        let opts = CaptionOptions {
+            beam,
+            ..CaptionOptions::default()
+        };
+        Captioner::caption_bytes(self, bytes, &opts)
+    }
+
+    fn info(&self) -> serde_json::Value {
+        let info = Captioner::info(self);
+        let mut value = serde_json::to_value(info).unwrap_or(serde_json::Value::Null);
+        // Visitors see the model's file name, never where it lives on the server.
+        if let Some(name) = info.model_file.file_name() {
+            value["model_file"] = name.to_string_lossy().into_owned().into();
+        }
+        value
     }
 }
 

@@ -4,7 +4,8 @@
 //! ```no_run
 //! # use std::sync::Arc;
 //! # use captioner::serve::{self, FakeEngine, ServeConfig};
-//! serve::run(Arc::new(FakeEngine::new()), ServeConfig::default())?;
+//! # use captioner::progress::Silent;
+//! serve::run(Arc::new(FakeEngine::new()), ServeConfig::default(), &Silent)?;
 //! # Ok::<(), captioner::Error>(())
 //! ```
 
@@ -18,6 +19,7 @@ mod shutdown;
 pub use engine::{check_beam, colour_name, CaptionEngine, FakeEngine, MAX_BEAM};
 pub use shutdown::wait_for_signal;
 
+use crate::progress::{Level, Progress};
 use crate::{Error, Result};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -68,11 +70,22 @@ impl ServeConfig {
 }
 
 /// Serves `engine` until SIGINT or SIGTERM, then finishes the requests in flight and returns.
-pub fn run(engine: Arc<dyn CaptionEngine>, cfg: ServeConfig) -> Result<()> {
+/// The address and the shutdown are logged through `progress`.
+pub fn run(
+    engine: Arc<dyn CaptionEngine>,
+    cfg: ServeConfig,
+    progress: &dyn Progress,
+) -> Result<()> {
     let server = start(engine, cfg)?;
-    eprintln!("captioner: serving on http://{}", server.addr());
+    progress.log(
+        Level::Info,
+        &format!("captioner: serving on http://{}", server.addr()),
+    );
     wait_for_signal()?;
-    eprintln!("captioner: shutting down, finishing requests in flight");
+    progress.log(
+        Level::Info,
+        "captioner: shutting down, finishing requests in flight",
+    );
     server.shutdown()
 }
 
@@ -101,7 +114,7 @@ impl ServerHandle {
         match self.thread.take() {
             Some(thread) => thread
                 .join()
-                .unwrap_or_else(|_| Err(Error::Invalid("the server thread panicked".into()))),
+                .unwrap_or_else(|_| Err(Error::Internal("the server thread panicked".into()))),
             None => Ok(()),
         }
     }
@@ -121,7 +134,7 @@ pub fn start(engine: Arc<dyn CaptionEngine>, cfg: ServeConfig) -> Result<ServerH
         .thread_name("serve-io")
         .enable_all()
         .build()
-        .map_err(|e| Error::Invalid(format!("cannot start the async runtime: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
     let listener = {
         let _inside = runtime.enter();
         bind(cfg.addr)?
@@ -140,7 +153,7 @@ pub fn start(engine: Arc<dyn CaptionEngine>, cfg: ServeConfig) -> Result<ServerH
     let thread = std::thread::Builder::new()
         .name("serve".into())
         .spawn(move || runtime.block_on(serve(listener, app, stopped, grace)))
-        .map_err(|e| Error::Invalid(format!("cannot start the server thread: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot start the server thread: {e}")))?;
     Ok(ServerHandle {
         addr,
         stop: Some(stop),
@@ -182,7 +195,7 @@ async fn serve(
         tokio::time::sleep(grace).await;
     };
     tokio::select! {
-        r = server => r.map_err(|e| Error::Invalid(format!("server failed: {e}"))),
+        r = server => r.map_err(|e| Error::Internal(format!("server failed: {e}"))),
         _ = deadline => Ok(()),
     }
 }

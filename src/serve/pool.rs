@@ -53,7 +53,7 @@ impl Pool {
             std::thread::Builder::new()
                 .name(format!("caption-worker-{i}"))
                 .spawn(move || work(&rx, engine.as_ref(), &load))
-                .map_err(|e| Error::Invalid(format!("cannot start a worker thread: {e}")))?;
+                .map_err(|e| Error::Internal(format!("cannot start a worker thread: {e}")))?;
         }
         Ok(Self { jobs, load })
     }

@@ -7,7 +7,7 @@ pub fn wait_for_signal() -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::Invalid(format!("cannot start the signal runtime: {e}")))?;
+        .map_err(|e| Error::Internal(format!("cannot start the signal runtime: {e}")))?;
     runtime.block_on(signal())
 }
 
@@ -17,9 +17,9 @@ async fn signal() -> Result<()> {
     {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate())
-            .map_err(|e| Error::Invalid(format!("cannot listen for SIGTERM: {e}")))?;
+            .map_err(|e| Error::Internal(format!("cannot listen for SIGTERM: {e}")))?;
         tokio::select! {
-            r = ctrl_c => r.map_err(|e| Error::Invalid(format!("cannot listen for Ctrl-C: {e}"))),
+            r = ctrl_c => r.map_err(|e| Error::Internal(format!("cannot listen for Ctrl-C: {e}"))),
             _ = term.recv() => Ok(()),
         }
     }
@@ -27,6 +27,6 @@ async fn signal() -> Result<()> {
     {
         ctrl_c
             .await
-            .map_err(|e| Error::Invalid(format!("cannot listen for Ctrl-C: {e}")))
+            .map_err(|e| Error::Internal(format!("cannot listen for Ctrl-C: {e}")))
     }
 }

@@ -11,15 +11,20 @@ use rand_chacha::ChaCha8Rng;
 /// (no startofseq / endofseq / pad).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Caption {
+    /// The image's row in the feature matrix.
     pub image: usize,
+    /// The caption's word ids.
     pub tokens: Vec<u32>,
 }
 
 /// Cached features `[N_images, D]` and the train and validation captions.
 #[derive(Debug, Clone)]
 pub struct TrainData {
+    /// Every image's feature, `[N_images, D]`.
     pub features: Tensor,
+    /// The captions trained on.
     pub train: Vec<Caption>,
+    /// The captions validated on.
     pub val: Vec<Caption>,
 }
 

@@ -6,21 +6,16 @@
 //! a folder without it is incomplete. After a kill -9 at any point, [`recover_last`] finds either
 //! the old or the new complete folder and removes the leftovers.
 
+use crate::model::CaptionModel;
+use crate::run::{TrainConfig, LAST_DIR, OPTIMIZER_FILE, STATE_FILE, WEIGHTS_FILE};
 use crate::train::adam::Adam;
 use crate::train::metrics_log::EpochMetrics;
-use crate::train::trainer::TrainConfig;
-use crate::train::CaptionModel;
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-
-pub const LAST_DIR: &str = "last";
-pub const WEIGHTS_FILE: &str = "weights.safetensors";
-pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
-pub const STATE_FILE: &str = "state.json";
 
 /// A ChaCha8 generator's exact position, as JSON-friendly values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -14,7 +14,9 @@ pub const MAX_CAPTION_WORDS: usize = 40;
 /// The trainer's data, plus the images of the split that had no feature (unreadable images).
 #[derive(Debug)]
 pub struct PreparedTrainData {
+    /// Features and captions, ready for [`crate::train::train`].
     pub data: TrainData,
+    /// Images of the split left out because the cache has no feature for them.
     pub missing_features: Vec<String>,
 }
 

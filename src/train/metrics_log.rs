@@ -8,6 +8,7 @@ use std::path::Path;
 /// What one epoch measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochMetrics {
+    /// The epoch, counted from 1.
     pub epoch: usize,
     /// Mean cross-entropy over the epoch's real training tokens (head in training mode).
     pub train_loss: f64,

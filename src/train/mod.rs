@@ -4,16 +4,11 @@ pub mod adam;
 pub mod batches;
 pub mod checkpoint;
 pub mod dataset;
-pub mod interrupt;
 pub mod loss;
 pub mod metrics_log;
-pub mod model;
 pub mod plot;
 pub mod projected_loss;
 pub mod trainer;
 
 pub use batches::{Caption, TrainData};
-pub use model::CaptionModel;
-pub use trainer::{
-    evaluate, set_bn_statistics, train, BnStatistics, TrainConfig, TrainOptions, TrainOutcome,
-};
+pub use trainer::{evaluate, set_bn_statistics, train, TrainOptions, TrainOutcome};

@@ -1,131 +1,46 @@
 //! The training loop: seeded shuffling, teacher-forced batches, Adam, validation every epoch,
 //! best checkpoint, exact resume from `last/`, early stopping, progress and Ctrl-C.
 
+use crate::model::CaptionModel;
+use crate::progress::{Level, Progress, Unit};
+use crate::run::{BnStatistics, RunDir, TrainConfig};
 use crate::train::adam::{Adam, AdamConfig};
 use crate::train::batches::{epoch_order, make_batch, Caption, TrainData};
 use crate::train::checkpoint::{self, RngState, TrainState};
+use crate::train::loss::batch_loss;
 use crate::train::metrics_log::{write_metrics, EpochMetrics};
-use crate::train::CaptionModel;
 use crate::{Error, Result};
 use candle_core::Tensor;
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-pub const BEST_FILE: &str = "best.safetensors";
-pub const METRICS_FILE: &str = "metrics.jsonl";
-pub const PLOT_FILE: &str = "loss.png";
-
-/// Where the head's BatchNorm gets the statistics it normalises with in eval mode (validation,
-/// checkpoints, captioning).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum BnStatistics {
-    /// Recomputed over every training caption's image feature after each epoch, before validation
-    /// ([`crate::model::head::Head::set_statistics`]). Training itself is unchanged: train mode
-    /// normalises with the batch's own statistics either way.
-    Precise,
-    /// PyTorch's running averages (momentum 0.01), as the seed keeps them. The default of runs saved
-    /// before this field existed.
-    #[default]
-    Ema,
-}
-
-/// Hyper-parameters of a run (saved in `last/state.json`; the CLI also writes it as config.json).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TrainConfig {
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub lr: f64,
-    pub seed: u64,
-    /// Stop after this many epochs without a better validation loss; 0 turns it off.
-    pub patience: usize,
-    pub embed: usize,
-    pub hidden: usize,
-    pub feature_dim: usize,
-    pub vocab_size: usize,
-    /// How the head's BatchNorm statistics are kept (`precise` for new runs).
-    #[serde(default)]
-    pub bn_statistics: BnStatistics,
-}
-
-impl TrainConfig {
-    /// The defaults (batch 64, lr 1e-3, patience 5, embed 256, hidden 512, precise BatchNorm
-    /// statistics) for the given sizes.
-    pub fn new(feature_dim: usize, vocab_size: usize) -> Self {
-        Self {
-            epochs: 20,
-            batch_size: 64,
-            lr: 1e-3,
-            seed: 0,
-            patience: 5,
-            embed: 256,
-            hidden: 512,
-            feature_dim,
-            vocab_size,
-            bn_statistics: BnStatistics::Precise,
-        }
-    }
-
-    /// Fields that must agree between a run and its resumption (epochs and patience may change).
-    fn same_model(&self, o: &TrainConfig) -> bool {
-        (
-            self.batch_size,
-            self.seed,
-            self.embed,
-            self.hidden,
-            self.feature_dim,
-            self.vocab_size,
-            self.bn_statistics,
-        ) == (
-            o.batch_size,
-            o.seed,
-            o.embed,
-            o.hidden,
-            o.feature_dim,
-            o.vocab_size,
-            o.bn_statistics,
-        ) && self.lr == o.lr
-    }
-}
-
-/// How the loop reports and stops.
-#[derive(Debug, Clone)]
+/// How the loop starts and stops.
+#[derive(Debug, Clone, Default)]
 pub struct TrainOptions {
     /// Continue from `run_dir/last/` instead of starting fresh.
     pub resume: bool,
-    /// Show a progress bar per epoch.
-    pub progress: bool,
-    /// Print one summary line per epoch on stderr.
-    pub summary: bool,
     /// Checked after every batch; when set, `last/` is written and `Error::Interrupted` returned.
+    /// Each run has its own flag (the binary's Ctrl-C handler sets the one it passed).
     pub stop: Arc<AtomicBool>,
-}
-
-impl Default for TrainOptions {
-    fn default() -> Self {
-        Self {
-            resume: false,
-            progress: true,
-            summary: true,
-            stop: crate::train::interrupt::global(),
-        }
-    }
 }
 
 /// What a finished run achieved.
 #[derive(Debug, Clone)]
 pub struct TrainOutcome {
+    /// Epochs finished, over all sessions of the run.
     pub epochs_done: usize,
+    /// The best validation loss, if an epoch finished.
     pub best_val_loss: Option<f64>,
+    /// The epoch of the best validation loss (its weights are `best.safetensors`).
     pub best_epoch: Option<usize>,
+    /// Whether early stopping ended the run before its last epoch.
     pub stopped_early: bool,
+    /// Every finished epoch's metrics.
     pub history: Vec<EpochMetrics>,
 }
 
@@ -141,7 +56,7 @@ pub fn evaluate(
         let (mut sum, mut tokens) = (0f64, 0usize);
         for chunk in idx.chunks(batch_size.max(1)) {
             let (f, b) = make_batch(features, captions, chunk)?;
-            let loss = model.loss(&f, &b, false)?.to_scalar::<f32>()? as f64;
+            let loss = batch_loss(model, &f, &b, false)?.to_scalar::<f32>()? as f64;
             sum += loss * b.tokens as f64;
             tokens += b.tokens;
         }
@@ -167,31 +82,16 @@ pub fn set_bn_statistics(
     crate::pool::in_pool(|| model.head.set_statistics(&x, &counts))
 }
 
-fn progress_bar(n: usize, epoch: usize, epochs: usize, show: bool) -> ProgressBar {
-    let pb = ProgressBar::with_draw_target(
-        Some(n as u64),
-        if show {
-            ProgressDrawTarget::stderr()
-        } else {
-            ProgressDrawTarget::hidden()
-        },
-    );
-    if let Ok(style) =
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
-    {
-        pb.set_style(style.progress_chars("=> "));
-    }
-    pb.set_prefix(format!("epoch {epoch}/{epochs}"));
-    pb
-}
-
-/// Trains `data` into `run_dir` (best.safetensors, last/, metrics.jsonl, loss.png).
+/// Trains `data` into `run_dir` (best.safetensors, last/, metrics.jsonl, loss.png), reporting a
+/// task per epoch and a summary line after each through `progress`.
 pub fn train(
     run_dir: &Path,
     cfg: &TrainConfig,
     data: &TrainData,
     opts: &TrainOptions,
+    progress: &dyn Progress,
 ) -> Result<TrainOutcome> {
+    let files = RunDir::new(run_dir);
     data.validate(cfg.feature_dim, cfg.vocab_size)?;
     if cfg.batch_size < 2 {
         return Err(Error::Invalid(
@@ -208,14 +108,14 @@ pub fn train(
     let (mut model, mut opt, mut st) = if opts.resume {
         if !have_last {
             return Err(Error::Checkpoint {
-                path: run_dir.join(checkpoint::LAST_DIR),
+                path: files.last(),
                 msg: "nothing to resume: no complete last/ checkpoint".into(),
             });
         }
         let (model, opt_state, mut st) = checkpoint::load_last(run_dir, &device)?;
         if !st.config.same_model(cfg) {
             return Err(Error::Checkpoint {
-                path: run_dir.join(checkpoint::LAST_DIR),
+                path: files.last(),
                 msg: "the run was started with a different configuration".into(),
             });
         }
@@ -272,8 +172,12 @@ pub fn train(
         };
         let order = epoch_order(data.train.len(), &mut rng);
         st.rng = RngState::capture(&rng);
-        let pb = progress_bar(n_batches, epoch, cfg.epochs, opts.progress);
-        pb.set_position(st.batches_done as u64);
+        let task = progress.task(
+            &format!("epoch {epoch}/{}", cfg.epochs),
+            Some(n_batches as u64),
+            Unit::Batches,
+        );
+        task.set_position(st.batches_done as u64);
         let start = Instant::now();
         let seconds_before = st.partial_seconds;
         for (bi, idx) in order
@@ -285,7 +189,7 @@ pub fn train(
             if idx.len() >= 2 {
                 let (f, b) = make_batch(&data.features, &data.train, idx)?;
                 let l = crate::pool::in_pool(|| -> Result<f64> {
-                    let loss = model.loss(&f, &b, true)?;
+                    let loss = batch_loss(&mut model, &f, &b, true)?;
                     let grads = loss.backward()?;
                     opt.step(&grads)?;
                     Ok(loss.to_scalar::<f32>()? as f64)
@@ -293,22 +197,21 @@ pub fn train(
                 st.partial_loss_sum += l * b.tokens as f64;
                 st.partial_tokens += b.tokens as u64;
                 let secs = seconds_before + start.elapsed().as_secs_f64();
-                pb.set_message(format!(
+                task.set_message(&format!(
                     "loss {l:.4} {:.0} tok/s",
                     st.partial_tokens as f64 / secs.max(1e-9)
                 ));
             }
             st.batches_done = bi + 1;
-            pb.inc(1);
+            task.advance(1);
             if opts.stop.load(Ordering::SeqCst) {
-                pb.abandon();
                 st.partial_seconds = seconds_before + start.elapsed().as_secs_f64();
                 st.adam_step = opt.step_count();
                 checkpoint::save_last(run_dir, &model, &opt, &st)?;
                 return Err(Error::Interrupted);
             }
         }
-        pb.finish_and_clear();
+        task.finish();
         if cfg.bn_statistics == BnStatistics::Precise {
             set_bn_statistics(&mut model, &data.features, &data.train)?;
         }
@@ -317,7 +220,7 @@ pub fn train(
         let seconds = seconds_before + start.elapsed().as_secs_f64();
         let improved = st.best_val_loss.is_none_or(|b| val_loss < b);
         if improved {
-            model.save(&run_dir.join(BEST_FILE))?;
+            model.save(&files.best())?;
             st.best_val_loss = Some(val_loss);
             st.best_epoch = Some(epoch);
             st.epochs_without_improvement = 0;
@@ -339,28 +242,27 @@ pub fn train(
         st.partial_tokens = 0;
         st.partial_seconds = 0.0;
         st.adam_step = opt.step_count();
-        write_metrics(&run_dir.join(METRICS_FILE), &st.history)?;
-        if let Err(e) = crate::train::plot::draw_loss(&run_dir.join(PLOT_FILE), &st.history) {
-            eprintln!("warning: {e}");
+        write_metrics(&files.metrics(), &st.history)?;
+        if let Err(e) = crate::train::plot::draw_loss(&files.plot(), &st.history) {
+            progress.log(Level::Warn, &format!("warning: {e}"));
         }
         checkpoint::save_last(run_dir, &model, &opt, &st)?;
         stopped_early = cfg.patience > 0 && st.epochs_without_improvement >= cfg.patience;
-        if opts.summary {
-            eprintln!(
-                "epoch {epoch}/{}: train loss {:.4}, val loss {:.4}{}, {:.1} s, {:.0} tokens/s{}",
-                cfg.epochs,
-                m.train_loss,
-                m.val_loss,
-                if improved { " (best)" } else { "" },
-                m.seconds,
-                m.tokens_per_s,
-                if stopped_early {
-                    format!("; no improvement for {} epochs, stopping", cfg.patience)
-                } else {
-                    String::new()
-                }
-            );
-        }
+        let line = format!(
+            "epoch {epoch}/{}: train loss {:.4}, val loss {:.4}{}, {:.1} s, {:.0} tokens/s{}",
+            cfg.epochs,
+            m.train_loss,
+            m.val_loss,
+            if improved { " (best)" } else { "" },
+            m.seconds,
+            m.tokens_per_s,
+            if stopped_early {
+                format!("; no improvement for {} epochs, stopping", cfg.patience)
+            } else {
+                String::new()
+            }
+        );
+        progress.log(Level::Info, &line);
     }
     Ok(TrainOutcome {
         epochs_done: st.epochs_done,

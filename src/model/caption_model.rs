@@ -1,9 +1,9 @@
-//! Head + decoder as one trainable model, with the loss of a teacher-forced batch and the
-//! weights file (`best.safetensors`, `last/weights.safetensors`) they are saved to.
+//! Head + decoder as one model, the part of the captioner after the frozen trunk: one definition
+//! for training (`train::loss`) and inference (`decode`), and the weights file
+//! (`best.safetensors`, `last/weights.safetensors`) it is saved to.
 
 use crate::model::decoder::{Decoder, TeacherBatch, DECODER_PREFIX};
 use crate::model::head::{Head, HEAD_PREFIX};
-use crate::train::projected_loss::projected_cross_entropy;
 use crate::{Error, Result};
 use candle_core::{Device, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
@@ -82,7 +82,7 @@ impl CaptionModel {
 
     /// The image embeddings `[B, E]`: the head in training mode (batch statistics, running
     /// statistics updated) when `train`, else in eval mode.
-    fn image(&mut self, features: &Tensor, train: bool) -> Result<Tensor> {
+    pub fn image(&mut self, features: &Tensor, train: bool) -> Result<Tensor> {
         if train {
             self.head.forward_train(features)
         } else {
@@ -90,7 +90,7 @@ impl CaptionModel {
         }
     }
 
-    /// Logits `[N, V]` of the batch's real positions (head mode as in [`CaptionModel::loss`]).
+    /// Logits `[N, V]` of the batch's real positions (the head in training mode when `train`).
     pub fn logits(
         &mut self,
         features: &Tensor,
@@ -99,18 +99,5 @@ impl CaptionModel {
     ) -> Result<Tensor> {
         let image = self.image(features, train)?;
         self.decoder.forward_teacher(&image, batch)
-    }
-
-    /// Mean cross-entropy of the batch's real tokens; the head in training mode when `train`.
-    /// The output layer and the loss are one op ([`projected_cross_entropy`]).
-    pub fn loss(&mut self, features: &Tensor, batch: &TeacherBatch, train: bool) -> Result<Tensor> {
-        let image = self.image(features, train)?;
-        let hidden = self.decoder.hidden_teacher(&image, batch)?;
-        projected_cross_entropy(
-            &hidden,
-            self.decoder.linear_weight.as_tensor(),
-            self.decoder.linear_bias.as_tensor(),
-            &batch.targets,
-        )
     }
 }
