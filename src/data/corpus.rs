@@ -35,7 +35,9 @@ pub struct ImageRecord {
 /// Images with captions, in file order.
 #[derive(Debug, Clone)]
 pub struct CaptionCorpus {
+    /// The images that exist on disk and have captions, in captions-file order.
     pub images: Vec<ImageRecord>,
+    /// What loading found wrong.
     pub report: LoadReport,
 }
 

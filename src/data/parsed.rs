@@ -7,16 +7,22 @@ use std::collections::HashMap;
 /// One image as named by the captions file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParsedImage {
+    /// The image's name in the captions file.
     pub file: String,
+    /// Its captions, in file order.
     pub captions: Vec<String>,
+    /// The part the dataset's own split puts it in, if any.
     pub split: Option<SplitName>,
 }
 
 /// The content of a captions file.
 #[derive(Debug, Default)]
 pub struct ParsedCaptions {
+    /// The images named, in order of first appearance.
     pub images: Vec<ParsedImage>,
+    /// Rows or entries that could not be parsed.
     pub bad_rows: Tally,
+    /// Token-file lines whose name is not an image file name.
     pub skipped_lines: Tally,
     index: HashMap<String, usize>,
 }

@@ -15,7 +15,9 @@ const PNG_IEND: [u8; 12] = [0, 0, 0, 0, b'I', b'E', b'N', b'D', 0xAE, 0x42, 0x60
 /// An image that could not be read, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Unreadable {
+    /// The image's name in the corpus.
     pub file: String,
+    /// Why it could not be read, on one line and without the path.
     pub error: String,
 }
 

@@ -11,7 +11,9 @@ pub const MAX_EXAMPLES: usize = 5;
 /// A count of one kind of problem and its first examples.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Tally {
+    /// How many problems of this kind were found.
     pub count: usize,
+    /// Descriptions of the first [`MAX_EXAMPLES`] of them.
     pub examples: Vec<String>,
 }
 

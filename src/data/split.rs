@@ -13,8 +13,11 @@ use std::path::Path;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SplitName {
+    /// The images trained on.
     Train,
+    /// The images held out for validation during training.
     Val,
+    /// The images held out for the final evaluation.
     Test,
 }
 
@@ -34,8 +37,11 @@ impl SplitName {
 /// Fractions of the images for train, val and test.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SplitRatios {
+    /// Fraction of the images for training.
     pub train: f64,
+    /// Fraction of the images for validation.
     pub val: f64,
+    /// Fraction of the images for testing.
     pub test: f64,
 }
 
@@ -86,8 +92,11 @@ impl std::str::FromStr for SplitRatios {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetSplit {
+    /// The training images.
     pub train: Vec<String>,
+    /// The validation images.
     pub val: Vec<String>,
+    /// The test images.
     pub test: Vec<String>,
 }
 

@@ -19,7 +19,9 @@ pub const MAX_WORDS: usize = 25;
 /// (end-of-sequence included when the caption ended by itself).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decoded {
+    /// The word ids, without start and end tokens.
     pub tokens: Vec<u32>,
+    /// Sum of the log-probabilities of the tokens (and of end-of-sequence when `ended`).
     pub log_prob: f32,
     /// False when the caption was cut at the word limit instead of ending with endofseq.
     pub ended: bool,

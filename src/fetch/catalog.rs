@@ -162,7 +162,9 @@ pub fn file_name_of(url: &str) -> &str {
 /// A file's expected digest, as lowercase hex.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Checksum {
+    /// A SHA-256 digest.
     Sha256(String),
+    /// An MD5 digest.
     Md5(String),
 }
 

@@ -17,7 +17,12 @@ pub enum Downloaded {
     /// `dest` already existed with the right checksum; nothing was requested.
     AlreadyThere,
     /// The file was (partly) fetched: `bytes` over the network, continuing at `resumed_from`.
-    Fetched { bytes: u64, resumed_from: u64 },
+    Fetched {
+        /// Bytes received over the network by this call.
+        bytes: u64,
+        /// The offset the download continued at (0 when it started from scratch).
+        resumed_from: u64,
+    },
 }
 
 /// A streaming digest of either kind.

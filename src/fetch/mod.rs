@@ -34,7 +34,9 @@ pub struct FetchOptions {
 /// What [`fetch`] did, one entry per file of the asset.
 #[derive(Debug, Clone)]
 pub struct FetchReport {
+    /// The asset fetched.
     pub asset: Asset,
+    /// Its files, in catalog order.
     pub files: Vec<FileReport>,
 }
 
@@ -45,6 +47,7 @@ pub struct FileReport {
     pub url: String,
     /// Where it is saved.
     pub path: PathBuf,
+    /// Whether it was downloaded or already there.
     pub download: Downloaded,
     /// For archives: the names placed in DIR (empty when the marker said it was done already).
     pub extracted: Vec<String>,

@@ -23,8 +23,11 @@ pub fn write_hyps_json(path: &Path, hyps: &BTreeMap<String, String>) -> Result<(
 /// The paths written by [`write_coco_files`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CocoFiles {
+    /// The ground-truth annotations, [`ANNOTATIONS_FILE`].
     pub annotations: PathBuf,
+    /// The results, [`RESULTS_FILE`].
     pub results: PathBuf,
+    /// The image-name-to-id mapping, [`IMAGE_IDS_FILE`].
     pub image_ids: PathBuf,
 }
 

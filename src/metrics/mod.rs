@@ -23,11 +23,17 @@ pub type TokenizedHyps = BTreeMap<String, Vec<String>>;
 /// Corpus scores, as printed by `captioner eval --json`.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Scores {
+    /// BLEU-1, 0..=1.
     pub bleu1: f64,
+    /// BLEU-2, 0..=1.
     pub bleu2: f64,
+    /// BLEU-3, 0..=1.
     pub bleu3: f64,
+    /// BLEU-4, 0..=1.
     pub bleu4: f64,
+    /// ROUGE-L, 0..=1.
     pub rouge_l: f64,
+    /// CIDEr-D, on coco-caption's scale (×10, so it can exceed 1).
     pub cider: f64,
     /// Number of images scored.
     pub images: usize,

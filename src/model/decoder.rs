@@ -14,18 +14,25 @@ use std::collections::HashMap;
 /// The prefix of the decoder's tensors in checkpoints and exports.
 pub const DECODER_PREFIX: &str = "decoder.";
 
-/// Vocabulary specials (fixed ids shared with `text::vocab`).
+/// Padding id (the vocabulary's specials have fixed ids, shared with [`crate::text::vocab`]).
 pub const PAD: u32 = 0;
+/// Start-of-sequence id, fed after the image.
 pub const START: u32 = 1;
+/// End-of-sequence id, the target after a caption's last word.
 pub const END: u32 = 2;
+/// Id of a word not in the vocabulary.
 pub const UNK: u32 = 3;
 
 /// Embedding → LSTM → Linear.
 #[derive(Debug, Clone)]
 pub struct Decoder {
+    /// `embed.weight`, `[V, E]`.
     pub embed: Var,
+    /// The LSTM, `E → H`.
     pub lstm: Lstm,
+    /// `linear.weight`, `[V, H]`.
     pub linear_weight: Var,
+    /// `linear.bias`, `[V]`.
     pub linear_bias: Var,
 }
 
@@ -81,6 +88,7 @@ impl TeacherBatch {
         })
     }
 
+    /// Number of captions B.
     pub fn batch_size(&self) -> usize {
         self.inputs.dims()[1]
     }
@@ -149,14 +157,17 @@ impl Decoder {
             .collect()
     }
 
+    /// Vocabulary size V.
     pub fn vocab_size(&self) -> usize {
         self.embed.dims()[0]
     }
 
+    /// Embedding size E.
     pub fn embed_size(&self) -> usize {
         self.embed.dims()[1]
     }
 
+    /// LSTM hidden size H.
     pub fn hidden_size(&self) -> usize {
         self.lstm.hidden_size()
     }

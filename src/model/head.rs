@@ -22,11 +22,18 @@ pub const BN_EPS: f64 = 1e-5;
 /// `bn.bias [E]`; buffers: `bn.running_mean [E]`, `bn.running_var [E]`.
 #[derive(Debug, Clone)]
 pub struct Head {
+    /// `linear.weight`, `[E, D]`.
     pub linear_weight: Var,
+    /// `linear.bias`, `[E]`.
     pub linear_bias: Var,
+    /// `bn.weight` (BatchNorm scale), `[E]`.
     pub bn_weight: Var,
+    /// `bn.bias` (BatchNorm shift), `[E]`.
     pub bn_bias: Var,
+    /// `bn.running_mean`, `[E]`: the mean eval mode normalises with (a running average of batch
+    /// means, or set by [`Head::set_statistics`]).
     pub running_mean: Tensor,
+    /// `bn.running_var`, `[E]`: the variance eval mode normalises with (likewise).
     pub running_var: Tensor,
 }
 
@@ -97,10 +104,12 @@ impl Head {
         out
     }
 
+    /// Trunk feature size D.
     pub fn feature_dim(&self) -> usize {
         self.linear_weight.dims()[1]
     }
 
+    /// Embedding size E.
     pub fn embed_size(&self) -> usize {
         self.linear_weight.dims()[0]
     }

@@ -16,8 +16,11 @@ use std::time::Instant;
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {
+    /// The model that captions images.
     pub engine: Arc<dyn CaptionEngine>,
+    /// The workers and queue that requests are run on.
     pub pool: Arc<Pool>,
+    /// The server's settings.
     pub cfg: ServeConfig,
 }
 

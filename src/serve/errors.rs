@@ -8,11 +8,14 @@ use axum::response::{IntoResponse, Response};
 /// An error answer of the API.
 #[derive(Debug)]
 pub struct ApiError {
+    /// The HTTP status of the answer.
     pub status: StatusCode,
+    /// The text sent as `error`.
     pub message: String,
 }
 
 impl ApiError {
+    /// An error with this status and message.
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
@@ -20,6 +23,7 @@ impl ApiError {
         }
     }
 
+    /// A 400 Bad Request with this message.
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
     }

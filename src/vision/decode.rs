@@ -8,7 +8,7 @@
 //! `tests/fixtures/preprocess`): alpha is dropped, never composited; 16-bit grayscale (mode `I;16`) is
 //! clipped at 255; 16-bit RGB(A) and 16-bit gray+alpha keep the high byte; CMYK JPEGs are read as
 //! Adobe-inverted and turned into RGB with Pillow's `cmyk2rgb`; GIFs give their first frame through
-//! the palette. JPEGs are decoded by libjpeg-turbo's own code (see [`decode_jpeg`]); truncated JPEGs are
+//! the palette. JPEGs are decoded by libjpeg-turbo's own code (see `decode_jpeg`); truncated JPEGs are
 //! errors, as in Pillow without `LOAD_TRUNCATED_IMAGES`.
 
 use crate::vision::header::check_pixel_limit;

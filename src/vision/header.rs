@@ -10,7 +10,9 @@ pub const MAX_IMAGE_PIXELS: u64 = 89_478_485;
 /// Width and height of an image, from its header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ImageHeader {
+    /// Width, pixels.
     pub width: u32,
+    /// Height, pixels.
     pub height: u32,
 }
 

@@ -14,8 +14,9 @@ pub const IMAGE_SIZE: usize = 224;
 /// output of preprocessing changes for any image.
 pub const PREPROCESS_VERSION: &str = "pil-bilinear224-imagenet-v1";
 
-/// ImageNet channel means and standard deviations, as torchvision's `Normalize` gets them.
+/// ImageNet channel means (R, G, B), as torchvision's `Normalize` gets them.
 pub const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet channel standard deviations (R, G, B), as torchvision's `Normalize` gets them.
 pub const STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// The normalised value of every u8 level per channel, computed with torchvision's float32

@@ -25,7 +25,9 @@ use rand_chacha::ChaCha8Rng;
 pub struct SynthSample {
     /// `scene_000001.jpg` for index 0.
     pub name: String,
+    /// What the image shows.
     pub scene: Scene,
+    /// Five true captions of the scene.
     pub captions: [String; 5],
 }
 

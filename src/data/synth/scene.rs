@@ -6,14 +6,23 @@ use rand::Rng;
 /// A named colour. Objects use [`Colour::OBJECT`], backgrounds [`Colour::BACKGROUND`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Colour {
+    /// Red.
     Red,
+    /// Green.
     Green,
+    /// Blue.
     Blue,
+    /// Yellow.
     Yellow,
+    /// Purple.
     Purple,
+    /// Orange.
     Orange,
+    /// White.
     White,
+    /// Black.
     Black,
+    /// Gray (backgrounds only).
     Gray,
 }
 
@@ -104,11 +113,17 @@ impl Colour {
 /// The shape of an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Shape {
+    /// A filled disc.
     Circle,
+    /// A square.
     Square,
+    /// A triangle.
     Triangle,
+    /// A star.
     Star,
+    /// A disc with a hole: a band between [`RING_MID`] ± [`RING_HALF_WIDTH`] of the radius.
     Ring,
+    /// A rectangle.
     Rectangle,
 }
 
@@ -151,24 +166,33 @@ impl Shape {
 /// Size class; the radii of the two classes are more than twice apart so the word is never doubtful.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Size {
+    /// The small class.
     Small,
+    /// The large class.
     Large,
 }
 
 /// Where a lone object sits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Position {
+    /// In the middle of the image.
     Center,
+    /// On the left, halfway down.
     Left,
+    /// On the right, halfway down.
     Right,
+    /// Near the top, halfway across.
     Top,
+    /// Near the bottom, halfway across.
     Bottom,
 }
 
 /// How the two objects of a [`Layout::Pair`] stand: the first is left of / above the second.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Relation {
+    /// Side by side: the first object is on the left.
     Beside,
+    /// One over the other: the first object is on top.
     Above,
 }
 
@@ -176,16 +200,30 @@ pub enum Relation {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
     /// One object of the given size at the given place.
-    Single { size: Size, position: Position },
+    Single {
+        /// The object's size class.
+        size: Size,
+        /// Where it sits.
+        position: Position,
+    },
     /// `count` (2 or 3) identical objects (same shape, colour and size class) in a horizontal row.
-    Row { count: usize, size: Size },
+    Row {
+        /// Number of objects, 2 or 3.
+        count: usize,
+        /// Their common size class.
+        size: Size,
+    },
     /// Two objects differing in shape or colour; `objects[0]` is the left or upper one.
-    Pair { relation: Relation },
+    Pair {
+        /// How the two stand.
+        relation: Relation,
+    },
 }
 
 /// Mild shading of the background; not mentioned in captions (it is nuisance, like lighting).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Texture {
+    /// One flat colour.
     Plain,
     /// Brightness changes by up to `±amount` from top to bottom.
     VerticalGradient(f32),
@@ -196,11 +234,15 @@ pub enum Texture {
 /// One drawn object, in pixel coordinates.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Object {
+    /// What it is.
     pub shape: Shape,
+    /// The colour named in captions.
     pub colour: Colour,
     /// The colour actually drawn: `colour.rgb()` with a small jitter.
     pub rgb: [u8; 3],
+    /// Horizontal centre, pixels from the left edge.
     pub cx: f32,
+    /// Vertical centre, pixels from the top edge.
     pub cy: f32,
     /// Circumradius: the shape fits in the circle of this radius around (cx, cy).
     pub radius: f32,
@@ -226,12 +268,19 @@ pub const RING_HALF_WIDTH: f32 = 0.25;
 /// A complete scene.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scene {
+    /// Image width, pixels.
     pub width: u32,
+    /// Image height, pixels.
     pub height: u32,
+    /// The background's named colour.
     pub background: Colour,
+    /// The background colour actually drawn: `background.rgb()` with a small jitter.
     pub background_rgb: [u8; 3],
+    /// The background's shading.
     pub texture: Texture,
+    /// The kind of scene.
     pub layout: Layout,
+    /// The objects drawn, in the order the layout describes them.
     pub objects: Vec<Object>,
     /// Seeds the per-pixel noise, so rendering is a pure function of the scene.
     pub noise_seed: u64,

@@ -35,13 +35,17 @@ impl Default for SynthOptions {
 /// What was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SynthSummary {
+    /// Number of images written.
     pub images: usize,
+    /// Number of captions written.
     pub captions: usize,
     /// Distinct lower-cased words over all captions.
     pub vocabulary: usize,
     /// Total size of the JPEG files.
     pub image_bytes: u64,
+    /// The `captions.txt` written.
     pub captions_file: PathBuf,
+    /// The `Images/` folder written.
     pub images_dir: PathBuf,
 }
 

@@ -18,10 +18,15 @@ use crate::{Error, Result};
 /// A ResNet depth, named as torchvision names it (`resnet50`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Arch {
+    /// `resnet18`: basic blocks, 512-d features.
     ResNet18,
+    /// `resnet34`: basic blocks, 512-d features.
     ResNet34,
+    /// `resnet50`: bottleneck blocks, 2048-d features.
     ResNet50,
+    /// `resnet101`: bottleneck blocks, 2048-d features.
     ResNet101,
+    /// `resnet152`: bottleneck blocks, 2048-d features.
     ResNet152,
 }
 
@@ -151,12 +156,19 @@ impl std::str::FromStr for Arch {
 /// One convolution and the BatchNorm after it, by their torchvision names.
 #[derive(Debug, Clone)]
 pub struct ConvSpec {
+    /// The convolution's name (`layer1.0.conv1`).
     pub conv: String,
+    /// The BatchNorm's name (`layer1.0.bn1`).
     pub bn: String,
+    /// Input channels.
     pub cin: usize,
+    /// Output channels.
     pub cout: usize,
+    /// Kernel size (square).
     pub k: usize,
+    /// Stride, pixels.
     pub stride: usize,
+    /// Zero padding on each side, pixels.
     pub pad: usize,
 }
 
@@ -177,14 +189,18 @@ impl ConvSpec {
 /// A residual block: its main-path convolutions and the optional projection shortcut.
 #[derive(Debug, Clone)]
 pub struct BlockPlan {
+    /// The main path, in order (two for a basic block, three for a bottleneck).
     pub convs: Vec<ConvSpec>,
+    /// The 1×1 projection shortcut (`downsample.0` / `downsample.1`), when the shape changes.
     pub downsample: Option<ConvSpec>,
 }
 
 /// The whole network up to the global pool.
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// The 7×7 stride-2 `conv1` / `bn1`.
     pub stem: ConvSpec,
+    /// The residual blocks of `layer1` to `layer4`, in order.
     pub blocks: Vec<BlockPlan>,
 }
 

@@ -84,6 +84,7 @@ impl ResNet {
         })
     }
 
+    /// The architecture.
     pub fn arch(&self) -> Arch {
         self.arch
     }

@@ -195,14 +195,17 @@ impl ResNetTrunk {
         })
     }
 
+    /// The architecture.
     pub fn arch(&self) -> Arch {
         self.arch
     }
 
+    /// The activation layout it runs in.
     pub fn layout(&self) -> TrunkLayout {
         self.layout
     }
 
+    /// The device its weights are on.
     pub fn device(&self) -> &Device {
         &self.device
     }
