@@ -9,40 +9,72 @@ pub enum Error {
     /// Reading or writing a file failed at the operating-system level.
     #[error("{}: {source}", path.display())]
     Io {
+        /// The file (or address) concerned.
         path: PathBuf,
+        /// What the operating system said.
         #[source]
         source: std::io::Error,
     },
 
     /// A file was read but its content is not what it should be (bad CSV row, bad JSON, ...).
     #[error("{}: {msg}", path.display())]
-    Format { path: PathBuf, msg: String },
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        msg: String,
+    },
 
     /// An image could not be decoded.
     #[error("{}: {msg}", path.display())]
-    Image { path: PathBuf, msg: String },
+    Image {
+        /// The image file (`upload` for bytes from the network).
+        path: PathBuf,
+        /// Why it could not be decoded.
+        msg: String,
+    },
 
     /// An image is larger than the decompression-bomb limit (checked from its header).
     #[error("{}: image is {width}x{height} = {pixels} pixels, over the limit of {limit} pixels", path.display())]
     PixelLimit {
+        /// The image file.
         path: PathBuf,
+        /// Its width, pixels.
         width: u32,
+        /// Its height, pixels.
         height: u32,
+        /// Width × height.
         pixels: u64,
+        /// The most pixels accepted.
         limit: u64,
     },
 
     /// A weights file is not usable: wrong architecture, truncated, unsafe pickle, bad checksum.
     #[error("{}: {msg}", path.display())]
-    Weights { path: PathBuf, msg: String },
+    Weights {
+        /// The weights file.
+        path: PathBuf,
+        /// What is wrong with it.
+        msg: String,
+    },
 
     /// A checkpoint, run directory or exported model is missing pieces or inconsistent.
     #[error("{}: {msg}", path.display())]
-    Checkpoint { path: PathBuf, msg: String },
+    Checkpoint {
+        /// The file or directory.
+        path: PathBuf,
+        /// What is missing or inconsistent.
+        msg: String,
+    },
 
     /// A download failed (network, HTTP status, checksum).
     #[error("{url}: {msg}")]
-    Download { url: String, msg: String },
+    Download {
+        /// The address.
+        url: String,
+        /// What went wrong.
+        msg: String,
+    },
 
     /// An argument or configuration value is invalid.
     #[error("{0}")]

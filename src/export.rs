@@ -26,7 +26,9 @@ pub struct ExportedModel {
     pub trunk: HashMap<String, Tensor>,
     /// Head and decoder tensors under their checkpoint names (`encoder.*`, `decoder.*`).
     pub model: HashMap<String, Tensor>,
+    /// The decoder's vocabulary.
     pub vocab: Vocabulary,
+    /// The run's configuration.
     pub config: RunConfig,
     /// The run's split by image, when the run had one (so `eval` scores the run's own test images).
     pub split: Option<DatasetSplit>,
@@ -35,10 +37,15 @@ pub struct ExportedModel {
 /// What [`export_run`] wrote.
 #[derive(Debug, Clone)]
 pub struct ExportSummary {
+    /// The file written.
     pub path: PathBuf,
+    /// Its size.
     pub bytes: u64,
+    /// Tensors in it.
     pub tensors: usize,
+    /// The trunk's architecture.
     pub arch: Arch,
+    /// Words in the vocabulary.
     pub vocab_size: usize,
 }
 

@@ -44,6 +44,8 @@
 //! [`features`], [`train`], [`decode`], [`metrics`]; [`captioner`] (the inference API),
 //! [`export`], [`fetch`]; [`pipeline`] and [`serve`].
 
+#![warn(missing_docs)]
+
 pub mod captioner;
 pub mod data;
 pub mod decode;

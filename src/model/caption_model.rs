@@ -13,7 +13,9 @@ use std::path::Path;
 /// The trained part of the captioner: everything after the frozen trunk.
 #[derive(Debug, Clone)]
 pub struct CaptionModel {
+    /// Linear + BatchNorm1d: the image feature as the LSTM's first input.
     pub head: Head,
+    /// Embedding, LSTM and output layer.
     pub decoder: Decoder,
 }
 
