@@ -1,11 +1,9 @@
 //! Corpus readers, split, vocabulary and `captioner inspect`, on a generated corpus written in all
-//! three layouts (see tests/data_corpus) and against the committed Python reference.
+//! three layouts (see tests/it/data_corpus.rs) and against the committed Python reference.
 
-mod data_corpus;
-
+use crate::data_corpus::*;
 use captioner::data::{CaptionCorpus, DatasetSplit, Layout, LoadOptions, SplitRatios};
 use captioner::text::{Vocabulary, UNK};
-use data_corpus::*;
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -104,7 +102,7 @@ fn same_corpus_gives_the_same_inspection_in_all_three_layouts() {
 #[test]
 fn inspect_matches_the_python_reference() {
     let fixture: Value =
-        serde_json::from_str(include_str!("fixtures/data/corpus_reference.json")).unwrap();
+        serde_json::from_str(include_str!("../fixtures/data/corpus_reference.json")).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     for l in LAYOUTS {
         write_corpus(&tmp.path().join(l.name()), l, true);

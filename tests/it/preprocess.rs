@@ -1,7 +1,7 @@
 //! Preprocessing parity with Pillow + torchvision on the fixtures written by
 //! `scripts/reference/preprocess_fixtures.py`, plus the error paths of image decoding.
 //!
-//! Reproduce the parity figures: `cargo test --test preprocess -- --nocapture`.
+//! Reproduce the parity figures: `cargo test --test it preprocess:: -- --nocapture`.
 
 use captioner::vision::decode::{decode_rgb, load_rgb};
 use captioner::vision::preprocess::{self, normalize_into, preprocess_file, IMAGE_SIZE, MEAN, STD};
@@ -215,7 +215,7 @@ fn normalisation_matches_torchvision_constants() {
     }
 }
 
-/// Speed figure: `cargo test --test preprocess -- --ignored --nocapture speed`.
+/// Speed figure: `cargo test --test it preprocess::speed -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn speed_of_preprocess_file_on_a_500x375_jpeg() {

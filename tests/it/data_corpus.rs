@@ -1,5 +1,5 @@
 //! A small corpus written in any of the three layouts with the same images and captions, including
-//! every kind of broken input the readers and `inspect` must survive. Shared by tests/data.rs and by
+//! every kind of broken input the readers and `inspect` must survive. Shared by tests/it/data.rs and by
 //! the Python reference fixture (see scripts/reference/corpus_reference.py).
 
 use captioner::data::{DatasetSplit, Layout};
