@@ -7,6 +7,7 @@
 
 mod browser;
 mod caption;
+mod common;
 mod data;
 mod data_corpus;
 mod decoder;
