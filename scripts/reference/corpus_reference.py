@@ -12,7 +12,7 @@ Run on one corpus:
     /work/pyref/bin/python scripts/reference/corpus_reference.py DIR [--format kaggle|token|karpathy]
         [--min-freq K] [--vocab-from train|all] [--split-file split.json]
 Regenerate the committed fixture (the test writes the corpus, this script describes it):
-    CAPTIONER_REFERENCE_CORPUS=/tmp/refcorpus cargo test --test data -- --ignored write_reference_corpus
+    CAPTIONER_REFERENCE_CORPUS=/tmp/refcorpus cargo test --test it data::write_reference_corpus -- --ignored
     /work/pyref/bin/python scripts/reference/corpus_reference.py --fixture /tmp/refcorpus \
         > tests/fixtures/data/corpus_reference.json
 """

@@ -2,6 +2,7 @@
 //! and a graceful shutdown that finishes the request in flight. The server runs in-process on a
 //! free loopback port with the fake engine (real decoding, mean-colour captions, chosen delay).
 
+use crate::common::exe;
 use captioner::serve::{self, FakeEngine, ServeConfig, ServerHandle};
 use serde_json::Value;
 use std::sync::Arc;
@@ -363,15 +364,14 @@ fn shutdown_lets_the_request_in_flight_finish_then_refuses_connections() {
 
 #[test]
 fn cli_refuses_bad_settings_and_an_unwired_model() {
-    let exe = env!("CARGO_BIN_EXE_captioner");
-    let out = std::process::Command::new(exe)
+    let out = exe()
         .args(["serve", "--model", "m.safetensors", "--addr", "127.0.0.1:0"])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("m.safetensors"), "{err}");
-    let out = std::process::Command::new(exe)
+    let out = exe()
         .args([
             "serve",
             "--fake-engine",

@@ -2,6 +2,7 @@
 //! connection, checksum mismatch, 404, a server that ignores Range, zip safety, and the CLI
 //! unpacking Flickr8k-shaped zips through `--mirror`.
 
+use crate::common::exe;
 use captioner::fetch::{self, Asset, Checksum, Downloaded, FetchOptions};
 use captioner::progress::Silent;
 use sha2::{Digest, Sha256};
@@ -9,7 +10,6 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
 /// How the server answers the next requests.
@@ -402,7 +402,7 @@ fn jpeg(shade: u8) -> Vec<u8> {
 }
 
 fn run_cli(args: &[&str], overrides: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_captioner"))
+    exe()
         .args(args)
         .env("CAPTIONER_FETCH_TEST_CHECKSUMS", overrides)
         .output()

@@ -97,8 +97,14 @@ fn library_modules_use_only_their_layer_and_below() {
             }
         }
     }
-    assert!(seen > 50, "only {seen} crate:: paths found: is the scan broken?");
-    assert!(wrong.is_empty(), "modules that use a layer above their own: {wrong:?}");
+    assert!(
+        seen > 50,
+        "only {seen} crate:: paths found: is the scan broken?"
+    );
+    assert!(
+        wrong.is_empty(),
+        "modules that use a layer above their own: {wrong:?}"
+    );
 }
 
 #[test]

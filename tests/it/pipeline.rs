@@ -101,8 +101,13 @@ fn train_then_evaluate_through_the_library_reports_through_the_callers_progress(
         "every image and every batch is reported"
     );
     let lines: Vec<String> = recorder.lines.lines().into_iter().map(|l| l.1).collect();
-    assert!(lines[0].starts_with("corpus: 40 images, 200 captions"), "{lines:?}");
-    assert!(lines.iter().any(|l| l.starts_with("features: 0 reused, 40 computed")));
+    assert!(
+        lines[0].starts_with("corpus: 40 images, 200 captions"),
+        "{lines:?}"
+    );
+    assert!(lines
+        .iter()
+        .any(|l| l.starts_with("features: 0 reused, 40 computed")));
     assert!(lines.iter().any(|l| l.starts_with("epoch 2/2: train loss")));
 
     let model = Captioner::load(&run, &captioner::device::default_device()).unwrap();
@@ -115,7 +120,10 @@ fn train_then_evaluate_through_the_library_reports_through_the_callers_progress(
     let ev = evaluate_model(&model, &eval, &Silent).unwrap();
     let test_images = model.split().unwrap().test.len();
     assert_eq!(ev.scores.images, test_images);
-    assert_eq!(ev.from_cache, test_images, "the run's cache serves its own corpus");
+    assert_eq!(
+        ev.from_cache, test_images,
+        "the run's cache serves its own corpus"
+    );
     assert!(ev.failed.is_empty());
     assert_eq!(ev.hyps.len(), test_images);
     for (name, path) in &ev.paths {

@@ -1,6 +1,7 @@
 //! ResNet parity with torchvision (fixtures from scripts/reference/resnet_fixtures.py) and
 //! weight-file loading: real torch.save files, safetensors, hash prefixes, refusals.
 
+use crate::common;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use captioner::model::resnet::{formula, Arch, ResNet, ResNetTrunk, TrunkLayout};
@@ -11,9 +12,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/resnet")
-        .join(name)
+    common::fixture(&format!("resnet/{name}"))
 }
 
 fn reference() -> serde_json::Value {

@@ -1,13 +1,13 @@
 //! `captioner synth` end to end: the Kaggle layout on disk, CSV round trip, determinism, refusal to
 //! overwrite, and that the written JPEGs show what the captions say.
 
+use crate::common::exe;
 use captioner::data::synth::{generate, sample, Colour, SynthOptions};
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::Command;
 
 fn synth(out: &Path, images: usize, seed: u64, extra: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_captioner"))
+    exe()
         .arg("synth")
         .arg("--out")
         .arg(out)

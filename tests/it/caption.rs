@@ -6,6 +6,7 @@
 //! The model is trained once per test binary: `synth` 40 images, a formula ResNet-18 backbone,
 //! `train --epochs 2`.
 
+use crate::common::{exe, fixture, run_ok, synth};
 use candle_core::{Device, Tensor};
 use captioner::decode::{beam_search, greedy, BeamOptions, LstmSteps, MAX_WORDS};
 use captioner::model::resnet::{formula, Arch};
@@ -17,23 +18,9 @@ use captioner::{CaptionOptions, Captioner};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-
-fn exe() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_captioner"))
-}
-
-fn run_ok(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("captioner runs");
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 /// The shared tiny model: corpus, backbone and run directory.
 struct Trained {
@@ -51,7 +38,7 @@ fn trained() -> &'static Trained {
         let data = root.join("data");
         let backbone = root.join("resnet18-formula.safetensors");
         let run = root.join("run");
-        run_ok(exe().args(["synth", "--images", "40", "--out"]).arg(&data));
+        synth(&data, 40);
         save_safetensors(&backbone, &formula::state_dict(Arch::ResNet18).unwrap()).unwrap();
         run_ok(
             exe()
@@ -120,10 +107,7 @@ fn jsonl(out: &Output) -> Vec<Value> {
 
 #[test]
 fn greedy_tokens_equal_torch_on_the_fixture() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/decode/greedy.safetensors"
-    );
+    let path = fixture("decode/greedy.safetensors");
     let map = candle_core::safetensors::load(path, &Device::Cpu).unwrap();
     let model = CaptionModel::from_tensors(&map).unwrap();
     let features = &map["features"];

@@ -2,29 +2,13 @@
 //! exact resume through the CLI, Ctrl-C (exit 130, complete `last/`), kill -9 at random moments,
 //! and the tutorial preset.
 
-use candle_core::Device;
-use captioner::model::CaptionModel;
+use crate::common::{exe, features_cmd, init_resnet18, max_diff, model_tensors, ok, run_ok, synth};
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_captioner"))
-}
-
-fn ok(out: Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {stdout}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
 
 /// A 60-image corpus, a ResNet-18 backbone and its warm feature cache, shared by every test.
 struct Fixture {
@@ -39,29 +23,11 @@ fn fixture() -> &'static Fixture {
     F.get_or_init(|| {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
-        ok(bin()
-            .args(["synth", "--images", "60", "--out"])
-            .arg(&data)
-            .output()
-            .unwrap());
+        synth(&data, 60);
         let backbone = dir.path().join("resnet18.safetensors");
-        ok(bin()
-            .args(["init-backbone", "--arch", "resnet18", "--out"])
-            .arg(&backbone)
-            .output()
-            .unwrap());
+        init_resnet18(&backbone, None);
         let cache = dir.path().join("cache");
-        ok(bin()
-            .arg("features")
-            .arg("--data")
-            .arg(&data)
-            .arg("--backbone")
-            .arg(&backbone)
-            .arg("--cache")
-            .arg(&cache)
-            .args(["--arch", "resnet18", "--no-progress"])
-            .output()
-            .unwrap());
+        run_ok(&mut features_cmd(&data, &backbone, &cache, &[]));
         Fixture {
             _dir: dir,
             data,
@@ -79,7 +45,7 @@ fn train_cmd(run: &Path, extra: &[&str]) -> Command {
 /// [`train_cmd`] with another feature cache.
 fn train_cmd_with_cache(run: &Path, cache: &Path, extra: &[&str]) -> Command {
     let f = fixture();
-    let mut c = bin();
+    let mut c = exe();
     c.arg("train")
         .arg("--data")
         .arg(&f.data)
@@ -105,30 +71,6 @@ fn metrics(run: &Path) -> Vec<Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
-}
-
-fn tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
-    let m = CaptionModel::load(path, &Device::Cpu)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let mut t: Vec<(String, Vec<f32>)> = m
-        .tensors()
-        .into_iter()
-        .map(|(n, t)| (n, t.flatten_all().unwrap().to_vec1().unwrap()))
-        .collect();
-    t.sort_by(|a, b| a.0.cmp(&b.0));
-    t
-}
-
-fn max_diff(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let mut d = 0f32;
-    for ((na, va), (nb, vb)) in a.iter().zip(b) {
-        assert_eq!(na, nb);
-        for (x, y) in va.iter().zip(vb) {
-            d = d.max((x - y).abs());
-        }
-    }
-    d
 }
 
 fn last_complete(run: &Path) -> bool {
@@ -202,10 +144,10 @@ fn run_directory_holds_config_vocab_split_checkpoints_and_metrics() {
         .unwrap()["epoch"]
         .as_u64()
         .unwrap();
-    let best = tensors(&run.join("best.safetensors"));
+    let best = model_tensors(&run.join("best.safetensors"));
     if best_epoch == 2 {
         assert_eq!(
-            max_diff(&best, &tensors(&run.join("last/weights.safetensors"))),
+            max_diff(&best, &model_tensors(&run.join("last/weights.safetensors"))),
             0.0
         );
     }
@@ -233,7 +175,10 @@ fn four_epochs_equal_two_then_resume_to_four() {
         .unwrap());
     assert_eq!(metrics(&split).len(), 4);
     for f in ["best.safetensors", "last/weights.safetensors"] {
-        let d = max_diff(&tensors(&whole.join(f)), &tensors(&split.join(f)));
+        let d = max_diff(
+            &model_tensors(&whole.join(f)),
+            &model_tensors(&split.join(f)),
+        );
         assert!(d <= 1e-6, "{f} differs by {d}");
     }
     let (a, b) = (metrics(&whole), metrics(&split));
@@ -274,7 +219,7 @@ fn ctrl_c_writes_last_and_exits_130_then_resume_finishes() {
     let state = json(&run.join("last/state.json"));
     let done = state["epochs_done"].as_u64().unwrap();
     assert!(done >= 1);
-    tensors(&run.join("last/weights.safetensors"));
+    model_tensors(&run.join("last/weights.safetensors"));
 
     let target = (done + 1).to_string();
     ok(train_cmd(&run, &["--resume", "--epochs", &target])
@@ -284,7 +229,7 @@ fn ctrl_c_writes_last_and_exits_130_then_resume_finishes() {
     assert_eq!(rows.len() as u64, done + 1);
     let epochs: Vec<u64> = rows.iter().map(|r| r["epoch"].as_u64().unwrap()).collect();
     assert_eq!(epochs, (1..=done + 1).collect::<Vec<_>>());
-    tensors(&run.join("best.safetensors"));
+    model_tensors(&run.join("best.safetensors"));
 }
 
 #[test]
@@ -323,7 +268,7 @@ fn kill_9_at_random_moments_then_resume_always_works() {
         child.wait().unwrap();
         // Whatever was written is whole.
         if run.join("best.safetensors").exists() {
-            tensors(&run.join("best.safetensors"));
+            model_tensors(&run.join("best.safetensors"));
         }
         let done = std::fs::read_to_string(run.join("last/state.json"))
             .ok()
@@ -345,7 +290,7 @@ fn kill_9_at_random_moments_then_resume_always_works() {
             "kill {i} after {delay:?}"
         );
         assert!(last_complete(&run));
-        tensors(&run.join("best.safetensors"));
+        model_tensors(&run.join("best.safetensors"));
         let leftovers: Vec<_> = std::fs::read_dir(&run)
             .unwrap()
             .filter_map(|e| e.ok())
@@ -367,7 +312,7 @@ fn bn_stats_is_recorded_and_cannot_change_on_resume() {
         json(&run.join("config.json"))["train"]["bn_statistics"],
         "ema"
     );
-    let before = tensors(&run.join("last/weights.safetensors"));
+    let before = model_tensors(&run.join("last/weights.safetensors"));
     let out = train_cmd(
         &run,
         &["--resume", "--epochs", "2", "--bn-stats", "precise"],
@@ -378,7 +323,10 @@ fn bn_stats_is_recorded_and_cannot_change_on_resume() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--bn-stats ema"), "{err}");
     assert_eq!(
-        max_diff(&before, &tensors(&run.join("last/weights.safetensors"))),
+        max_diff(
+            &before,
+            &model_tensors(&run.join("last/weights.safetensors"))
+        ),
         0.0
     );
     assert_eq!(metrics(&run).len(), 1);

@@ -1,6 +1,7 @@
 //! The training loop at library level on small random data: exact resume (also from a mid-epoch
 //! interrupt), recovery from leftover temp folders, early stopping, the run directory's files.
 
+use crate::common::{max_diff, model_tensors};
 use candle_core::{Device, Tensor};
 use captioner::model::CaptionModel;
 use captioner::progress::Silent;
@@ -75,23 +76,7 @@ fn train(
 }
 
 fn weights(run: &Path) -> Vec<(String, Vec<f32>)> {
-    let m = CaptionModel::load(&run.join(LAST_DIR).join(WEIGHTS_FILE), &Device::Cpu).unwrap();
-    m.tensors()
-        .into_iter()
-        .map(|(n, t)| (n, t.flatten_all().unwrap().to_vec1().unwrap()))
-        .collect()
-}
-
-fn max_diff(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    let mut d = 0f32;
-    for ((na, va), (nb, vb)) in a.iter().zip(b) {
-        assert_eq!(na, nb);
-        for (x, y) in va.iter().zip(vb) {
-            d = d.max((x - y).abs());
-        }
-    }
-    d
+    model_tensors(&run.join(LAST_DIR).join(WEIGHTS_FILE))
 }
 
 fn straight_run(dir: &Path, epochs: usize) -> Vec<(String, Vec<f32>)> {

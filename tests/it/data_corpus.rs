@@ -1,7 +1,8 @@
 //! A small corpus written in any of the three layouts with the same images and captions, including
-//! every kind of broken input the readers and `inspect` must survive. Shared by tests/data.rs and by
+//! every kind of broken input the readers and `inspect` must survive. Shared by tests/it/data.rs and by
 //! the Python reference fixture (see scripts/reference/corpus_reference.py).
 
+use crate::common::pixel_bomb_png;
 use captioner::data::{DatasetSplit, Layout};
 use std::path::{Path, PathBuf};
 
@@ -186,35 +187,4 @@ fn write_karpathy(dir: &Path, names: &[String], with_split: bool) {
         .collect();
     let json = serde_json::json!({"images": images, "dataset": "flickr8k"});
     std::fs::write(dir.join("dataset_flickr8k.json"), json.to_string()).unwrap();
-}
-
-/// A PNG header claiming `w`x`h` pixels followed by an empty data chunk: no pixels at all.
-pub fn pixel_bomb_png(w: u32, h: u32) -> Vec<u8> {
-    let mut png = vec![0x89, b'P', b'N', b'G', 0x0d, 0x0a, 0x1a, 0x0a];
-    let mut ihdr = b"IHDR".to_vec();
-    ihdr.extend_from_slice(&w.to_be_bytes());
-    ihdr.extend_from_slice(&h.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    png.extend_from_slice(&13u32.to_be_bytes());
-    png.extend_from_slice(&ihdr);
-    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
-    png.extend_from_slice(&0u32.to_be_bytes());
-    png.extend_from_slice(b"IDAT");
-    png.extend_from_slice(&crc32(b"IDAT").to_be_bytes());
-    png
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }

@@ -1,8 +1,9 @@
 //! Preprocessing parity with Pillow + torchvision on the fixtures written by
 //! `scripts/reference/preprocess_fixtures.py`, plus the error paths of image decoding.
 //!
-//! Reproduce the parity figures: `cargo test --test preprocess -- --nocapture`.
+//! Reproduce the parity figures: `cargo test --test it preprocess:: -- --nocapture`.
 
+use crate::common::{fixture, pixel_bomb_png};
 use captioner::vision::decode::{decode_rgb, load_rgb};
 use captioner::vision::preprocess::{self, normalize_into, preprocess_file, IMAGE_SIZE, MEAN, STD};
 use captioner::vision::resize::resize_bilinear_antialias;
@@ -12,7 +13,7 @@ use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/preprocess")
+    fixture("preprocess")
 }
 
 #[derive(serde::Deserialize)]
@@ -171,18 +172,7 @@ fn decode_errors_name_the_file() {
 fn pixel_bombs_are_refused_from_the_header_alone() {
     // Headers claiming 20000x20000 pixels with no pixel data behind them: decoding would fail with a
     // data error, so a PixelLimit error shows the check ran on the header, before any decoding.
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    let mut ihdr = b"IHDR".to_vec();
-    ihdr.extend_from_slice(&20_000u32.to_be_bytes());
-    ihdr.extend_from_slice(&20_000u32.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-    png.extend_from_slice(&13u32.to_be_bytes());
-    png.extend_from_slice(&ihdr);
-    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
-    png.extend_from_slice(&0u32.to_be_bytes());
-    png.extend_from_slice(b"IDAT");
-    png.extend_from_slice(&crc32(b"IDAT").to_be_bytes());
-
+    let png = pixel_bomb_png(20_000, 20_000);
     let gif = gif_header(20_000);
 
     for (name, bytes) in [("bomb.png", &png), ("bomb.gif", &gif)] {
@@ -215,7 +205,7 @@ fn normalisation_matches_torchvision_constants() {
     }
 }
 
-/// Speed figure: `cargo test --test preprocess -- --ignored --nocapture speed`.
+/// Speed figure: `cargo test --test it preprocess::speed -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn speed_of_preprocess_file_on_a_500x375_jpeg() {
@@ -258,19 +248,4 @@ fn gif_header(side: u16) -> Vec<u8> {
     gif.extend_from_slice(&side.to_le_bytes());
     gif.extend_from_slice(&[0, 8]); // no local palette; LZW minimum code size, then nothing
     gif
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xffff_ffffu32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 != 0 {
-                (crc >> 1) ^ 0xedb8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }

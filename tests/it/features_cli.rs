@@ -2,67 +2,22 @@
 //! order, reuse on a second run, invalidation by a new backbone, `--half`, unreadable images, and
 //! resuming after a kill -9 to the same cache a clean run makes.
 
+use crate::common::{self, features_cmd, init_resnet18, max_abs, max_abs_diff, ok};
 use candle_core::{DType, Device, Tensor};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_captioner"))
-}
-
-fn ok(out: Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "exit {:?}\nstdout: {stdout}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
 
 fn synth(dir: &Path, images: usize) -> PathBuf {
     let data = dir.join("data");
-    let n = images.to_string();
-    ok(bin()
-        .args(["synth", "--images", &n, "--out"])
-        .arg(&data)
-        .output()
-        .unwrap());
+    common::synth(&data, images);
     data
 }
 
 fn backbone(dir: &Path, seed: u64) -> PathBuf {
     let path = dir.join(format!("resnet18-seed{seed}.safetensors"));
-    let seed = seed.to_string();
-    ok(bin()
-        .args([
-            "init-backbone",
-            "--arch",
-            "resnet18",
-            "--seed",
-            &seed,
-            "--out",
-        ])
-        .arg(&path)
-        .output()
-        .unwrap());
+    init_resnet18(&path, Some(seed));
     path
-}
-
-fn features_cmd(data: &Path, backbone: &Path, cache: &Path, extra: &[&str]) -> Command {
-    let mut c = bin();
-    c.arg("features")
-        .arg("--data")
-        .arg(data)
-        .arg("--backbone")
-        .arg(backbone)
-        .arg("--cache")
-        .arg(cache)
-        .args(["--arch", "resnet18", "--no-progress"])
-        .args(extra);
-    c
 }
 
 fn features(data: &Path, backbone: &Path, cache: &Path, extra: &[&str]) -> String {
@@ -108,34 +63,6 @@ fn corpus_order(data: &Path) -> Vec<String> {
         }
     }
     names
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    let a = a.to_dtype(DType::F32).unwrap();
-    let b = b.to_dtype(DType::F32).unwrap();
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
-fn max_abs(a: &Tensor) -> f32 {
-    a.to_dtype(DType::F32)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 #[test]

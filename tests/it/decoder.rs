@@ -1,6 +1,7 @@
 //! Parity of head + decoder + loss + Adam with PyTorch, from the fixture written by
 //! scripts/reference/decoder_fixtures.py (weights, features and captions from shared formulas).
 
+use crate::common::{self, max_abs_diff};
 use candle_core::{Device, Tensor};
 use captioner::model::decoder::TeacherBatch;
 use captioner::model::CaptionModel;
@@ -64,25 +65,8 @@ fn captions() -> Vec<Vec<u32>> {
 }
 
 fn fixture() -> HashMap<String, Tensor> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/decoder/parity.safetensors"
-    );
+    let path = common::fixture("decoder/parity.safetensors");
     candle_core::safetensors::load(path, &Device::Cpu).unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims());
-    (a - b)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar()
-        .unwrap()
 }
 
 /// The first rows of every parameter's gradient against torch's.

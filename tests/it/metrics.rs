@@ -1,10 +1,10 @@
 //! Our caption metrics against pycocoevalcap 1.2 on the fixtures written by
 //! `scripts/reference/metrics_fixtures.py` (expected scores, and the real PTBTokenizer's output).
 
+use crate::common::fixture;
 use captioner::metrics::{self, tokenize::ptb_tokenize, Scores, TokenizedHyps, TokenizedRefs};
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::path::Path;
 
 const TOLERANCE: f64 = 1e-4;
 const FIXTURES: [&str; 5] = [
@@ -41,9 +41,7 @@ struct Fixture {
 }
 
 fn load(name: &str) -> Fixture {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/metrics")
-        .join(format!("{name}.json"));
+    let path = fixture(&format!("metrics/{name}.json"));
     let text = std::fs::read_to_string(&path).unwrap();
     serde_json::from_str(&text).unwrap()
 }
@@ -164,7 +162,7 @@ fn ptb_tokenize_equals_the_real_ptb_tokenizer() {
             }
         }
     }
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/metrics/ptb_cases.json");
+    let path = fixture("metrics/ptb_cases.json");
     let cases: Vec<(String, String)> =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     pairs.extend(cases);

@@ -1,14 +1,12 @@
 //! Corpus readers, split, vocabulary and `captioner inspect`, on a generated corpus written in all
-//! three layouts (see tests/data_corpus) and against the committed Python reference.
+//! three layouts (see tests/it/data_corpus.rs) and against the committed Python reference.
 
-mod data_corpus;
-
+use crate::common::{exe, fixture};
+use crate::data_corpus::*;
 use captioner::data::{CaptionCorpus, DatasetSplit, Layout, LoadOptions, SplitRatios};
 use captioner::text::{Vocabulary, UNK};
-use data_corpus::*;
 use serde_json::Value;
 use std::path::Path;
-use std::process::Command;
 
 const LAYOUTS: [Layout; 3] = [Layout::Kaggle, Layout::Token, Layout::Karpathy];
 /// Keys of `inspect --json` that must not depend on the layout for the same images and captions.
@@ -25,7 +23,7 @@ const SHARED_KEYS: [&str; 9] = [
 ];
 
 fn inspect(dir: &Path, extra: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_captioner"))
+    let out = exe()
         .arg("inspect")
         .arg("--data")
         .arg(dir)
@@ -103,8 +101,8 @@ fn same_corpus_gives_the_same_inspection_in_all_three_layouts() {
 
 #[test]
 fn inspect_matches_the_python_reference() {
-    let fixture: Value =
-        serde_json::from_str(include_str!("fixtures/data/corpus_reference.json")).unwrap();
+    let text = std::fs::read_to_string(fixture("data/corpus_reference.json")).unwrap();
+    let fixture: Value = serde_json::from_str(&text).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     for l in LAYOUTS {
         write_corpus(&tmp.path().join(l.name()), l, true);

@@ -3,31 +3,25 @@
 //! model captions an image through the trunk at its low resolution exactly as eval did from the
 //! feature cache, and a second run replaces the first and reuses its features.
 
+use crate::common::{exe, run_ok};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn demo(out: &Path) -> Output {
-    let o = Command::new(env!("CARGO_BIN_EXE_captioner"))
-        .args([
-            "demo",
-            "--no-progress",
-            "--images",
-            "60",
-            "--epochs",
-            "2",
-            "--out",
-        ])
-        .arg(out)
-        .output()
-        .expect("captioner runs");
-    assert!(
-        o.status.success(),
-        "demo failed:\n{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    o
+    run_ok(
+        exe()
+            .args([
+                "demo",
+                "--no-progress",
+                "--images",
+                "60",
+                "--epochs",
+                "2",
+                "--out",
+            ])
+            .arg(out),
+    )
 }
 
 #[test]
@@ -72,7 +66,7 @@ fn demo_trains_evaluates_reports_and_reruns() {
             .unwrap();
     assert_eq!(cfg["image_size"], 112);
     let (name, expected) = captions.iter().next().unwrap();
-    let c = Command::new(env!("CARGO_BIN_EXE_captioner"))
+    let c = exe()
         .args(["caption", "--format", "jsonl", "--model"])
         .arg(out.join("run"))
         .arg(out.join("scenes/Images").join(name))

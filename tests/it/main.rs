@@ -1,0 +1,25 @@
+//! All integration tests in one binary: one link step (each test binary links candle, gemm,
+//! image, axum...) instead of one per file. Run one module with `cargo test --test it caption::`.
+//!
+//! The tests of every module share this process and run in parallel threads: a test must not
+//! change process-wide state (environment variables, the current directory, the Ctrl-C flag
+//! `captioner::train::interrupt::global()`, rayon's global pool) that another test depends on.
+
+mod browser;
+mod caption;
+mod common;
+mod data;
+mod data_corpus;
+mod decoder;
+mod demo;
+mod features_cli;
+mod fetch;
+mod layers;
+mod metrics;
+mod pipeline;
+mod preprocess;
+mod resnet;
+mod serve;
+mod synth;
+mod train;
+mod train_cli;
