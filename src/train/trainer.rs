@@ -340,7 +340,9 @@ pub fn train(
         st.partial_seconds = 0.0;
         st.adam_step = opt.step_count();
         write_metrics(&run_dir.join(METRICS_FILE), &st.history)?;
-        if let Err(e) = crate::train::plot::draw_loss(&run_dir.join(PLOT_FILE), &st.history) {
+        let title = crate::train::plot::run_title(run_dir, cfg.embed, cfg.hidden);
+        if let Err(e) = crate::train::plot::draw_loss(&run_dir.join(PLOT_FILE), &title, &st.history)
+        {
             eprintln!("warning: {e}");
         }
         checkpoint::save_last(run_dir, &model, &opt, &st)?;
