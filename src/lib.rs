@@ -16,6 +16,7 @@ pub mod fsutil;
 pub mod metrics;
 pub mod model;
 pub mod pool;
+pub mod report;
 pub mod run;
 pub mod serve;
 pub mod text;

@@ -53,6 +53,9 @@ pub struct Args {
     /// Write the annotations and results files of the official coco-caption toolkit into this folder.
     #[arg(long, value_name = "DIR")]
     pub coco_out: Option<PathBuf>,
+    /// Write an HTML report (scores, loss curve, every image with its captions) into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
     /// Images per forward pass / decoding batch.
     #[arg(long, value_name = "N", default_value_t = 32)]
     pub batch_size: usize,
@@ -114,6 +117,8 @@ pub struct Evaluation {
     pub hyps: BTreeMap<String, String>,
     /// Image file → its reference captions (raw).
     pub refs: BTreeMap<String, Vec<String>>,
+    /// Image file → its path on disk.
+    pub paths: BTreeMap<String, PathBuf>,
     /// Where the split came from, for the report.
     pub split_source: String,
     /// Images whose features came from the run's cache.
@@ -127,6 +132,9 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     }
     if let Some(dir) = &args.coco_out {
         write_coco_files(dir, &ev.refs, &ev.hyps)?;
+    }
+    if let Some(dir) = &args.report {
+        super::eval_report::write(dir, &ev, &args.model, part_name(args.split), args.beam)?;
     }
     if args.json {
         println!("{}", serde_json::to_string(&ev.scores)?);
@@ -247,10 +255,15 @@ pub fn evaluate_model(args: &Args) -> anyhow::Result<Evaluation> {
         })
         .collect();
     let scores = evaluate(&refs, &hyps)?;
+    let paths = hyps
+        .keys()
+        .filter_map(|n| Some((n.clone(), records.get(n.as_str())?.path.clone())));
+    let paths = paths.collect();
     Ok(Evaluation {
         scores,
         hyps,
         refs,
+        paths,
         split_source,
         from_cache: cached.len(),
     })
