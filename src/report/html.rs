@@ -5,6 +5,10 @@ use super::{thumb_name, ReportInput, Row, IMAGES_DIR};
 use std::fmt::Write as _;
 
 const TEMPLATE: &str = include_str!("page.html");
+/// Rows shown before the script runs: the template's default page size. The rest start hidden, so
+/// the browser lays out one page, not all of them (a `<noscript>` style shows them all without
+/// JavaScript).
+const FIRST_PAGE: usize = 50;
 
 /// `text` with the five HTML-significant characters replaced by entities, safe inside element
 /// content and inside single- or double-quoted attribute values.
@@ -97,10 +101,11 @@ fn row_html(out: &mut String, rank: usize, row: &Row) {
     let name = escape(&im.name);
     let _ = write!(
         out,
-        "<tr data-name=\"{name}\" data-cider=\"{:.6}\" data-bleu4=\"{:.6}\">\
+        "<tr data-name=\"{name}\" data-cider=\"{:.6}\" data-bleu4=\"{:.6}\"{}>\
          <td class=\"rank\">{rank}</td><td class=\"pic\">",
         finite(row.cider),
-        finite(row.bleu4)
+        finite(row.bleu4),
+        if rank > FIRST_PAGE { " hidden" } else { "" }
     );
     match row.thumbnail {
         Some((w, h)) => {
@@ -197,5 +202,10 @@ mod tests {
         ] {
             assert!(TEMPLATE.contains(slot), "{slot}");
         }
+        let default_page = format!("<option value=\"{FIRST_PAGE}\" selected>");
+        assert!(
+            TEMPLATE.contains(&default_page),
+            "the first page is not the default page size"
+        );
     }
 }
