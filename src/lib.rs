@@ -60,6 +60,7 @@ pub mod model;
 pub mod pipeline;
 pub mod pool;
 pub mod progress;
+pub mod report;
 pub mod run;
 pub mod serve;
 pub mod text;

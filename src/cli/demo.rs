@@ -2,7 +2,7 @@
 //! files. Generates a scenes corpus (`synth`), writes a randomly initialised ResNet-18
 //! (`init-backbone`), trains the head and decoder on its frozen features at a low resolution
 //! (`train`), scores the held-out test images (`eval`), prints five of them and writes
-//! `DIR/metrics.json`; `--serve` then opens the page on the model.
+//! `DIR/metrics.json` and the report `DIR/report/index.html`; `--serve` then opens the page on the model.
 //!
 //! Each step is the ordinary subcommand with the flags printed before it runs, so every number
 //! the demo shows can be reproduced by hand. The production recipe is different: a pretrained
@@ -22,7 +22,7 @@ use std::time::Instant;
 /// Flags of `captioner demo`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Working directory: receives scenes/, the backbone, features/, run/ and metrics.json.
+    /// Working directory: receives scenes/, the backbone, features/, run/, metrics.json and report/.
     #[arg(long, value_name = "DIR", default_value = "demo")]
     pub out: PathBuf,
     /// After evaluating, serve the page and API on the demo model (see `captioner serve`).
@@ -211,6 +211,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let hyps = dir.join("captions.json");
     captioner::metrics::coco::write_hyps_json(&hyps, &ev.hyps)?;
     println!("\nwrote {} and {}", metrics.display(), hyps.display());
+    super::eval_report::write(&dir.join("report"), &ev, &run_dir, "test", 1)?;
     let total = start.elapsed().as_secs_f64();
     let phases: Vec<String> = phases
         .iter()

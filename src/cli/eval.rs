@@ -55,6 +55,9 @@ pub struct Args {
     /// Write the annotations and results files of the official coco-caption toolkit into this folder.
     #[arg(long, value_name = "DIR")]
     pub coco_out: Option<PathBuf>,
+    /// Write an HTML report (scores, loss curve, every image with its captions) into this folder.
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
     /// Images per forward pass / decoding batch.
     #[arg(long, value_name = "N", default_value_t = 32)]
     pub batch_size: usize,
@@ -73,6 +76,15 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     }
     if let Some(dir) = &args.coco_out {
         write_coco_files(dir, &ev.refs, &ev.hyps)?;
+    }
+    if let Some(dir) = &args.report {
+        super::eval_report::write(
+            dir,
+            &ev,
+            &args.model,
+            part_name(args.split.into()),
+            args.beam,
+        )?;
     }
     if args.json {
         println!("{}", serde_json::to_string(&ev.scores)?);

@@ -9,6 +9,7 @@ mod caption;
 mod data_args;
 mod demo;
 mod eval;
+mod eval_report;
 mod export;
 mod features;
 mod fetch;

@@ -14,6 +14,8 @@ pub const BEST_FILE: &str = "best.safetensors";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 /// Train and validation loss per epoch, drawn after every epoch.
 pub const PLOT_FILE: &str = "loss.png";
+/// The same plot as SVG, beside it.
+pub const PLOT_SVG_FILE: &str = "loss.svg";
 /// The feature cache, unless the run was given another.
 pub const FEATURES_DIR: &str = "features";
 /// Everything needed to resume exactly (see `train::checkpoint`).
@@ -70,6 +72,11 @@ impl RunDir {
     /// `loss.png`.
     pub fn plot(&self) -> PathBuf {
         self.dir.join(PLOT_FILE)
+    }
+
+    /// `loss.svg`.
+    pub fn plot_svg(&self) -> PathBuf {
+        self.dir.join(PLOT_SVG_FILE)
     }
 
     /// `features/`, the default feature cache.

@@ -243,7 +243,8 @@ pub fn train(
         st.partial_seconds = 0.0;
         st.adam_step = opt.step_count();
         write_metrics(&files.metrics(), &st.history)?;
-        if let Err(e) = crate::train::plot::draw_loss(&files.plot(), &st.history) {
+        let title = crate::train::plot::run_title(run_dir, cfg.embed, cfg.hidden);
+        if let Err(e) = crate::train::plot::draw_loss(&files.plot(), &title, &st.history) {
             progress.log(Level::Warn, &format!("warning: {e}"));
         }
         checkpoint::save_last(run_dir, &model, &opt, &st)?;

@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["model", "run"],
     &["features", "train", "decode", "export"],
     &["captioner"],
-    &["pipeline", "serve"],
+    &["pipeline", "report", "serve"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {

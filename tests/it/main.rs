@@ -18,6 +18,7 @@ mod layers;
 mod metrics;
 mod pipeline;
 mod preprocess;
+mod report;
 mod resnet;
 mod serve;
 mod synth;
