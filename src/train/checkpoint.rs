@@ -118,9 +118,14 @@ fn ckpt_err(path: &Path, e: impl std::fmt::Display) -> Error {
     }
 }
 
+/// Through `write_atomic_with` although the folder is new: it syncs the file (state.json, written
+/// last, must not reach the disk before the tensors do) and gives it the usual permissions rather
+/// than the 0600 of safetensors' own temp file.
 fn save_tensors(path: &Path, tensors: Vec<(String, Tensor)>) -> Result<()> {
     let map: HashMap<String, Tensor> = tensors.into_iter().collect();
-    candle_core::safetensors::save(&map, path).map_err(|e| ckpt_err(path, e))
+    crate::fsutil::write_atomic_with(path, |tmp| {
+        candle_core::safetensors::save(&map, tmp).map_err(|e| ckpt_err(path, e))
+    })
 }
 
 /// Writes `last/` for `run_dir` (see the module doc for why it survives a kill -9).
