@@ -9,8 +9,7 @@ use crate::model::CaptionModel;
 use crate::run::{RunConfig, RunDir};
 use crate::text::Vocabulary;
 use crate::{fsutil, Error, Result};
-use candle_core::{DType, Device, Tensor};
-use std::borrow::Cow;
+use candle_core::{Device, Tensor};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -117,14 +116,13 @@ pub fn export_run(run_dir: &Path, out: &Path) -> Result<ExportSummary> {
     if split_path.is_file() {
         metadata.insert("split".into(), to_json(&DatasetSplit::load(&split_path)?)?);
     }
-    let views = tensors
-        .iter()
-        .map(|(name, t)| Ok((name.clone(), RawTensor::new(t)?)))
-        .collect::<Result<Vec<_>>>()?;
-    let count = views.len();
+    let count = tensors.len();
+    // candle's `View` for `&Tensor` gives each tensor's bytes as the file is written, so the
+    // whole model is never copied in memory at once.
+    let views = tensors.iter().map(|(name, t)| (name, t));
     fsutil::write_atomic_with(out, |tmp| {
-        safetensors::serialize_to_file(views, &Some(metadata), tmp).map_err(|e| Error::Checkpoint {
-            path: tmp.to_path_buf(),
+        safetensors::serialize_to_file(views, Some(metadata), tmp).map_err(|e| Error::Checkpoint {
+            path: out.to_path_buf(),
             msg: format!("writing the model: {e}"),
         })
     })?;
@@ -195,63 +193,4 @@ pub fn read_export(path: &Path) -> Result<ExportedModel> {
 /// A value as a JSON string, for the metadata.
 fn to_json<T: serde::Serialize>(v: &T) -> Result<String> {
     serde_json::to_string(v).map_err(|e| Error::Invalid(format!("cannot serialise metadata: {e}")))
-}
-
-/// A tensor's little-endian bytes as the `safetensors` crate wants them. The crate's `View` is
-/// implemented here because candle implements it for another version of the crate.
-struct RawTensor {
-    dtype: safetensors::Dtype,
-    shape: Vec<usize>,
-    data: Vec<u8>,
-}
-
-fn le<T, const N: usize>(v: Vec<T>, f: fn(T) -> [u8; N]) -> Vec<u8> {
-    v.into_iter().flat_map(f).collect()
-}
-
-impl RawTensor {
-    fn new(t: &Tensor) -> Result<Self> {
-        use safetensors::Dtype as S;
-        let flat = t.to_device(&Device::Cpu)?.flatten_all()?;
-        let (dtype, data) = match t.dtype() {
-            DType::U8 => (S::U8, flat.to_vec1::<u8>()?),
-            DType::U32 => (S::U32, le(flat.to_vec1::<u32>()?, u32::to_le_bytes)),
-            DType::I64 => (S::I64, le(flat.to_vec1::<i64>()?, i64::to_le_bytes)),
-            DType::F16 => (
-                S::F16,
-                le(flat.to_vec1::<half::f16>()?, half::f16::to_le_bytes),
-            ),
-            DType::BF16 => (
-                S::BF16,
-                le(flat.to_vec1::<half::bf16>()?, half::bf16::to_le_bytes),
-            ),
-            DType::F32 => (S::F32, le(flat.to_vec1::<f32>()?, f32::to_le_bytes)),
-            DType::F64 => (S::F64, le(flat.to_vec1::<f64>()?, f64::to_le_bytes)),
-            other => {
-                return Err(Error::Invalid(format!(
-                    "cannot export a tensor of dtype {other:?}"
-                )))
-            }
-        };
-        Ok(Self {
-            dtype,
-            shape: t.dims().to_vec(),
-            data,
-        })
-    }
-}
-
-impl safetensors::View for RawTensor {
-    fn dtype(&self) -> safetensors::Dtype {
-        self.dtype
-    }
-    fn shape(&self) -> &[usize] {
-        &self.shape
-    }
-    fn data(&self) -> Cow<'_, [u8]> {
-        Cow::Borrowed(&self.data)
-    }
-    fn data_len(&self) -> usize {
-        self.data.len()
-    }
 }

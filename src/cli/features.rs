@@ -7,6 +7,7 @@ use anyhow::Context;
 use captioner::data::{CaptionCorpus, Layout, LoadOptions};
 use captioner::features::{extract, ExtractOptions, FeatureCache, SHARD_IMAGES};
 use captioner::model::resnet::Arch;
+use clap::builder::TypedValueParser;
 use std::path::PathBuf;
 
 /// Flags of `captioner features`.
@@ -40,20 +41,14 @@ pub struct Args {
     #[arg(long, hide = true, default_value_t = SHARD_IMAGES)]
     pub shard_images: usize,
     /// Resize images to this square side (the seed and every pretrained recipe: 224).
-    #[arg(long, default_value_t = captioner::vision::IMAGE_SIZE, value_parser = parse_image_size)]
+    #[arg(long, default_value_t = captioner::vision::IMAGE_SIZE, value_parser = image_size_parser())]
     pub image_size: usize,
 }
 
-/// `--image-size` of `features` and `train`: a side from 32 to 1024 pixels.
-pub fn parse_image_size(s: &str) -> Result<usize, String> {
-    let side: usize = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a whole number of pixels"))?;
-    if (32..=1024).contains(&side) {
-        Ok(side)
-    } else {
-        Err(format!("must be between 32 and 1024, not {side}"))
-    }
+/// `--image-size` of `features` and `train`: a side from 32 to 1024 pixels, by clap's range
+/// parser (`10` is refused with "10 is not in 32..=1024").
+pub fn image_size_parser() -> impl TypedValueParser<Value = usize> {
+    clap::value_parser!(u16).range(32..=1024).map(usize::from)
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
@@ -91,4 +86,49 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         args.cache.display()
     );
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: super::Args,
+    }
+
+    fn parse(side: &str) -> Result<usize, String> {
+        Cli::try_parse_from([
+            "features",
+            "--data",
+            "d",
+            "--backbone",
+            "b",
+            "--cache",
+            "c",
+            "--image-size",
+            side,
+        ])
+        .map(|c| c.args.image_size)
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn image_size_is_a_side_from_32_to_1024() {
+        assert_eq!(parse("32"), Ok(32));
+        assert_eq!(parse("1024"), Ok(1024));
+        for bad in ["10", "1025", "70000"] {
+            let err = parse(bad).unwrap_err();
+            assert!(
+                err.contains("--image-size") && err.contains("32..=1024"),
+                "{bad}: {err}"
+            );
+        }
+        let err = parse("big").unwrap_err();
+        assert!(
+            err.contains("--image-size") && err.contains("'big'"),
+            "{err}"
+        );
+    }
 }

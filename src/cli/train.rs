@@ -69,7 +69,7 @@ pub struct Args {
     pub resume: bool,
     /// Resize images to this square side before the backbone (the seed: 224). Smaller is faster
     /// and only sensible for a backbone that is not pretrained at 224, like the demo's.
-    #[arg(long, default_value_t = captioner::vision::IMAGE_SIZE, value_parser = super::features::parse_image_size)]
+    #[arg(long, default_value_t = captioner::vision::IMAGE_SIZE, value_parser = super::features::image_size_parser())]
     pub image_size: usize,
     /// Images per ResNet forward pass while extracting features.
     #[arg(long, default_value_t = 16)]

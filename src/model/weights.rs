@@ -100,36 +100,50 @@ fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
+/// The dtypes a `.safetensors` weights file may hold; each is loaded as it is (the model casts).
+const SAFETENSORS_DTYPES: [DType; 7] = [
+    DType::F32,
+    DType::F16,
+    DType::BF16,
+    DType::F64,
+    DType::I64,
+    DType::U8,
+    DType::U32,
+];
+
 fn load_safetensors(path: &Path) -> Result<HashMap<String, Tensor>> {
+    use candle_core::safetensors::{Load, SliceSafetensors};
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
+    let st = SliceSafetensors::new(&bytes).map_err(|e| {
         weights_err(
             path,
             format!("not a valid .safetensors file (truncated?): {e}"),
         )
     })?;
-    let mut out = HashMap::new();
-    for (name, view) in st.tensors() {
-        use safetensors::Dtype as S;
-        let dtype = match view.dtype() {
-            S::F32 => DType::F32,
-            S::F16 => DType::F16,
-            S::BF16 => DType::BF16,
-            S::F64 => DType::F64,
-            S::I64 => DType::I64,
-            S::U8 => DType::U8,
-            S::U32 => DType::U32,
-            other => {
-                return Err(weights_err(
-                    path,
-                    format!("tensor {name}: unsupported dtype {other:?}"),
-                ))
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            // candle would also load I16, I32, U16 (as U32) and the 8/6/4-bit floats; a backbone
+            // never holds those, so they are refused here by name rather than failing later.
+            match DType::try_from(view.dtype()) {
+                Ok(dtype) if SAFETENSORS_DTYPES.contains(&dtype) => {}
+                _ => {
+                    return Err(weights_err(
+                        path,
+                        format!(
+                            "tensor {name}: unsupported dtype {:?} (expected one of {:?})",
+                            view.dtype(),
+                            SAFETENSORS_DTYPES
+                        ),
+                    ))
+                }
             }
-        };
-        let t = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), &Device::Cpu)?;
-        out.insert(name, t);
-    }
-    Ok(out)
+            let t = view
+                .load(&Device::Cpu)
+                .map_err(|e| weights_err(path, format!("tensor {name}: {e}")))?;
+            Ok((name, t))
+        })
+        .collect()
 }
 
 /// Writes tensors as `.safetensors`, e.g. formula weights for tests and benches.
@@ -163,6 +177,69 @@ mod tests {
         assert_eq!(
             sha256_file(&path).unwrap(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn safetensors_keep_their_dtypes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.safetensors");
+        let x = Tensor::new(&[[1.5f32, -2.0], [0.25, 4.0]], &Device::Cpu).unwrap();
+        let tensors = HashMap::from([
+            ("f32".to_string(), x.clone()),
+            ("f16".to_string(), x.to_dtype(DType::F16).unwrap()),
+            ("bf16".to_string(), x.to_dtype(DType::BF16).unwrap()),
+            (
+                "i64".to_string(),
+                Tensor::new(&[7i64, -1], &Device::Cpu).unwrap(),
+            ),
+            ("u8".to_string(), Tensor::new(&[3u8], &Device::Cpu).unwrap()),
+        ]);
+        save_safetensors(&path, &tensors).unwrap();
+        let back = load_state_dict(&path).unwrap();
+        assert_eq!(back.len(), tensors.len());
+        for (name, t) in &tensors {
+            assert_eq!(back[name].dtype(), t.dtype(), "{name}");
+            assert_eq!(back[name].dims(), t.dims(), "{name}");
+            let a = back[name]
+                .to_dtype(DType::F64)
+                .unwrap()
+                .flatten_all()
+                .unwrap();
+            let b = t.to_dtype(DType::F64).unwrap().flatten_all().unwrap();
+            assert_eq!(
+                a.to_vec1::<f64>().unwrap(),
+                b.to_vec1::<f64>().unwrap(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn truncated_safetensors_name_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cut.safetensors");
+        let x = Tensor::zeros((64, 64), DType::F32, &Device::Cpu).unwrap();
+        save_safetensors(&path, &HashMap::from([("x".to_string(), x)])).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
+        let err = load_state_dict(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("cut.safetensors") && err.contains("truncated"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unsupported_dtype_names_the_tensor() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("odd.safetensors");
+        let x = Tensor::new(&[1i32, 2], &Device::Cpu).unwrap();
+        save_safetensors(&path, &HashMap::from([("counts".to_string(), x)])).unwrap();
+        let err = load_state_dict(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("odd.safetensors") && err.contains("tensor counts") && err.contains("I32"),
+            "{err}"
         );
     }
 }

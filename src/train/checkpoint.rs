@@ -17,27 +17,62 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-/// A ChaCha8 generator's exact position, as JSON-friendly values.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RngState {
-    pub seed: String,
-    pub stream: u64,
-    /// The word position (a u128, as a decimal string).
-    pub word_pos: String,
-}
+/// A ChaCha8 generator's exact position (seed, stream, word position).
+///
+/// Written as `rand_chacha`'s own serde form, `{"seed": [32 bytes], "stream": n, "word_pos": n}`.
+/// Runs saved before that wrote `{"seed": "<hex>", "stream": n, "word_pos": "<decimal>"}`; both
+/// are read, so such a run still resumes exactly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RngState(ChaCha8Rng);
 
 impl RngState {
+    /// The generator's current position (drawing from `rng` afterwards does not change it).
     pub fn capture(rng: &ChaCha8Rng) -> Self {
-        Self {
-            seed: hex::encode(rng.get_seed()),
-            stream: rng.get_stream(),
-            word_pos: rng.get_word_pos().to_string(),
-        }
+        Self(rng.clone())
     }
 
+    /// A generator at the captured position.
     pub fn restore(&self) -> Result<ChaCha8Rng> {
+        Ok(self.0.clone())
+    }
+}
+
+impl Serialize for RngState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for RngState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        // Buffered as a JSON value to tell the two forms apart by the seed (bytes or a hex
+        // string). Not `#[serde(untagged)]`: serde's own buffer has no u128, the type of
+        // `word_pos`. A JSON value holds it up to u64::MAX words, far beyond any run.
+        let v = serde_json::Value::deserialize(d)?;
+        let rng = if v.get("seed").is_some_and(serde_json::Value::is_string) {
+            let old: LegacyRngState = serde_json::from_value(v).map_err(D::Error::custom)?;
+            old.restore().map_err(D::Error::custom)?
+        } else {
+            serde_json::from_value(v).map_err(D::Error::custom)?
+        };
+        Ok(Self(rng))
+    }
+}
+
+/// The hand-written form of runs saved before `rand_chacha`'s serde support was used.
+#[derive(Deserialize)]
+struct LegacyRngState {
+    seed: String,
+    stream: u64,
+    /// The word position (a u128, as a decimal string).
+    word_pos: String,
+}
+
+impl LegacyRngState {
+    fn restore(&self) -> std::result::Result<ChaCha8Rng, String> {
         use rand::SeedableRng;
-        let bad = |m: &str| Error::Invalid(format!("bad RNG state: {m}"));
+        let bad = |m: &str| format!("bad RNG state: {m}");
         let bytes = hex::decode(&self.seed).map_err(|_| bad("seed"))?;
         let seed: [u8; 32] = bytes.try_into().map_err(|_| bad("seed length"))?;
         let pos: u128 = self.word_pos.parse().map_err(|_| bad("word_pos"))?;
@@ -78,12 +113,22 @@ fn ckpt_err(path: &Path, e: impl std::fmt::Display) -> Error {
     }
 }
 
+/// Through `write_atomic_with` although the folder is new: it syncs the file (state.json, written
+/// last, must not reach the disk before the tensors do) and gives it the usual permissions rather
+/// than the 0600 of safetensors' own temp file.
 fn save_tensors(path: &Path, tensors: Vec<(String, Tensor)>) -> Result<()> {
     let map: HashMap<String, Tensor> = tensors.into_iter().collect();
-    candle_core::safetensors::save(&map, path).map_err(|e| ckpt_err(path, e))
+    crate::fsutil::write_atomic_with(path, |tmp| {
+        candle_core::safetensors::save(&map, tmp).map_err(|e| ckpt_err(path, e))
+    })
 }
 
 /// Writes `last/` for `run_dir` (see the module doc for why it survives a kill -9).
+///
+/// The folder swap stays hand-written rather than a `tempfile::TempDir`: `persist` exists only for
+/// files (a folder cannot be renamed over a non-empty `last/`), so the two renames would remain,
+/// and [`recover_last`] must recognise a kill -9's leftovers by the `last.tmp-`/`last.old-` names
+/// either way. A `TempDir` would only add its removal on error, which `recover_last` already does.
 pub fn save_last(
     run_dir: &Path,
     model: &CaptionModel,
@@ -126,8 +171,11 @@ fn leftovers(run_dir: &Path) -> Result<Vec<PathBuf>> {
     for entry in rd {
         let entry = entry.map_err(|e| Error::io(run_dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
+        // `last.tmp-*`/`last.old-*` folders of an interrupted swap, and the temp files of atomic
+        // writes (config.json, vocab.json, ...) killed mid-write.
         if name.starts_with(&format!("{LAST_DIR}.tmp-"))
             || name.starts_with(&format!("{LAST_DIR}.old-"))
+            || crate::fsutil::is_temp_file_name(&name)
         {
             out.push(entry.path());
         }
@@ -138,7 +186,7 @@ fn leftovers(run_dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Repairs `run_dir` after a crash: if `last/` is missing but a complete `last.old-*` exists
 /// (killed between the two renames), it becomes `last/` again; every other leftover temp folder
-/// is removed. Returns whether a complete `last/` exists afterwards.
+/// or temp file is removed. Returns whether a complete `last/` exists afterwards.
 pub fn recover_last(run_dir: &Path) -> Result<bool> {
     let last = run_dir.join(LAST_DIR);
     let mut found = is_complete(&last);
@@ -146,7 +194,9 @@ pub fn recover_last(run_dir: &Path) -> Result<bool> {
         let is_old = dir
             .file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{LAST_DIR}.old-")));
-        if !found && !last.exists() && is_old && is_complete(&dir) {
+        if dir.is_file() {
+            std::fs::remove_file(&dir).map_err(|e| Error::io(&dir, e))?;
+        } else if !found && !last.exists() && is_old && is_complete(&dir) {
             std::fs::rename(&dir, &last).map_err(|e| Error::io(&dir, e))?;
             found = true;
         } else {
@@ -169,4 +219,68 @@ pub fn load_last(
     let opt =
         candle_core::safetensors::load(&opt_path, device).map_err(|e| ckpt_err(&opt_path, e))?;
     Ok((model, opt, state))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+
+    fn draws(rng: &mut ChaCha8Rng) -> Vec<u64> {
+        (0..50).map(|_| rng.random()).collect()
+    }
+
+    /// A generator part-way through a stream other than 0, as a run's would be.
+    fn advanced() -> ChaCha8Rng {
+        let mut rng = ChaCha8Rng::seed_from_u64(42);
+        rng.set_stream(7);
+        for _ in 0..1001 {
+            let _: u32 = rng.random();
+        }
+        rng
+    }
+
+    #[test]
+    fn round_trip_continues_the_exact_stream() {
+        let mut rng = advanced();
+        let json = serde_json::to_string(&RngState::capture(&rng)).unwrap();
+        let back: RngState = serde_json::from_str(&json).unwrap();
+        let mut restored = back.restore().unwrap();
+        assert_eq!(draws(&mut restored), draws(&mut rng));
+        // Written as rand_chacha's serde form.
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert!(v["seed"].is_array(), "{json}");
+    }
+
+    /// `state.json` of a run saved by the hand-written form resumes at the same position.
+    #[test]
+    fn legacy_state_resumes_at_the_same_position() {
+        let mut rng = advanced();
+        let legacy = serde_json::json!({
+            "seed": hex::encode(rng.get_seed()),
+            "stream": rng.get_stream(),
+            "word_pos": rng.get_word_pos().to_string(),
+        });
+        let back: RngState = serde_json::from_value(legacy).unwrap();
+        assert_eq!(back, RngState::capture(&rng));
+        assert_eq!(draws(&mut back.restore().unwrap()), draws(&mut rng));
+    }
+
+    /// `word_pos` is a u128; the JSON buffer must not lose it near u64::MAX.
+    #[test]
+    fn large_word_position_survives() {
+        let mut rng = advanced();
+        rng.set_word_pos(u128::from(u64::MAX) - 3);
+        let json = serde_json::to_string(&RngState::capture(&rng)).unwrap();
+        let back: RngState = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.restore().unwrap().get_word_pos(), rng.get_word_pos());
+        assert_eq!(draws(&mut back.restore().unwrap()), draws(&mut rng));
+    }
+
+    #[test]
+    fn bad_legacy_state_is_an_error() {
+        let bad = serde_json::json!({"seed": "abcd", "stream": 0, "word_pos": "0"});
+        let err = serde_json::from_value::<RngState>(bad).unwrap_err();
+        assert!(err.to_string().contains("seed length"), "{err}");
+    }
 }

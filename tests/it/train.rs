@@ -156,9 +156,13 @@ fn leftover_temp_folders_do_not_break_resume() {
     let tmp = b.path().join("last.tmp-999999");
     std::fs::create_dir_all(&tmp).unwrap();
     std::fs::write(tmp.join(WEIGHTS_FILE), b"truncated").unwrap();
+    // And the temp file of an atomic write killed midway (config.json, metrics.jsonl, ...).
+    let half = b.path().join(".metrics.jsonl.tmp-AbC123");
+    std::fs::write(&half, b"{\"epoch\": 1, \"train_lo").unwrap();
     let out = train(b.path(), &config(3), &data(), &quiet(true)).unwrap();
     assert_eq!(out.epochs_done, 3);
     assert!(!tmp.exists(), "leftover temp folder not cleaned up");
+    assert!(!half.exists(), "leftover temp file not cleaned up");
     assert!(max_diff(&wa, &weights(b.path())) <= 1e-6);
 
     // Killed between the two renames: only last.old-<pid> (complete) and a complete tmp exist.
