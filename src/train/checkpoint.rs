@@ -86,6 +86,7 @@ impl LegacyRngState {
 /// Progress of a run, saved as `last/state.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainState {
+    /// The run's hyper-parameters.
     pub config: TrainConfig,
     /// Epochs fully finished (validated, logged).
     pub epochs_done: usize,
@@ -95,14 +96,21 @@ pub struct TrainState {
     pub epoch_rng: RngState,
     /// The RNG now (the next epoch shuffles with it).
     pub rng: RngState,
-    /// Partial sums of the epoch in progress: loss × tokens, tokens, seconds.
+    /// The epoch in progress so far: the sum of loss × tokens,
     pub partial_loss_sum: f64,
+    /// its tokens,
     pub partial_tokens: u64,
+    /// and its seconds.
     pub partial_seconds: f64,
+    /// The best validation loss so far.
     pub best_val_loss: Option<f64>,
+    /// The epoch it came from.
     pub best_epoch: Option<usize>,
+    /// Epochs since it last improved (early stopping counts these).
     pub epochs_without_improvement: usize,
+    /// Adam's step count (its bias correction depends on it).
     pub adam_step: u64,
+    /// Every finished epoch's metrics (`metrics.jsonl` is rewritten from them).
     pub history: Vec<EpochMetrics>,
 }
 
