@@ -1,8 +1,10 @@
-//! Building blocks of the fused CPU ops (LSTM sequence, output layer + loss): strided matrix
+//! Building blocks of the fused CPU ops (LSTM, output layer + loss, ResNet trunk): the one way to
+//! borrow a tensor's or a custom op's f32 data (slices and strided [`View`]s), strided matrix
 //! products through the `gemm` crate that candle's own matmul uses, deterministic column sums and
-//! access to a custom op's f32 storage, and a product for decoding's few-row matrices. Strides let the ops multiply transposed operands and
+//! a product for decoding's few-row matrices. Strides let the ops multiply transposed operands and
 //! slices of their saved state in place, where candle would copy them first.
 
+use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, DType, Layout, Storage, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -18,6 +20,7 @@ pub(crate) struct View<'a> {
 }
 
 impl<'a> View<'a> {
+    /// A row-major `[rows, cols]` matrix.
     pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
         Self {
             data,
@@ -248,15 +251,39 @@ fn rows_times_wt(xs: &[f32], wd: &[f32], m: usize, k: usize, n: usize) -> Vec<f3
     t
 }
 
+/// The f32 values of CPU storage, or an error naming `what` and the dtype it has instead: the
+/// one place that takes f32 data out of candle's storage enum.
+fn f32_storage<'a>(s: &'a CpuStorage, what: &str) -> candle_core::Result<&'a [f32]> {
+    match s {
+        CpuStorage::F32(d) => Ok(d),
+        other => candle_core::bail!("{what} must be f32, not {:?}", other.dtype()),
+    }
+}
+
 /// The f32 data of a custom op's contiguous input, or an error naming `what`.
 pub(crate) fn f32_data<'a>(
     s: &'a CpuStorage,
     l: &Layout,
     what: &str,
 ) -> candle_core::Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(d), Some((a, b))) => Ok(&d[a..b]),
+    let data = f32_storage(s, what)?;
+    match l.contiguous_offsets() {
+        Some((a, b)) if b <= data.len() => Ok(&data[a..b]),
         _ => candle_core::bail!("{what} must be contiguous f32"),
+    }
+}
+
+/// [`f32_data`] for an in-place op's destination.
+pub(crate) fn f32_data_mut<'a>(
+    s: &'a mut CpuStorage,
+    l: &Layout,
+    what: &str,
+) -> candle_core::Result<&'a mut [f32]> {
+    let dtype = s.dtype();
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(d), Some((a, b))) if b <= d.len() => Ok(&mut d[a..b]),
+        (CpuStorage::F32(_), _) => candle_core::bail!("{what} must be contiguous f32"),
+        _ => candle_core::bail!("{what} must be f32, not {dtype:?}"),
     }
 }
 
