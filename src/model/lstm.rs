@@ -2,11 +2,12 @@
 //! input projection for a whole sequence is one matrix product and whose cell is one fused op.
 
 mod cell;
+mod gates;
 mod sequence;
 
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, Var};
-use cell::lstm_cell;
+use cell::{lstm_cell, lstm_cell_ops};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
@@ -105,6 +106,7 @@ impl Lstm {
         ]
     }
 
+    /// The hidden size H.
     pub fn hidden_size(&self) -> usize {
         self.hidden
     }
@@ -121,7 +123,7 @@ impl Lstm {
     }
 
     /// Runs the recurrence from a projected input row block `[B, 4H]`; `decoding` as in
-    /// [`times_wt`].
+    /// [`times_wt`], and it also takes the fused cell op on the CPU (candle's ops otherwise).
     fn cell(&self, xp: &Tensor, state: Option<&LstmState>, decoding: bool) -> Result<LstmState> {
         let (gates, c_prev) = match state {
             Some(s) => {
@@ -136,7 +138,11 @@ impl Lstm {
                 )
             }
         };
-        let (h, c) = lstm_cell(&gates, &c_prev)?;
+        let (h, c) = if decoding {
+            lstm_cell(&gates, &c_prev)?
+        } else {
+            lstm_cell_ops(&gates, &c_prev)?
+        };
         Ok(LstmState { h, c })
     }
 
@@ -164,7 +170,8 @@ impl Lstm {
         self.forward_rows_stepwise(&x.reshape((t_len, b, i))?, rows)
     }
 
-    /// [`Lstm::forward_rows`] as one cell per step, with candle's own backward (other devices).
+    /// [`Lstm::forward_rows`] as one cell per step of candle's own ops, with candle's backward:
+    /// the path of other devices and the reference of the fused op's tests.
     fn forward_rows_stepwise(&self, x: &Tensor, rows: &[u32]) -> Result<Tensor> {
         let (t_len, b, i) = x.dims3()?;
         let xp = self

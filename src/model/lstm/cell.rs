@@ -158,8 +158,9 @@ pub(crate) fn lstm_cell(gates: &Tensor, c_prev: &Tensor) -> crate::Result<(Tenso
     Ok((out.narrow(1, 0, h)?, out.narrow(1, h, h)?))
 }
 
-/// The cell as plain candle ops: `c = σ(f)·c_prev + σ(i)·tanh(g)`, `h = σ(o)·tanh(c)`.
-fn lstm_cell_ops(gates: &Tensor, c_prev: &Tensor) -> crate::Result<(Tensor, Tensor)> {
+/// The cell as plain candle ops, with candle's backward: `c = σ(f)·c_prev + σ(i)·tanh(g)`,
+/// `h = σ(o)·tanh(c)`. The reference the fused kernels are tested against.
+pub(super) fn lstm_cell_ops(gates: &Tensor, c_prev: &Tensor) -> crate::Result<(Tensor, Tensor)> {
     let h = c_prev.dim(1)?;
     let gate = |k: usize| gates.narrow(1, k * h, h);
     let i = candle_nn::ops::sigmoid(&gate(0)?)?;
