@@ -20,6 +20,25 @@ pub(crate) struct View<'a> {
 }
 
 impl<'a> View<'a> {
+    /// A custom op's 2-D f32 input as candle laid it out (any strides, any offset), or an error
+    /// naming `what`.
+    pub fn of(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<Self> {
+        let data = f32_storage(s, what)?;
+        let (rows, cols) = l.shape().dims2()?;
+        let st = l.stride();
+        let v = Self {
+            data: data.get(l.start_offset()..).unwrap_or_default(),
+            rows,
+            cols,
+            rs: st[0],
+            cs: st[1],
+        };
+        if !v.fits() {
+            candle_core::bail!("{what}: layout {l:?} exceeds its {} values", data.len());
+        }
+        Ok(v)
+    }
+
     /// A row-major `[rows, cols]` matrix.
     pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
         Self {
@@ -40,6 +59,35 @@ impl<'a> View<'a> {
             cs: self.rs,
             ..self
         }
+    }
+
+    /// This matrix with adjacent columns, so that [`View::row`] applies: itself, or a row-major
+    /// copy in `buf` when its columns are strided (a layout candle may hand a custom op).
+    pub fn unit_cols<'b>(self, buf: &'b mut Vec<f32>) -> View<'b>
+    where
+        'a: 'b,
+    {
+        if self.cs == 1 || self.cols <= 1 {
+            return self;
+        }
+        buf.clear();
+        buf.reserve(self.rows * self.cols);
+        for r in 0..self.rows {
+            buf.extend((0..self.cols).map(|c| self.data[r * self.rs + c * self.cs]));
+        }
+        View::row_major(buf, self.rows, self.cols)
+    }
+
+    /// Row `r` as a slice of `cols` values; the columns must be adjacent (see
+    /// [`View::unit_cols`]).
+    #[inline]
+    pub fn row(&self, r: usize) -> &'a [f32] {
+        assert!(
+            self.cs == 1 || self.cols <= 1,
+            "row of a column-strided view"
+        );
+        let at = r * self.rs;
+        &self.data[at..at + self.cols]
     }
 
     fn fits(&self) -> bool {

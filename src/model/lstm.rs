@@ -123,7 +123,7 @@ impl Lstm {
     }
 
     /// Runs the recurrence from a projected input row block `[B, 4H]`; `decoding` as in
-    /// [`times_wt`], and it also takes the fused cell op on the CPU (candle's ops otherwise).
+    /// [`times_wt`], and it also takes the fused cell op on the CPU, which does not backpropagate.
     fn cell(&self, xp: &Tensor, state: Option<&LstmState>, decoding: bool) -> Result<LstmState> {
         let (gates, c_prev) = match state {
             Some(s) => {
