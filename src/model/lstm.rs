@@ -15,7 +15,9 @@ use std::collections::HashMap;
 /// The recurrent state `(h, c)`, each `[B, hidden]`.
 #[derive(Debug, Clone)]
 pub struct LstmState {
+    /// The hidden state, the step's output.
     pub h: Tensor,
+    /// The cell state.
     pub c: Tensor,
 }
 
@@ -23,9 +25,13 @@ pub struct LstmState {
 /// `bias_ih_l0 [4H]`, `bias_hh_l0 [4H]`.
 #[derive(Debug, Clone)]
 pub struct Lstm {
+    /// `weight_ih_l0 [4H, I]`.
     pub weight_ih: Var,
+    /// `weight_hh_l0 [4H, H]`.
     pub weight_hh: Var,
+    /// `bias_ih_l0 [4H]`.
     pub bias_ih: Var,
+    /// `bias_hh_l0 [4H]`.
     pub bias_hh: Var,
     hidden: usize,
 }
