@@ -1,8 +1,10 @@
-//! Building blocks of the fused CPU ops (LSTM sequence, output layer + loss): strided matrix
+//! Building blocks of the fused CPU ops (LSTM, output layer + loss, ResNet trunk): the one way to
+//! borrow a tensor's or a custom op's f32 data (slices and strided [`View`]s), strided matrix
 //! products through the `gemm` crate that candle's own matmul uses, deterministic column sums and
-//! access to a custom op's f32 storage, and a product for decoding's few-row matrices. Strides let the ops multiply transposed operands and
+//! a product for decoding's few-row matrices. Strides let the ops multiply transposed operands and
 //! slices of their saved state in place, where candle would copy them first.
 
+use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, DType, Layout, Storage, Tensor};
 use gemm::Parallelism;
 use rayon::prelude::*;
@@ -18,6 +20,26 @@ pub(crate) struct View<'a> {
 }
 
 impl<'a> View<'a> {
+    /// A custom op's 2-D f32 input as candle laid it out (any strides, any offset), or an error
+    /// naming `what`.
+    pub fn of(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<Self> {
+        let data = f32_storage(s, what)?;
+        let (rows, cols) = l.shape().dims2()?;
+        let st = l.stride();
+        let v = Self {
+            data: data.get(l.start_offset()..).unwrap_or_default(),
+            rows,
+            cols,
+            rs: st[0],
+            cs: st[1],
+        };
+        if !v.fits() {
+            candle_core::bail!("{what}: layout {l:?} exceeds its {} values", data.len());
+        }
+        Ok(v)
+    }
+
+    /// A row-major `[rows, cols]` matrix.
     pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
         Self {
             data,
@@ -37,6 +59,35 @@ impl<'a> View<'a> {
             cs: self.rs,
             ..self
         }
+    }
+
+    /// This matrix with adjacent columns, so that [`View::row`] applies: itself, or a row-major
+    /// copy in `buf` when its columns are strided (a layout candle may hand a custom op).
+    pub fn unit_cols<'b>(self, buf: &'b mut Vec<f32>) -> View<'b>
+    where
+        'a: 'b,
+    {
+        if self.cs == 1 || self.cols <= 1 {
+            return self;
+        }
+        buf.clear();
+        buf.reserve(self.rows * self.cols);
+        for r in 0..self.rows {
+            buf.extend((0..self.cols).map(|c| self.data[r * self.rs + c * self.cs]));
+        }
+        View::row_major(buf, self.rows, self.cols)
+    }
+
+    /// Row `r` as a slice of `cols` values; the columns must be adjacent (see
+    /// [`View::unit_cols`]).
+    #[inline]
+    pub fn row(&self, r: usize) -> &'a [f32] {
+        assert!(
+            self.cs == 1 || self.cols <= 1,
+            "row of a column-strided view"
+        );
+        let at = r * self.rs;
+        &self.data[at..at + self.cols]
     }
 
     fn fits(&self) -> bool {
@@ -248,15 +299,39 @@ fn rows_times_wt(xs: &[f32], wd: &[f32], m: usize, k: usize, n: usize) -> Vec<f3
     t
 }
 
+/// The f32 values of CPU storage, or an error naming `what` and the dtype it has instead: the
+/// one place that takes f32 data out of candle's storage enum.
+fn f32_storage<'a>(s: &'a CpuStorage, what: &str) -> candle_core::Result<&'a [f32]> {
+    match s {
+        CpuStorage::F32(d) => Ok(d),
+        other => candle_core::bail!("{what} must be f32, not {:?}", other.dtype()),
+    }
+}
+
 /// The f32 data of a custom op's contiguous input, or an error naming `what`.
 pub(crate) fn f32_data<'a>(
     s: &'a CpuStorage,
     l: &Layout,
     what: &str,
 ) -> candle_core::Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(d), Some((a, b))) => Ok(&d[a..b]),
+    let data = f32_storage(s, what)?;
+    match l.contiguous_offsets() {
+        Some((a, b)) if b <= data.len() => Ok(&data[a..b]),
         _ => candle_core::bail!("{what} must be contiguous f32"),
+    }
+}
+
+/// [`f32_data`] for an in-place op's destination.
+pub(crate) fn f32_data_mut<'a>(
+    s: &'a mut CpuStorage,
+    l: &Layout,
+    what: &str,
+) -> candle_core::Result<&'a mut [f32]> {
+    let dtype = s.dtype();
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(d), Some((a, b))) if b <= d.len() => Ok(&mut d[a..b]),
+        (CpuStorage::F32(_), _) => candle_core::bail!("{what} must be contiguous f32"),
+        _ => candle_core::bail!("{what} must be f32, not {dtype:?}"),
     }
 }
 

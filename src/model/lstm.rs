@@ -2,11 +2,12 @@
 //! input projection for a whole sequence is one matrix product and whose cell is one fused op.
 
 mod cell;
+mod gates;
 mod sequence;
 
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, Var};
-use cell::lstm_cell;
+use cell::{lstm_cell, lstm_cell_ops};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::HashMap;
@@ -14,7 +15,9 @@ use std::collections::HashMap;
 /// The recurrent state `(h, c)`, each `[B, hidden]`.
 #[derive(Debug, Clone)]
 pub struct LstmState {
+    /// The hidden state, the step's output.
     pub h: Tensor,
+    /// The cell state.
     pub c: Tensor,
 }
 
@@ -22,9 +25,13 @@ pub struct LstmState {
 /// `bias_ih_l0 [4H]`, `bias_hh_l0 [4H]`.
 #[derive(Debug, Clone)]
 pub struct Lstm {
+    /// `weight_ih_l0 [4H, I]`.
     pub weight_ih: Var,
+    /// `weight_hh_l0 [4H, H]`.
     pub weight_hh: Var,
+    /// `bias_ih_l0 [4H]`.
     pub bias_ih: Var,
+    /// `bias_hh_l0 [4H]`.
     pub bias_hh: Var,
     hidden: usize,
 }
@@ -105,6 +112,7 @@ impl Lstm {
         ]
     }
 
+    /// The hidden size H.
     pub fn hidden_size(&self) -> usize {
         self.hidden
     }
@@ -121,7 +129,7 @@ impl Lstm {
     }
 
     /// Runs the recurrence from a projected input row block `[B, 4H]`; `decoding` as in
-    /// [`times_wt`].
+    /// [`times_wt`], and it also takes the fused cell op on the CPU, which does not backpropagate.
     fn cell(&self, xp: &Tensor, state: Option<&LstmState>, decoding: bool) -> Result<LstmState> {
         let (gates, c_prev) = match state {
             Some(s) => {
@@ -136,7 +144,11 @@ impl Lstm {
                 )
             }
         };
-        let (h, c) = lstm_cell(&gates, &c_prev)?;
+        let (h, c) = if decoding {
+            lstm_cell(&gates, &c_prev)?
+        } else {
+            lstm_cell_ops(&gates, &c_prev)?
+        };
         Ok(LstmState { h, c })
     }
 
@@ -164,7 +176,8 @@ impl Lstm {
         self.forward_rows_stepwise(&x.reshape((t_len, b, i))?, rows)
     }
 
-    /// [`Lstm::forward_rows`] as one cell per step, with candle's own backward (other devices).
+    /// [`Lstm::forward_rows`] as one cell per step of candle's own ops, with candle's backward:
+    /// the path of other devices and the reference of the fused op's tests.
     fn forward_rows_stepwise(&self, x: &Tensor, rows: &[u32]) -> Result<Tensor> {
         let (t_len, b, i) = x.dims3()?;
         let xp = self

@@ -1,6 +1,7 @@
 //! Adam exactly as `torch.optim.Adam` (single-tensor path, no weight decay, no amsgrad), updating
 //! parameters in place: candle_nn's AdamW allocates ~10 temporaries per parameter per step.
 
+use crate::model::cpu_math::{f32_data, f32_data_mut};
 use crate::{Error, Result};
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, InplaceOp2, Layout, Tensor, Var};
@@ -68,14 +69,8 @@ impl InplaceOp2 for Update<'_> {
         gs: &CpuStorage,
         gl: &Layout,
     ) -> candle_core::Result<()> {
-        let p = match (dst, dst_l.contiguous_offsets()) {
-            (CpuStorage::F32(d), Some((a, b))) => &mut d[a..b],
-            _ => candle_core::bail!("adam: parameter must be contiguous f32"),
-        };
-        let g = match (gs, gl.contiguous_offsets()) {
-            (CpuStorage::F32(d), Some((a, b))) => &d[a..b],
-            _ => candle_core::bail!("adam: gradient must be contiguous f32"),
-        };
+        let p = f32_data_mut(dst, dst_l, "adam: parameter")?;
+        let g = f32_data(gs, gl, "adam: gradient")?;
         let mut m = self
             .m
             .lock()

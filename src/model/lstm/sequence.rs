@@ -4,7 +4,7 @@
 //! slice, select and zero-pad megabytes of gradient per step (docs/performance.md). The op keeps
 //! each step's cell and gates itself, for its backward pass.
 
-use crate::model::activation::{sigmoid, tanh};
+use super::gates;
 use crate::model::cpu_math::{column_sums, f32_data, matmul_into, with_data, View};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -20,6 +20,7 @@ pub(crate) struct LstmRows {
 }
 
 impl LstmRows {
+    /// The op for a time-major sequence of `batch` columns whose outputs are `rows`.
     pub fn new(batch: usize, rows: Vec<u32>) -> Self {
         Self {
             batch,
@@ -58,13 +59,14 @@ fn recurrence(
 ) -> candle_core::Result<Vec<f32>> {
     let (g4, h6) = (4 * h, 6 * h);
     let mut out = vec![0f32; t_len * b * h6];
-    let mut rec = vec![0f32; b * g4];
-    let zeros = vec![0f32; g4];
+    // Per batch row the gates' pre-activations: x·W_ihᵀ + b, plus h_{t-1}·W_hhᵀ after step 0.
+    let mut pre = vec![0f32; b * g4];
+    let zeros = vec![0f32; h];
     for t in 0..t_len {
         let (before, cur) = out.split_at_mut(t * b * h6);
         let prev = (t > 0).then(|| &before[(t - 1) * b * h6..]);
         if let Some(p) = prev {
-            // rec = h_{t-1} · W_hhᵀ, reading h_{t-1} in place from the previous step's rows.
+            // h_{t-1} · W_hhᵀ, reading h_{t-1} in place from the previous step's rows.
             let h_prev = View {
                 data: p,
                 rows: b,
@@ -73,18 +75,31 @@ fn recurrence(
                 cs: 1,
             };
             let w_t = View::row_major(w, g4, h).t();
-            matmul_into(&mut rec, h_prev, w_t, 1.0, false)?;
+            matmul_into(&mut pre, h_prev, w_t, 1.0, false)?;
         }
         cur[..b * h6]
             .par_chunks_mut(h6)
+            .zip(pre.par_chunks_mut(g4))
             .enumerate()
-            .for_each(|(r, row)| {
+            .for_each(|(r, (row, pre))| {
                 let x = &xp[(t * b + r) * g4..(t * b + r + 1) * g4];
-                let (rc, c_prev) = match prev {
-                    Some(p) => (&rec[r * g4..(r + 1) * g4], &p[r * h6 + h..r * h6 + 2 * h]),
-                    None => (&zeros[..], &zeros[..h]),
+                let c_prev = match prev {
+                    Some(p) => {
+                        for ((p, &x), &bias) in pre.iter_mut().zip(x).zip(bias) {
+                            *p += x + bias;
+                        }
+                        &p[r * h6 + h..r * h6 + 2 * h]
+                    }
+                    None => {
+                        for ((p, &x), &bias) in pre.iter_mut().zip(x).zip(bias) {
+                            *p = x + bias;
+                        }
+                        &zeros[..]
+                    }
                 };
-                gates_forward(x, bias, rc, c_prev, row, h);
+                let (h_out, rest) = row.split_at_mut(h);
+                let (c_out, acts) = rest.split_at_mut(h);
+                gates::forward(pre, c_prev, h_out, c_out, acts);
             });
     }
     Ok(out)
@@ -138,14 +153,19 @@ impl CustomOp3 for LstmRows {
         let (t_len, b, h) = dims;
         let saved = self.saved.lock().ok().and_then(|mut s| s.take());
         // The gradient of every step's h: the scored rows' gradients, zero elsewhere.
-        let grad = grad_res.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
         let mut gh = vec![0f32; t_len * b * h];
-        for (k, &r) in self.rows.iter().enumerate() {
-            let dst = &mut gh[r as usize * h..(r as usize + 1) * h];
-            for (d, &g) in dst.iter_mut().zip(&grad[k * h..(k + 1) * h]) {
-                *d += g;
+        with_data(grad_res, |grad| {
+            if grad.len() != self.rows.len() * h {
+                candle_core::bail!("lstm sequence: gradient of {} values", grad.len());
             }
-        }
+            for (&r, g) in self.rows.iter().zip(grad.chunks_exact(h.max(1))) {
+                let dst = &mut gh[r as usize * h..(r as usize + 1) * h];
+                for (d, &g) in dst.iter_mut().zip(g) {
+                    *d += g;
+                }
+            }
+            Ok(())
+        })?;
         let (d_xp, d_w) = with_data(w_hh, |w| {
             let saved = match saved {
                 Some(s) => s,
@@ -181,8 +201,9 @@ fn through_time(
         let dg = &mut d_xp[t * b * g4..(t + 1) * b * g4];
         dg.par_chunks_mut(g4)
             .zip(dc_next.par_chunks_mut(h))
+            .zip(dh_next.par_chunks_mut(h))
             .enumerate()
-            .for_each(|(r, (dg, dcn))| {
+            .for_each(|(r, ((dg, dc), dh))| {
                 let at = t * b + r;
                 let row = &saved[at * h6..(at + 1) * h6];
                 let c_prev = if t == 0 {
@@ -190,8 +211,11 @@ fn through_time(
                 } else {
                     &saved[(at - b) * h6 + h..(at - b) * h6 + 2 * h]
                 };
-                let dh = &dh_next[r * h..(r + 1) * h];
-                gates_backward(row, &gh[at * h..(at + 1) * h], c_prev, dh, dg, dcn, h);
+                // This step's h feeds the loss and the next step.
+                for (d, &g) in dh.iter_mut().zip(&gh[at * h..(at + 1) * h]) {
+                    *d += g;
+                }
+                gates::backward(&row[2 * h..], &row[h..2 * h], c_prev, dh, dc, dg);
             });
         if t > 0 {
             matmul_into(
@@ -218,72 +242,4 @@ fn through_time(
         matmul_into(&mut d_w, dg, h_prev, 1.0, false)?;
     }
     Ok((d_xp, d_w))
-}
-
-/// One row of one step forward: projected input `x`, `bias` and recurrent product `rc` (each 4H:
-/// i f g o pre-activations), previous cell `c_prev` (H) → `row` (6H: h | c | i f g o). Written
-/// over equal-length slices so that the loop vectorises.
-fn gates_forward(x: &[f32], bias: &[f32], rc: &[f32], c_prev: &[f32], row: &mut [f32], h: usize) {
-    let [x_i, x_f, x_g, x_o] = quarters(x, h);
-    let [b_i, b_f, b_g, b_o] = quarters(bias, h);
-    let [r_i, r_f, r_g, r_o] = quarters(rc, h);
-    let (h_out, rest) = row.split_at_mut(h);
-    let (c_out, rest) = rest.split_at_mut(h);
-    let (i_out, rest) = rest.split_at_mut(h);
-    let (f_out, rest) = rest.split_at_mut(h);
-    let (g_out, o_out) = rest.split_at_mut(h);
-    let (c_prev, o_out) = (&c_prev[..h], &mut o_out[..h]);
-    for j in 0..h {
-        let i = sigmoid((x_i[j] + b_i[j]) + r_i[j]);
-        let f = sigmoid((x_f[j] + b_f[j]) + r_f[j]);
-        let g = tanh((x_g[j] + b_g[j]) + r_g[j]);
-        let o = sigmoid((x_o[j] + b_o[j]) + r_o[j]);
-        let c = f * c_prev[j] + i * g;
-        h_out[j] = o * tanh(c);
-        c_out[j] = c;
-        i_out[j] = i;
-        f_out[j] = f;
-        g_out[j] = g;
-        o_out[j] = o;
-    }
-}
-
-/// The four gate blocks (i, f, g, o) of a 4H row, each exactly H long.
-fn quarters(s: &[f32], h: usize) -> [&[f32]; 4] {
-    [&s[..h], &s[h..2 * h], &s[2 * h..3 * h], &s[3 * h..4 * h]]
-}
-
-/// One row of one step backward: the step's `row` (6H), the gradient `gh` of its h from the loss
-/// (H), the previous cell, the gradient flowing back into h from the next step → gate gradients
-/// `dg` (4H); `dcn` holds the gradient into c from the next step on entry and the one into this
-/// step's c_prev on exit.
-fn gates_backward(
-    row: &[f32],
-    gh: &[f32],
-    c_prev: &[f32],
-    dh_next: &[f32],
-    dg: &mut [f32],
-    dcn: &mut [f32],
-    h: usize,
-) {
-    let (c_row, acts) = row[h..6 * h].split_at(h);
-    let (i_row, acts) = acts.split_at(h);
-    let (f_row, acts) = acts.split_at(h);
-    let (g_row, o_row) = acts.split_at(h);
-    let (d_i, d) = dg.split_at_mut(h);
-    let (d_f, d) = d.split_at_mut(h);
-    let (d_g, d_o) = d.split_at_mut(h);
-    let (gh, c_prev, dh_next) = (&gh[..h], &c_prev[..h], &dh_next[..h]);
-    let (dcn, d_o) = (&mut dcn[..h], &mut d_o[..h]);
-    for j in 0..h {
-        let (c, i, f, g, o) = (c_row[j], i_row[j], f_row[j], g_row[j], o_row[j]);
-        let tc = tanh(c);
-        let dh = gh[j] + dh_next[j];
-        let dc = dcn[j] + dh * o * (1.0 - tc * tc);
-        d_i[j] = dc * g * i * (1.0 - i);
-        d_f[j] = dc * c_prev[j] * f * (1.0 - f);
-        d_g[j] = dc * i * (1.0 - g * g);
-        d_o[j] = dh * tc * o * (1.0 - o);
-        dcn[j] = dc * f;
-    }
 }

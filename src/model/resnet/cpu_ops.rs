@@ -3,16 +3,9 @@
 //! bias + residual + ReLU epilogue (one pass over the GEMM output instead of three).
 //! Hand-written because candle has no NHWC convolution and its elementwise ops each take a pass.
 
+use crate::model::cpu_math::{f32_data, f32_data_mut};
 use candle_core::{bail, CpuStorage, InplaceOp1, InplaceOp2, Layout, Result, Shape};
 use rayon::prelude::*;
-
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => bail!("expected a contiguous f32 tensor"),
-    }
-}
 
 /// Output size of a convolution or pool along one axis.
 pub fn out_size(n: usize, k: usize, stride: usize, pad: usize) -> usize {
@@ -33,7 +26,7 @@ impl candle_core::CustomOp1 for Im2Col {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, h, w, c) = l.shape().dims4()?;
-        let x = contiguous(s, l)?;
+        let x = f32_data(s, l, "im2col: input")?;
         let (k, st, p) = (self.k, self.stride, self.pad);
         let (ho, wo) = (out_size(h, k, st, p), out_size(w, k, st, p));
         let row = k * k * c;
@@ -93,7 +86,7 @@ impl candle_core::CustomOp1 for MaxPool {
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (b, h, w, c) = l.shape().dims4()?;
-        let x = contiguous(s, l)?;
+        let x = f32_data(s, l, "max-pool: input")?;
         let (k, st, p) = (self.k, self.stride, self.pad);
         let (ho, wo) = (out_size(h, k, st, p), out_size(w, k, st, p));
         let mut out = vec![0f32; b * ho * wo * c];
@@ -133,17 +126,13 @@ pub struct BiasAct<'a> {
     pub relu: bool,
 }
 
+/// The rows of `c` channels of an in-place op's destination.
 fn rows_mut<'a>(s: &'a mut CpuStorage, l: &Layout, c: usize) -> Result<&'a mut [f32]> {
-    let Some((a, b)) = l.contiguous_offsets() else {
-        bail!("expected a contiguous tensor")
-    };
-    let CpuStorage::F32(v) = s else {
-        bail!("expected f32")
-    };
-    if (b - a) % c != 0 {
-        bail!("length {} is not a multiple of {c} channels", b - a)
+    let y = f32_data_mut(s, l, "bias epilogue: output")?;
+    if y.len() % c != 0 {
+        bail!("length {} is not a multiple of {c} channels", y.len())
     }
-    Ok(&mut v[a..b])
+    Ok(y)
 }
 
 const ROWS_PER_TASK: usize = 64;
@@ -186,7 +175,7 @@ impl InplaceOp2 for BiasResidualRelu<'_> {
         l: &Layout,
     ) -> Result<()> {
         let c = self.bias.len();
-        let r = contiguous(s, l)?;
+        let r = f32_data(s, l, "bias-residual-relu: residual")?;
         let y = rows_mut(dst, dst_l, c)?;
         if r.len() != y.len() {
             bail!("residual has {} values, output {}", r.len(), y.len())
