@@ -161,7 +161,7 @@ impl Lstm {
     /// The hidden outputs `[N, H]` of the steps `rows` (indices into the `T·B` time-major steps)
     /// of the sequence `x [T, B, input]`, from a zero state: what teacher forcing scores. The
     /// input projection of all steps is one matrix product; on the CPU the recurrence and its
-    /// backward pass are one op ([`sequence::LstmRows`]).
+    /// backward pass are one op (`LstmRows`, private to this module).
     pub fn forward_rows(&self, x: &Tensor, rows: &[u32]) -> Result<Tensor> {
         let (t_len, b, i) = x.dims3()?;
         if t_len == 0 {

@@ -13,9 +13,13 @@ use std::sync::Mutex;
 /// Adam's hyper-parameters (the seed's: lr 1e-3, betas 0.9/0.999, eps 1e-8).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct AdamConfig {
+    /// Learning rate.
     pub lr: f64,
+    /// Decay of the first moment.
     pub beta1: f64,
+    /// Decay of the second moment.
     pub beta2: f64,
+    /// Added to the second moment's square root.
     pub eps: f64,
 }
 
@@ -134,6 +138,7 @@ impl Adam {
         self.step
     }
 
+    /// The hyper-parameters.
     pub fn config(&self) -> AdamConfig {
         self.cfg
     }
