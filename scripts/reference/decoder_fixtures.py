@@ -1,4 +1,4 @@
-"""Parity fixtures for the head + LSTM decoder + loss + Adam (tests/decoder.rs reads them).
+"""Parity fixtures for the head + LSTM decoder + loss + Adam (tests/it/decoder.rs reads them).
 
 Run from the repository root:  /work/pyref/bin/python scripts/reference/decoder_fixtures.py
 Writes tests/fixtures/decoder/parity.safetensors (a few KB).

@@ -1,4 +1,4 @@
-"""Greedy-decoding parity fixture (tests/caption.rs reads it).
+"""Greedy-decoding parity fixture (tests/it/caption.rs reads it).
 
 Run from the repository root:  /work/pyref/bin/python scripts/reference/greedy_fixtures.py
 Writes tests/fixtures/decode/greedy.safetensors (about 60 KB).

@@ -1,4 +1,4 @@
-"""Expected caption metrics from pycocoevalcap 1.2, for tests/metrics.rs.
+"""Expected caption metrics from pycocoevalcap 1.2, for tests/it/metrics.rs.
 
 Run from the repository root (needs java for Stanford CoreNLP's PTBTokenizer):
     /work/pyref/bin/python scripts/reference/metrics_fixtures.py

@@ -1,4 +1,4 @@
-"""Fixtures for the preprocessing parity test (tests/preprocess.rs).
+"""Fixtures for the preprocessing parity test (tests/it/preprocess.rs).
 
 Run by hand from the repository root:
 

@@ -1,4 +1,4 @@
-"""ResNet parity fixtures for tests/resnet.rs.
+"""ResNet parity fixtures for tests/it/resnet.rs.
 
 Run from the repository root:
     /work/pyref/bin/python scripts/reference/resnet_fixtures.py

@@ -24,3 +24,4 @@ mod serve;
 mod synth;
 mod train;
 mod train_cli;
+mod webdriver;

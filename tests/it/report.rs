@@ -10,17 +10,15 @@
 //! goes under the target folder, so `cargo test` leaves docs/ alone.
 
 use crate::common::{exe, run_ok};
-use base64::Engine as _;
+use crate::webdriver::{self, Browser};
 use captioner::data::synth;
 use captioner::metrics::{cider_d, cider_d_per_image, ptb_tokenize, Scores};
 use captioner::metrics::{TokenizedHyps, TokenizedRefs};
 use captioner::report::{per_image_scores, write_report, ReportImage, ReportInput};
 use captioner::train::metrics_log::{write_metrics, EpochMetrics};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 /// A caption that would run script if it were written into the page unescaped.
 const HOSTILE: &str = "a <script>window.pwned=1</script> & \"red\" <b>square</b>";
@@ -353,175 +351,6 @@ fn eval_report_writes_the_page_for_a_run_with_beam_search() {
 
 // ---- in Chromium ----
 
-/// The W3C name of an element reference in WebDriver answers.
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-fn find_program(names: &[&str]) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
-        .find(|p| p.is_file())
-}
-
-/// A chromedriver process and one browser session in it; both end on drop (as in tests/browser.rs).
-struct Browser {
-    driver: Child,
-    base: String,
-    session: String,
-    http: ureq::Agent,
-    _profile: tempfile::TempDir,
-}
-
-impl Browser {
-    fn launch(chromium: &Path, chromedriver: &Path) -> Browser {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let driver = Command::new(chromedriver)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
-        let http: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(60)))
-            .build()
-            .into();
-        let profile = tempfile::tempdir().unwrap();
-        let args = [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-dev-shm-usage",
-            "--hide-scrollbars",
-            "--window-size=1280,1000",
-            &format!("--user-data-dir={}", profile.path().display()),
-        ];
-        let mut browser = Browser {
-            driver,
-            base: format!("http://127.0.0.1:{port}"),
-            session: String::new(),
-            http,
-            _profile: profile,
-        };
-        browser.wait_ready();
-        let caps = json!({ "capabilities": { "alwaysMatch": {
-            "browserName": "chrome",
-            "goog:chromeOptions": { "binary": chromium, "args": args },
-        }}});
-        let answer = browser.call("POST", "/session", Some(caps));
-        browser.session = answer["sessionId"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no session in {answer}"))
-            .to_string();
-        browser
-    }
-
-    fn wait_ready(&self) {
-        let t0 = Instant::now();
-        loop {
-            let ready = self
-                .http
-                .get(format!("{}/status", self.base))
-                .call()
-                .ok()
-                .and_then(|mut r| r.body_mut().read_json::<Value>().ok())
-                .is_some_and(|v| v["value"]["ready"] == true);
-            if ready {
-                return;
-            }
-            assert!(
-                t0.elapsed() < Duration::from_secs(20),
-                "chromedriver not ready"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// One WebDriver command; returns its `value`, panicking on a WebDriver error.
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = format!("{}{}", self.base, path);
-        let res = match (method, body) {
-            ("GET", _) => self.http.get(&url).call(),
-            ("DELETE", _) => self.http.delete(&url).call(),
-            (_, body) => self.http.post(&url).send_json(body.unwrap_or(json!({}))),
-        };
-        let mut res = res.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-        let status = res.status();
-        let answer: Value = res.body_mut().read_json().expect("WebDriver answers JSON");
-        let value = answer["value"].clone();
-        assert!(
-            status.is_success(),
-            "{method} {path}: {status}: {}",
-            value["message"]
-        );
-        value
-    }
-
-    fn session_call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        self.call(method, &format!("/session/{}{path}", self.session), body)
-    }
-
-    fn goto(&self, url: &str) {
-        self.session_call("POST", "/url", Some(json!({ "url": url })));
-    }
-
-    fn click(&self, css: &str) {
-        let v = self.session_call(
-            "POST",
-            "/element",
-            Some(json!({ "using": "css selector", "value": css })),
-        );
-        let id = v[ELEMENT].as_str().expect("element id");
-        self.session_call("POST", &format!("/element/{id}/click"), None);
-    }
-
-    fn script(&self, script: &str) -> Value {
-        let body = json!({ "script": script, "args": [] });
-        self.session_call("POST", "/execute/sync", Some(body))
-    }
-
-    /// Polls `script` until it returns true.
-    fn wait_until(&self, what: &str, script: &str) {
-        let t0 = Instant::now();
-        while self.script(script) != json!(true) {
-            assert!(t0.elapsed() < Duration::from_secs(20), "timed out: {what}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn resize(&self, width: u32, height: u32) {
-        let rect = json!({ "width": width, "height": height });
-        self.session_call("POST", "/window/rect", Some(rect));
-    }
-
-    fn screenshot(&self, to: &Path) {
-        let v = self.session_call("GET", "/screenshot", None);
-        let png = base64::engine::general_purpose::STANDARD
-            .decode(v.as_str().expect("base64 screenshot"))
-            .expect("valid base64");
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::write(to, png).unwrap();
-    }
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        if !self.session.is_empty() {
-            let url = format!("{}/session/{}", self.base, self.session);
-            let _ = self.http.delete(&url).call();
-        }
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
-}
-
 /// The visible rows' (name, CIDEr-D, BLEU-4), in page order.
 const VISIBLE_ROWS: &str = "return Array.from(document.querySelectorAll('#results tbody tr'))\
      .filter(r => !r.hidden && r.offsetParent !== null)\
@@ -544,19 +373,8 @@ fn visible_rows(b: &Browser) -> Vec<(String, f64, f64)> {
 
 #[test]
 fn the_report_page_works_in_chromium() {
-    let (Some(chromium), Some(chromedriver)) = (
-        find_program(&["chromium", "chromium-browser", "google-chrome"]),
-        find_program(&["chromedriver"]),
-    ) else {
-        if std::env::var_os("CI").is_some() {
-            panic!("chromium and chromedriver are required in CI (.ci/run installs them)");
-        }
-        // Straight to stderr: the test harness would swallow eprintln! of a passing test.
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED the_report_page_works_in_chromium: chromium or chromedriver not found \
-             (apt-get install chromium chromium-driver)"
-        );
+    let Some((chromium, chromedriver)) = webdriver::chromium("the_report_page_works_in_chromium")
+    else {
         return;
     };
 
@@ -592,7 +410,7 @@ fn the_report_page_works_in_chromium() {
         .count();
     assert!(total > 0);
 
-    let browser = Browser::launch(&chromium, &chromedriver);
+    let browser = Browser::launch(&chromium, &chromedriver, 1280, 1000);
     // Loaded twice: the first navigation of a fresh browser also starts its renderer, the second
     // is what a reader sees when opening another report.
     for visit in ["first load", "second load"] {
