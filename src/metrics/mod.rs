@@ -39,6 +39,20 @@ pub struct Scores {
     pub images: usize,
 }
 
+impl Scores {
+    /// The metrics under their usual names, in the order tables show them.
+    pub fn named(&self) -> [(&'static str, f64); 6] {
+        [
+            ("BLEU-1", self.bleu1),
+            ("BLEU-2", self.bleu2),
+            ("BLEU-3", self.bleu3),
+            ("BLEU-4", self.bleu4),
+            ("ROUGE-L", self.rouge_l),
+            ("CIDEr-D", self.cider),
+        ]
+    }
+}
+
 /// Scores raw captions: tokenizes them with [`ptb_tokenize`] and runs every metric.
 /// Every image must have a hypothesis and at least one reference.
 pub fn evaluate(

@@ -51,14 +51,7 @@ fn fill(template: &str, slot: impl Fn(&str) -> Option<String>) -> String {
 fn scores_table(input: &ReportInput) -> String {
     let s = input.scores;
     let mut t = String::from("<table>\n");
-    for (name, v) in [
-        ("BLEU-1", s.bleu1),
-        ("BLEU-2", s.bleu2),
-        ("BLEU-3", s.bleu3),
-        ("BLEU-4", s.bleu4),
-        ("ROUGE-L", s.rouge_l),
-        ("CIDEr-D", s.cider),
-    ] {
+    for (name, v) in s.named() {
         let _ = writeln!(t, "<tr><th scope=\"row\">{name}</th><td>{v:.4}</td></tr>");
     }
     let _ = writeln!(
