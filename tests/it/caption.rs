@@ -23,12 +23,12 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// The shared tiny model: corpus, backbone and run directory.
-struct Trained {
-    data: PathBuf,
-    run: PathBuf,
+pub(crate) struct Trained {
+    pub(crate) data: PathBuf,
+    pub(crate) run: PathBuf,
 }
 
-fn trained() -> &'static Trained {
+pub(crate) fn trained() -> &'static Trained {
     static T: OnceLock<Trained> = OnceLock::new();
     T.get_or_init(|| {
         // Under the target's scratch folder (not /tmp), rebuilt by each run of this test binary.

@@ -1,7 +1,7 @@
 //! Parity of head + decoder + loss + Adam with PyTorch, from the fixture written by
 //! scripts/reference/decoder_fixtures.py (weights, features and captions from shared formulas).
 
-use crate::common::{self, max_abs_diff};
+use crate::common::{self, max_abs, max_abs_diff};
 use candle_core::{Device, Tensor};
 use captioner::model::decoder::TeacherBatch;
 use captioner::model::CaptionModel;
@@ -85,15 +85,7 @@ fn check_gradients(
         let rows = g.dims()[0];
         let got = g.reshape((rows, ())).unwrap().narrow(0, 0, 8).unwrap();
         let d = max_abs_diff(&got, want);
-        let scale: f32 = want
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar()
-            .unwrap();
+        let scale = max_abs(want);
         println!("grad {name}: max |diff| {d:e} (max |grad| {scale:e})");
         assert!(
             d <= 1e-5 + 1e-4 * scale,

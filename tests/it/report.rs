@@ -272,51 +272,24 @@ fn a_run_directory_brings_its_loss_curve() {
 
 #[test]
 fn eval_report_writes_the_page_for_a_run_with_beam_search() {
-    use captioner::model::resnet::{formula, Arch};
-    let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("report-tiny-model");
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root).unwrap();
-    let (data, backbone, run) = (
-        root.join("data"),
-        root.join("resnet18-formula.safetensors"),
-        root.join("run"),
-    );
-    run_ok(exe().args(["synth", "--images", "40", "--out"]).arg(&data));
-    captioner::model::weights::save_safetensors(
-        &backbone,
-        &formula::state_dict(Arch::ResNet18).unwrap(),
-    )
-    .unwrap();
-    run_ok(
-        exe()
-            .arg("train")
-            .arg("--data")
-            .arg(&data)
-            .arg("--backbone")
-            .arg(&backbone)
-            .args([
-                "--arch",
-                "resnet18",
-                "--epochs",
-                "2",
-                "--no-progress",
-                "--run",
-            ])
-            .arg(&run),
-    );
+    // The tiny model the caption tests train once per test binary (synth 40, formula ResNet-18,
+    // 2 epochs).
+    let t = crate::caption::trained();
+    let (data, run) = (&t.data, &t.run);
+    let root = tempfile::tempdir().unwrap();
     // Training drew both pictures of the loss.
     assert!(image::open(run.join("loss.png")).is_ok());
     assert!(std::fs::read_to_string(run.join("loss.svg"))
         .unwrap()
         .contains(">\nvalidation\n</text>"));
 
-    let report = root.join("report");
+    let report = root.path().join("report");
     let out = run_ok(
         exe()
             .args(["eval", "--json", "--no-progress", "--beam", "2", "--model"])
-            .arg(&run)
+            .arg(run)
             .arg("--data")
-            .arg(&data)
+            .arg(data)
             .arg("--report")
             .arg(&report),
     );
