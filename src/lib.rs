@@ -40,7 +40,7 @@
 //! The data flow (see `docs/` and the README): corpus → split → vocabulary; image → preprocess →
 //! ResNet trunk → cached feature; feature + tokens → head → LSTM decoder → loss / captions. The
 //! modules follow it in layers, each using only those before it: plumbing ([`error`], [`fsutil`],
-//! [`device`], [`pool`], [`progress`]); [`data`], [`text`], [`vision`]; [`model`] and [`run`];
+//! [`device`], [`pool`], [`progress`], [`shard`]); [`data`], [`text`], [`vision`]; [`model`] and [`run`];
 //! [`features`], [`train`], [`decode`], [`metrics`]; [`captioner`] (the inference API),
 //! [`export`], [`fetch`]; [`pipeline`] and [`serve`].
 
@@ -63,6 +63,7 @@ pub mod progress;
 pub mod report;
 pub mod run;
 pub mod serve;
+pub mod shard;
 pub mod text;
 pub mod train;
 pub mod vision;

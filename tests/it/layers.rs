@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 /// Top-level modules by layer, lowest first. A module may use its own layer's others and any below.
 const LAYERS: &[&[&str]] = &[
-    &["error", "fsutil", "device", "pool", "progress"],
+    &["error", "fsutil", "device", "pool", "progress", "shard"],
     &["data", "text", "vision", "metrics", "fetch"],
     &["model", "run"],
     &["features", "train", "decode", "export"],
