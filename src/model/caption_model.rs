@@ -17,6 +17,53 @@ pub struct CaptionModel {
     pub head: Head,
     /// Embedding, LSTM and output layer.
     pub decoder: Decoder,
+    /// Buffers the training step's fused ops keep between steps (see [`Scratch`]).
+    scratch: Scratch,
+}
+
+/// Large buffers a model's training step reuses from one step to the next (the output layer's
+/// `[N, V]` gradient, 46 MB at vocabulary 9000): allocating them afresh cost page faults and a
+/// memset per step. Owned by one model, so concurrent trainings never share one and the memory
+/// goes with the model; a clone of the model starts with none.
+#[derive(Debug, Default)]
+pub struct Scratch(std::sync::Arc<std::sync::Mutex<Vec<f32>>>);
+
+impl Clone for Scratch {
+    fn clone(&self) -> Self {
+        Scratch::default()
+    }
+}
+
+impl Scratch {
+    /// The kept buffer (or a new one), `len` long; its contents are arbitrary.
+    pub(crate) fn take(&self, len: usize) -> Vec<f32> {
+        let mut b = self
+            .0
+            .lock()
+            .map(|mut s| std::mem::take(&mut *s))
+            .unwrap_or_default();
+        b.resize(len, 0.0);
+        b
+    }
+
+    /// Keeps `b` for the next [`Scratch::take`] if it is larger than the one kept.
+    pub(crate) fn give(&self, b: Vec<f32>) {
+        if let Ok(mut s) = self.0.lock() {
+            if b.capacity() > s.capacity() {
+                *s = b;
+            }
+        }
+    }
+
+    /// Bytes held between steps.
+    pub fn held_bytes(&self) -> usize {
+        self.0.lock().map(|s| s.capacity() * 4).unwrap_or(0)
+    }
+
+    /// Another handle on the same buffers, for an op of this model's step.
+    pub(crate) fn share(&self) -> Scratch {
+        Scratch(self.0.clone())
+    }
 }
 
 impl CaptionModel {
@@ -31,7 +78,11 @@ impl CaptionModel {
     ) -> Result<Self> {
         let head = Head::new(feature_dim, embed, rng, device)?;
         let decoder = Decoder::new(vocab, embed, hidden, rng, device)?;
-        Ok(Self { head, decoder })
+        Ok(Self {
+            head,
+            decoder,
+            scratch: Scratch::default(),
+        })
     }
 
     /// Rebuilds the model from `encoder.*` and `decoder.*` tensors.
@@ -42,7 +93,11 @@ impl CaptionModel {
             .ok_or_else(|| Error::Invalid(format!("missing tensor {HEAD_PREFIX}linear.weight")))?;
         let (embed, feature_dim) = w.dims2()?;
         let head = Head::from_tensors(map, HEAD_PREFIX, feature_dim, embed)?;
-        Ok(Self { head, decoder })
+        Ok(Self {
+            head,
+            decoder,
+            scratch: Scratch::default(),
+        })
     }
 
     /// Loads a weights file written by [`CaptionModel::save`].
@@ -80,6 +135,11 @@ impl CaptionModel {
         let mut v = self.head.vars(HEAD_PREFIX);
         v.extend(self.decoder.vars(DECODER_PREFIX));
         v
+    }
+
+    /// The buffers this model's training steps reuse.
+    pub fn scratch(&self) -> &Scratch {
+        &self.scratch
     }
 
     /// The image embeddings `[B, E]`: the head in training mode (batch statistics, running

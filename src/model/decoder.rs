@@ -5,6 +5,7 @@
 //! checkpoints store them under `decoder.` (see [`DECODER_PREFIX`]).
 
 use crate::model::lstm::{take, uniform, Lstm, LstmState};
+use crate::model::token_projection::project_tokens;
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use rand_chacha::ChaCha8Rng;
@@ -217,10 +218,19 @@ impl Decoder {
                 self.embed_size()
             )));
         }
-        let words = self.embed_tokens(&batch.inputs)?;
-        let x = Tensor::cat(&[&image.unsqueeze(0)?, &words], 0)?;
         // The first LSTM step sees the image; its output is not scored.
         let rows: Vec<u32> = batch.positions.iter().map(|&p| p + b as u32).collect();
+        if image.device().is_cpu() {
+            let xp = project_tokens(
+                self.embed.as_tensor(),
+                self.lstm.weight_ih.as_tensor(),
+                image,
+                &batch.inputs,
+            )?;
+            return self.lstm.rows_from_projection(&xp, b, &rows);
+        }
+        let words = self.embed_tokens(&batch.inputs)?;
+        let x = Tensor::cat(&[&image.unsqueeze(0)?, &words], 0)?;
         self.lstm.forward_rows(&x, &rows)
     }
 }

@@ -170,10 +170,21 @@ impl Lstm {
         let x = x.reshape((t_len * b, i))?;
         if x.device().is_cpu() {
             let xp = x.matmul(&self.weight_ih.t()?)?;
-            let op = sequence::LstmRows::new(b, rows.to_vec());
-            return Ok(xp.apply_op3(self.weight_hh.as_tensor(), &self.bias()?, op)?);
+            return self.rows_from_projection(&xp, b, rows);
         }
         self.forward_rows_stepwise(&x.reshape((t_len, b, i))?, rows)
+    }
+
+    /// [`Lstm::forward_rows`] from the input projection `xp = x · W_ihᵀ [T·B, 4H]` (time-major, no
+    /// bias), on the CPU: the recurrence and its backward pass are one op.
+    pub(crate) fn rows_from_projection(
+        &self,
+        xp: &Tensor,
+        batch: usize,
+        rows: &[u32],
+    ) -> Result<Tensor> {
+        let op = sequence::LstmRows::new(batch, rows.to_vec());
+        Ok(xp.apply_op3(self.weight_hh.as_tensor(), &self.bias()?, op)?)
     }
 
     /// [`Lstm::forward_rows`] as one cell per step of candle's own ops, with candle's backward:

@@ -9,6 +9,7 @@ pub mod head;
 pub mod lstm;
 pub mod pth;
 pub mod resnet;
+pub(crate) mod token_projection;
 pub mod weights;
 
-pub use caption_model::CaptionModel;
+pub use caption_model::{CaptionModel, Scratch};

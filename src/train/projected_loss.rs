@@ -7,6 +7,7 @@
 
 use crate::model::activation::exp;
 use crate::model::cpu_math::{f32_data, matmul_into, with_data, View};
+use crate::model::Scratch;
 use crate::Result;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -55,27 +56,6 @@ fn exp_in_place(row: &mut [f32], m: f32) -> f32 {
     s
 }
 
-/// The `[N, V]` buffer of the last `G`, kept for the next forward pass: a fresh 46 MB
-/// allocation each step cost a memset (gemm overwrites every element, so stale values are fine).
-static SPARE: Mutex<Vec<f32>> = Mutex::new(Vec::new());
-
-fn buffer(len: usize) -> Vec<f32> {
-    let mut b = SPARE
-        .lock()
-        .map(|mut s| std::mem::take(&mut *s))
-        .unwrap_or_default();
-    b.resize(len, 0.0);
-    b
-}
-
-fn recycle(b: Vec<f32>) {
-    if let Ok(mut s) = SPARE.lock() {
-        if b.capacity() > s.capacity() {
-            *s = b;
-        }
-    }
-}
-
 /// What the forward pass leaves for the backward pass.
 struct Saved {
     /// `G [N, V]`.
@@ -91,6 +71,7 @@ fn loss_and_grad(
     bias: &[f32],
     targets: &[u32],
     h: usize,
+    scratch: &Scratch,
 ) -> candle_core::Result<(Vec<f32>, Saved)> {
     let (n, v) = (targets.len(), bias.len());
     if hidden.len() != n * h || w.len() != v * h {
@@ -103,7 +84,8 @@ fn loss_and_grad(
     if let Some(&bad) = targets.iter().find(|&&t| t as usize >= v) {
         candle_core::bail!("projected loss: target {bad} outside vocabulary of {v}");
     }
-    let mut g = buffer(n * v);
+    // gemm overwrites every element, so the kept buffer's stale values are fine.
+    let mut g = scratch.take(n * v);
     matmul_into(
         &mut g,
         View::row_major(hidden, n, h),
@@ -148,6 +130,8 @@ fn loss_and_grad(
 /// `CustomOp3(hidden [N, H], weight [V, H], bias [V]) → mean loss []`, holding the targets.
 struct ProjectedCrossEntropy {
     targets: Vec<u32>,
+    /// The model's buffers: `G` is taken from them and given back.
+    scratch: Scratch,
     /// Left by the forward pass, taken (once) by the backward pass.
     saved: Mutex<Option<Saved>>,
 }
@@ -155,7 +139,7 @@ struct ProjectedCrossEntropy {
 impl Drop for ProjectedCrossEntropy {
     fn drop(&mut self) {
         if let Some(s) = self.saved.get_mut().ok().and_then(|s| s.take()) {
-            recycle(s.g);
+            self.scratch.give(s.g);
         }
     }
 }
@@ -181,6 +165,7 @@ impl CustomOp3 for ProjectedCrossEntropy {
             f32_data(s3, l3, "projected loss: bias")?,
             &self.targets,
             h,
+            &self.scratch,
         )?;
         // Summed in a fixed order so the loss does not depend on the thread count.
         let total: f64 = losses.iter().map(|&x| x as f64).sum();
@@ -211,7 +196,9 @@ impl CustomOp3 for ProjectedCrossEntropy {
             None => {
                 with_data(hidden, |hd| {
                     with_data(w, |wd| {
-                        with_data(bias, |bd| loss_and_grad(hd, wd, bd, &self.targets, h))
+                        with_data(bias, |bd| {
+                            loss_and_grad(hd, wd, bd, &self.targets, h, &self.scratch)
+                        })
                     })
                 })?
                 .1
@@ -229,7 +216,7 @@ impl CustomOp3 for ProjectedCrossEntropy {
             matmul_into(&mut d_w, gv.t(), View::row_major(hd, n, h), scale, false)
         })?;
         let d_b: Vec<f32> = g_sums.iter().map(|&x| x * scale).collect();
-        recycle(g);
+        self.scratch.give(g);
         let dev = hidden.device();
         Ok((
             Some(Tensor::from_vec(d_hidden, (n, h), dev)?),
@@ -240,13 +227,15 @@ impl CustomOp3 for ProjectedCrossEntropy {
 }
 
 /// Mean cross-entropy of `hidden [N, H] · weightᵀ + bias` against `targets [N]` (u32), as one op
-/// on the CPU that backpropagates into all three; elsewhere the plain linear layer and
+/// on the CPU that backpropagates into all three, its `[N, V]` buffer kept in `scratch` between
+/// steps; elsewhere the plain linear layer and
 /// [`crate::train::loss::cross_entropy`].
 pub fn projected_cross_entropy(
     hidden: &Tensor,
     weight: &Tensor,
     bias: &Tensor,
     targets: &Tensor,
+    scratch: &Scratch,
 ) -> Result<Tensor> {
     if !hidden.device().is_cpu() {
         let logits = hidden.matmul(&weight.t()?)?.broadcast_add(bias)?;
@@ -254,6 +243,7 @@ pub fn projected_cross_entropy(
     }
     let op = ProjectedCrossEntropy {
         targets: targets.flatten_all()?.to_vec1::<u32>()?,
+        scratch: scratch.share(),
         saved: Mutex::new(None),
     };
     Ok(hidden
@@ -293,7 +283,7 @@ mod tests {
         let want = (cross_entropy(&logits, &targets).unwrap() * 3.0).unwrap();
         let want_grads = want.backward().unwrap();
 
-        let got = projected_cross_entropy(&hidden, &w, &b, &targets).unwrap();
+        let got = projected_cross_entropy(&hidden, &w, &b, &targets, &Scratch::default()).unwrap();
         let got = (got * 3.0).unwrap();
         let d = (got.to_scalar::<f32>().unwrap() - want.to_scalar::<f32>().unwrap()).abs();
         assert!(d < 1e-5, "loss differs by {d}");
@@ -315,7 +305,7 @@ mod tests {
         let w = Tensor::zeros((4, 3), candle_core::DType::F32, &dev).unwrap();
         let b = Tensor::zeros(4, candle_core::DType::F32, &dev).unwrap();
         let t = Tensor::new(&[1u32, 4], &dev).unwrap();
-        let err = projected_cross_entropy(&hidden, &w, &b, &t).unwrap_err();
+        let err = projected_cross_entropy(&hidden, &w, &b, &t, &Scratch::default()).unwrap_err();
         assert!(
             err.to_string().contains("target 4 outside vocabulary of 4"),
             "{err}"
