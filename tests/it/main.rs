@@ -21,6 +21,7 @@ mod preprocess;
 mod report;
 mod resnet;
 mod serve;
+mod shard;
 mod synth;
 mod train;
 mod train_cli;
