@@ -410,6 +410,68 @@ impl Captioner {
         });
     }
 
+    /// Captions of several encoded images at once (the server's batches): each is decoded on its
+    /// own (a bad one gets its own error), then the good ones go through the trunk and the decoder
+    /// together. Each caption is the one [`Captioner::caption_bytes`] gives for that image alone:
+    /// no row of the network's arithmetic depends on the other rows of its batch.
+    pub fn caption_bytes_batch(
+        &self,
+        images: &[&[u8]],
+        opts: &CaptionOptions,
+    ) -> Vec<Result<String>> {
+        let decoded: Vec<Result<RgbImage>> = images
+            .par_iter()
+            .map(|bytes| decode_rgb(bytes, Path::new("upload")))
+            .collect();
+        let mut results: Vec<Option<Result<String>>> = Vec::with_capacity(images.len());
+        let mut good = Vec::new();
+        let mut slots = Vec::new();
+        for (k, d) in decoded.into_iter().enumerate() {
+            match d {
+                Ok(img) => {
+                    good.push(img);
+                    slots.push(k);
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        if !good.is_empty() {
+            let opts = CaptionOptions {
+                batch_size: good.len(),
+                ..*opts
+            };
+            match self.caption_images(&good, &opts) {
+                Ok(captions) if captions.len() == good.len() => {
+                    for (&k, c) in slots.iter().zip(captions) {
+                        results[k] = Some(Ok(c));
+                    }
+                }
+                Ok(captions) => {
+                    let msg = format!(
+                        "{} captions came back for {} images",
+                        captions.len(),
+                        good.len()
+                    );
+                    for &k in &slots {
+                        results[k] = Some(Err(Error::Internal(msg.clone())));
+                    }
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    for &k in &slots {
+                        results[k] =
+                            Some(Err(Error::Internal(format!("captioning failed: {msg}"))));
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::Internal("image was not captioned".into()))))
+            .collect()
+    }
+
     /// Caption of an encoded image (any supported format, recognised by content; the pixel limit
     /// holds).
     pub fn caption_bytes(&self, bytes: &[u8], opts: &CaptionOptions) -> Result<String> {

@@ -21,6 +21,7 @@ mod preprocess;
 mod report;
 mod resnet;
 mod serve;
+mod serve_batch;
 mod shard;
 mod synth;
 mod train;
