@@ -23,6 +23,7 @@ mod resnet;
 mod serve;
 mod serve_batch;
 mod shard;
+mod slurm;
 mod synth;
 mod train;
 mod train_cli;
