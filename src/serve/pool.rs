@@ -109,6 +109,10 @@ impl Pool {
 
 /// A worker's loop: take the waiting jobs (a batch), run those whose requester still waits, reply.
 fn work(rx: &Mutex<Receiver<Job>>, engine: &dyn CaptionEngine, load: &Load, batching: Batching) {
+    // A batch means requests are queueing: the cores are better spent on the workers' batches side
+    // by side than on splitting each operation across threads, so a batch runs on this worker's
+    // own one-thread pool. A lone request keeps the shared pool (all cores, the lowest latency).
+    let own = rayon::ThreadPoolBuilder::new().num_threads(1).build().ok();
     loop {
         // The lock is held only while gathering the next batch, never while captioning.
         let batch = match rx.lock() {
@@ -129,7 +133,10 @@ fn work(rx: &Mutex<Receiver<Job>>, engine: &dyn CaptionEngine, load: &Load, batc
                 jobs.into_iter().partition(|j| j.beam == beam);
             jobs = rest;
             load.running.fetch_add(group.len(), Ordering::SeqCst);
-            let answers = run_group(engine, &group, beam);
+            let answers = match (&own, group.len()) {
+                (Some(own), 2..) => own.install(|| run_group(engine, &group, beam)),
+                _ => run_group(engine, &group, beam),
+            };
             load.running.fetch_sub(group.len(), Ordering::SeqCst);
             for (job, answer) in group.into_iter().zip(answers) {
                 let _ = job.reply.send(answer);
