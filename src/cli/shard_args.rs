@@ -12,8 +12,9 @@ pub struct ShardArgs {
     /// Job (JOB_COMPLETION_INDEX with --shards) sets the shard; `--shard 0/1` forces the whole job.
     #[arg(long, value_name = "I/N")]
     pub shard: Option<String>,
-    /// The number of shards of a Kubernetes Indexed Job (its `completions`), whose index comes
-    /// from JOB_COMPLETION_INDEX.
+    /// The number of shards: of a Kubernetes Indexed Job (its `completions`; the index comes from
+    /// JOB_COMPLETION_INDEX), or of a Slurm job array whose task ids are the shard numbers (so a
+    /// lost task resubmitted alone, `sbatch --array=3`, is still shard 3 of N).
     #[arg(long, value_name = "N")]
     pub shards: Option<u32>,
 }
