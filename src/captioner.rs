@@ -4,6 +4,7 @@
 use crate::data::DatasetSplit;
 use crate::decode::{beam_search, greedy, BeamOptions, Decoded, LstmSteps};
 use crate::export::{load_run_backbone, read_export, run_backbone};
+use crate::model::cpu_math::FEW_ROWS;
 use crate::model::resnet::{check_state_dict, Arch, ResNetTrunk};
 use crate::model::CaptionModel;
 use crate::run::{RunConfig, RunDir};
@@ -408,6 +409,90 @@ impl Captioner {
                 }
             }
         });
+    }
+
+    /// Captions of several encoded images at once (the server's batches): each is decoded on its
+    /// own (a bad one gets its own error), then the good ones go through the trunk together and
+    /// through the decoder in groups of up to 8 rows. Each caption is the one
+    /// [`Captioner::caption_bytes`] gives for that image alone: no row of that arithmetic depends
+    /// on the other rows of its batch.
+    pub fn caption_bytes_batch(
+        &self,
+        images: &[&[u8]],
+        opts: &CaptionOptions,
+    ) -> Vec<Result<String>> {
+        let decoded: Vec<Result<RgbImage>> = images
+            .par_iter()
+            .map(|bytes| decode_rgb(bytes, Path::new("upload")))
+            .collect();
+        let mut results: Vec<Option<Result<String>>> = Vec::with_capacity(images.len());
+        let mut good = Vec::new();
+        let mut slots = Vec::new();
+        for (k, d) in decoded.into_iter().enumerate() {
+            match d {
+                Ok(img) => {
+                    good.push(img);
+                    slots.push(k);
+                    results.push(None);
+                }
+                Err(e) => results.push(Some(Err(e))),
+            }
+        }
+        if !good.is_empty() {
+            match self.caption_decoded_together(&good, opts) {
+                Ok(captions) if captions.len() == good.len() => {
+                    for (&k, c) in slots.iter().zip(captions) {
+                        results[k] = Some(Ok(c));
+                    }
+                }
+                Ok(captions) => {
+                    let msg = format!(
+                        "{} captions came back for {} images",
+                        captions.len(),
+                        good.len()
+                    );
+                    for &k in &slots {
+                        results[k] = Some(Err(Error::Internal(msg.clone())));
+                    }
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    for &k in &slots {
+                        results[k] =
+                            Some(Err(Error::Internal(format!("captioning failed: {msg}"))));
+                    }
+                }
+            }
+        }
+        results
+            .into_iter()
+            .map(|r| r.unwrap_or_else(|| Err(Error::Internal("image was not captioned".into()))))
+            .collect()
+    }
+
+    /// Captions of decoded images, as each alone would get: one trunk pass over all of them (a
+    /// row of the trunk does not depend on the others), then decoding in groups whose rows (images
+    /// × beam) stay within the decoder's few-rows kernel, whose arithmetic per row is the one a
+    /// lone caption gets. A larger matrix product would sum in another order.
+    fn caption_decoded_together(
+        &self,
+        images: &[RgbImage],
+        opts: &CaptionOptions,
+    ) -> Result<Vec<String>> {
+        let side = self.image_size();
+        let planes: Vec<Vec<f32>> = images
+            .par_iter()
+            .map(|img| preprocess_sized(img, side))
+            .collect();
+        let features = self.encode(planes.concat(), images.len())?;
+        let group = (FEW_ROWS / opts.beam.max(1)).max(1);
+        let mut out = Vec::with_capacity(images.len());
+        for start in (0..images.len()).step_by(group) {
+            let rows = features.narrow(0, start, group.min(images.len() - start))?;
+            let decoded = self.decode_features(&rows, opts)?;
+            out.extend(decoded.iter().map(|d| self.vocab.decode(&d.tokens)));
+        }
+        Ok(out)
     }
 
     /// Caption of an encoded image (any supported format, recognised by content; the pixel limit

@@ -1,18 +1,24 @@
 //! The feature cache: the frozen ResNet trunk's pooled feature of every image, computed once and kept on
 //! disk, keyed by backbone sha256 + architecture + preprocessing version + image content, so a stale entry
-//! is never used. Extraction writes shards as it goes, so a killed run continues where it stopped.
+//! is never used. Extraction commits [`chunk`]s as it goes, so a killed run continues where it stopped.
+//!
+//! Sharded extraction ([`ExtractOptions::shard`], `captioner features --shard I/N`) computes one
+//! part of the images into chunks in the shared cache directory and stops there; an unsharded run
+//! over the same cache computes whatever is still missing and merges every chunk into the
+//! standard files, bit-identical to a single-machine run.
 
 use crate::data::CaptionCorpus;
 use crate::model::resnet::{Arch, ResNetTrunk};
 use crate::model::weights::sha256_file;
-use crate::progress::{Progress, Unit};
+use crate::progress::{Level, Progress, Unit};
+use crate::shard::{Shard, ShardSource};
 use crate::vision::preprocess::{preprocess_batch_sized, preprocess_version};
 use crate::{fsutil, Error, Result};
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// The feature matrix file: tensor `features`, shape [N, D].
@@ -21,10 +27,13 @@ pub const FEATURES_FILE: &str = "features.safetensors";
 pub const IMAGES_FILE: &str = "images.json";
 /// The cache key and the identity of every row.
 pub const INDEX_FILE: &str = "cache.json";
-/// Shards written during extraction; merged into the final files at the end.
-const PARTIAL_DIR: &str = "partial";
-/// Images per shard by default: a killed run loses at most this many images' work.
-pub const SHARD_IMAGES: usize = 128;
+/// Chunks written by a run killed before the chunk layout existed: no longer read, removed by a
+/// merge.
+const LEGACY_PARTIAL_DIR: &str = "partial";
+/// Images per chunk by default: a killed run loses at most this many images' work.
+pub const CHUNK_IMAGES: usize = 128;
+
+pub mod chunk;
 
 /// What a feature depends on besides the image itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,18 +77,25 @@ pub struct ExtractOptions {
     pub batch_size: usize,
     /// Store the features as f16.
     pub half: bool,
-    /// Images per shard written during extraction (see [`SHARD_IMAGES`]).
-    pub shard_images: usize,
+    /// Images per chunk committed during extraction (see [`CHUNK_IMAGES`]).
+    pub chunk_images: usize,
     /// Side of the square images are resized to ([`crate::vision::IMAGE_SIZE`] = 224 as the seed).
     pub image_size: usize,
+    /// Compute only this shard's images into chunks and stop (no merge), and where the shard came
+    /// from (logged). `None`: every image, then the merge into the standard files.
+    pub shard: Option<(Shard, ShardSource)>,
 }
 
 /// What [`extract`] did.
 #[derive(Debug, Default)]
 pub struct ExtractSummary {
-    /// Images in the corpus.
+    /// Images of the corpus this run was responsible for (all of them without a shard).
     pub images: usize,
-    /// Features found in the cache (or in shards of an interrupted run).
+    /// The shard this run computed (then nothing was merged), `None` for a whole run.
+    pub shard: Option<Shard>,
+    /// Chunks merged into the standard files (0 for a shard).
+    pub chunks_merged: usize,
+    /// Features found in the cache (or in chunks of other shards or an interrupted run).
     pub reused: usize,
     /// Features computed now.
     pub computed: usize,
@@ -173,55 +189,52 @@ fn image_sha256(path: &Path) -> Result<String> {
     Ok(hex::encode(Sha256::digest(&bytes)))
 }
 
-/// Rows already computed under `key`, from the final cache and from shards of an interrupted run,
-/// and the images known to be undecodable under `key`.
-type KnownRows = (
-    HashMap<ImageIdentity, Vec<f32>>,
-    HashMap<ImageIdentity, String>,
-);
-
-fn known_rows(dir: &Path, key: &CacheKey) -> KnownRows {
-    let mut known = HashMap::new();
-    let mut failed = HashMap::new();
-    let mut absorb = |index_path: PathBuf, features_path: PathBuf| {
-        let Ok(index) = fsutil::read_json::<CacheIndex>(&index_path) else {
-            return;
-        };
-        if &index.key != key {
-            return;
-        }
-        failed.extend(index.unreadable);
-        let Ok(t) = load_features(&features_path) else {
-            return;
-        };
-        let Ok(rows) = t.to_vec2::<f32>() else {
-            return;
-        };
-        if rows.len() != index.images.len() {
-            return;
-        }
-        for (id, row) in index.images.into_iter().zip(rows) {
-            known.insert(id, row);
-        }
+/// Adds the final cache's rows (for any of `wanted`) and its recorded failures, when the cache
+/// was made under `key`; a cache made under another key (a new backbone) is ignored, so every
+/// image is computed again.
+fn absorb_final(
+    dir: &Path,
+    key: &CacheKey,
+    wanted: &HashSet<&ImageIdentity>,
+    known: &mut HashMap<ImageIdentity, Vec<f32>>,
+    failed: &mut HashMap<ImageIdentity, String>,
+) {
+    let Ok(index) = fsutil::read_json::<CacheIndex>(&dir.join(INDEX_FILE)) else {
+        return;
     };
-    absorb(dir.join(INDEX_FILE), dir.join(FEATURES_FILE));
-    if let Ok(entries) = std::fs::read_dir(dir.join(PARTIAL_DIR)) {
-        let mut shards: Vec<PathBuf> = entries
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .collect();
-        shards.sort();
-        for index_path in shards {
-            let features_path = index_path.with_extension("safetensors");
-            absorb(index_path, features_path);
-        }
+    if &index.key != key {
+        return;
     }
-    (known, failed)
+    failed.extend(index.unreadable);
+    if !index.images.iter().any(|id| wanted.contains(id)) {
+        return;
+    }
+    let Ok(t) = load_features(&dir.join(FEATURES_FILE)) else {
+        return;
+    };
+    let Ok(rows) = t.to_vec2::<f32>() else {
+        return;
+    };
+    if rows.len() != index.images.len() {
+        return;
+    }
+    for (id, row) in index.images.into_iter().zip(rows) {
+        known.insert(id, row);
+    }
 }
 
 /// Computes the feature of every image of `corpus` into `cache_dir`, reusing every row already there for the
-/// same backbone, architecture, preprocessing and image bytes. Unreadable images are listed and skipped.
-/// The images computed are reported as one task of `progress`.
+/// same backbone, architecture, preprocessing and image bytes (in the standard files or in chunks
+/// of other shards and killed runs). Unreadable images are listed and skipped.
+///
+/// With [`ExtractOptions::shard`], only the images of that shard (by their file name in the
+/// corpus, see [`Shard::contains`]) are computed, into chunks, and nothing is merged. Without it,
+/// whatever is still missing is computed, then every chunk is merged into the standard files (in
+/// corpus order: the same bytes as a single run) and removed. Chunks made under another cache key
+/// are refused with an error naming the difference.
+///
+/// The images computed are reported as one task of `progress`; the shard and where it came from
+/// are logged.
 pub fn extract(
     corpus: &CaptionCorpus,
     backbone: &Path,
@@ -237,17 +250,31 @@ pub fn extract(
         preprocess_version: preprocess_version(opts.image_size),
         half: opts.half,
     };
+    let shard = opts.shard.map(|(s, _)| s);
+    let mine: Vec<usize> = (0..corpus.images.len())
+        .filter(|&i| shard.is_none_or(|s| s.contains(&corpus.images[i].file)))
+        .collect();
+    if let Some((s, source)) = opts.shard {
+        progress.log(
+            Level::Info,
+            &format!(
+                "features: shard {s} (from {source}): {} of the {} images",
+                mine.len(),
+                corpus.images.len()
+            ),
+        );
+    }
     let mut summary = ExtractSummary {
-        images: corpus.images.len(),
+        images: mine.len(),
+        shard,
         ..Default::default()
     };
 
     // Identify every image by content; unreadable files are reported and left out.
-    let identities: Vec<(usize, Result<ImageIdentity>)> = corpus
-        .images
+    let identities: Vec<(usize, Result<ImageIdentity>)> = mine
         .par_iter()
-        .enumerate()
-        .map(|(i, rec)| {
+        .map(|&i| {
+            let rec = &corpus.images[i];
             let id = image_sha256(&rec.path).map(|sha256| ImageIdentity {
                 file: rec.file.clone(),
                 sha256,
@@ -256,45 +283,69 @@ pub fn extract(
         })
         .collect();
 
-    let (mut known, known_failed) = known_rows(cache_dir, &key);
+    let chunks_dir = cache_dir.join(chunk::CHUNKS_DIR);
+    let chunks = chunk::read_all(&chunks_dir, &key)?;
+    let mut known = HashMap::new();
+    let mut known_failed = HashMap::new();
+    {
+        let wanted: HashSet<&ImageIdentity> = identities
+            .iter()
+            .filter_map(|(_, id)| id.as_ref().ok())
+            .collect();
+        absorb_final(cache_dir, &key, &wanted, &mut known, &mut known_failed);
+        chunk::absorb(&chunks, &wanted, &mut known, &mut known_failed);
+    }
+
+    // Failures by corpus position, so the files and the report list them in corpus order.
+    let mut failed: Vec<(usize, String, String)> = Vec::new();
+    let mut unreadable: Vec<(usize, ImageIdentity, String)> = Vec::new();
     let mut todo: Vec<(usize, ImageIdentity)> = Vec::new();
     let mut present: Vec<(usize, ImageIdentity)> = Vec::new();
-    let mut unreadable: Vec<(ImageIdentity, String)> = Vec::new();
     for (i, id) in identities {
         match id {
             Ok(id) if known.contains_key(&id) => present.push((i, id)),
             Ok(id) if known_failed.contains_key(&id) => {
                 let error = known_failed[&id].clone();
-                summary.failed.push((id.file.clone(), error.clone()));
-                unreadable.push((id, error));
+                failed.push((i, id.file.clone(), error.clone()));
+                unreadable.push((i, id, error));
             }
             Ok(id) => todo.push((i, id)),
-            Err(e) => summary
-                .failed
-                .push((corpus.images[i].file.clone(), e.to_string())),
+            Err(e) => failed.push((i, corpus.images[i].file.clone(), e.to_string())),
         }
     }
     summary.reused = present.len();
 
+    let mut chunks_written = 0;
     if !todo.is_empty() {
         let trunk = ResNetTrunk::load(backbone, opts.arch, device)?;
         let computed = compute_missing(
             corpus,
             &trunk,
             &key,
-            cache_dir,
+            &chunks_dir,
             &todo,
             opts,
             device,
-            &mut summary,
             progress,
         )?;
+        summary.computed = computed.rows.len();
+        chunks_written = computed.chunks;
         for (id, row) in computed.rows {
             known.insert(id, row);
         }
-        unreadable.extend(computed.unreadable);
+        for (i, id, error) in computed.unreadable {
+            failed.push((i, id.file.clone(), error.clone()));
+            unreadable.push((i, id, error));
+        }
         present.extend(todo.into_iter().filter(|(_, id)| known.contains_key(id)));
         present.sort_by_key(|(i, _)| *i);
+    }
+    failed.sort_by_key(|(i, _, _)| *i);
+    unreadable.sort_by_key(|(i, _, _)| *i);
+    summary.failed = failed.into_iter().map(|(_, f, e)| (f, e)).collect();
+    if shard.is_some() {
+        // A shard stops at its chunks: the merge is a separate, unsharded run.
+        return Ok(summary);
     }
 
     // Assemble the final cache in corpus order.
@@ -316,66 +367,94 @@ pub fn extract(
     fsutil::write_json_atomic(
         &cache_dir.join(INDEX_FILE),
         &CacheIndex {
-            key,
+            key: key.clone(),
             dim,
             images,
-            unreadable,
+            unreadable: unreadable.into_iter().map(|(_, id, e)| (id, e)).collect(),
         },
     )?;
-    let _ = std::fs::remove_dir_all(cache_dir.join(PARTIAL_DIR));
+    summary.chunks_merged = chunks.len() + chunks_written;
+    // Everything the chunks held is in the standard files now. Each chunk is removed by name (a
+    // shard attempt still running may be writing into the folder); a chunk committed after this
+    // listing holds images the merge already has and is merged, harmlessly, next time.
+    if let Ok(now) = chunk::read_all(&chunks_dir, &key) {
+        for c in &now {
+            c.remove();
+        }
+    }
+    let _ = std::fs::remove_dir(&chunks_dir);
+    let _ = std::fs::remove_dir_all(cache_dir.join(LEGACY_PARTIAL_DIR));
+    if summary.chunks_merged > 0 {
+        progress.log(
+            Level::Info,
+            &format!(
+                "features: merged {} chunks into {}",
+                summary.chunks_merged,
+                cache_dir.display()
+            ),
+        );
+    }
     Ok(summary)
 }
 
-/// What [`compute_missing`] produced: new rows, and images that failed to decode.
+/// What [`compute_missing`] produced: new rows, the images that failed to decode (with their
+/// corpus position), and how many chunks were committed.
 struct Computed {
     rows: Vec<(ImageIdentity, Vec<f32>)>,
-    unreadable: Vec<(ImageIdentity, String)>,
+    unreadable: Vec<(usize, ImageIdentity, String)>,
+    chunks: usize,
 }
 
 /// Runs the trunk over `todo`, decoding the next batch on other threads while the network runs,
-/// and writes a shard every `opts.shard_images` images.
+/// and commits a chunk every `opts.chunk_images` images handled.
 #[allow(clippy::too_many_arguments)]
 fn compute_missing(
     corpus: &CaptionCorpus,
     trunk: &ResNetTrunk,
     key: &CacheKey,
-    cache_dir: &Path,
+    chunks_dir: &Path,
     todo: &[(usize, ImageIdentity)],
     opts: &ExtractOptions,
     device: &Device,
-    summary: &mut ExtractSummary,
     progress: &dyn Progress,
 ) -> Result<Computed> {
-    let partial = cache_dir.join(PARTIAL_DIR);
-    std::fs::create_dir_all(&partial).map_err(|e| Error::io(&partial, e))?;
+    std::fs::create_dir_all(chunks_dir).map_err(|e| Error::io(chunks_dir, e))?;
+    let shard = opts.shard.map_or(Shard::ALL, |(s, _)| s);
     let task = progress.task("features", Some(todo.len() as u64), Unit::Images);
     let batch_size = opts.batch_size.max(1);
     let dim = trunk.feature_dim();
     let side = opts.image_size;
 
-    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(ImageIdentity, Result<Vec<f32>>)>>(2);
-    let batches: Vec<Vec<(ImageIdentity, PathBuf)>> = todo
+    type Item = (usize, ImageIdentity, Result<Vec<f32>>);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Item>>(2);
+    let batches: Vec<Vec<(usize, ImageIdentity, PathBuf)>> = todo
         .chunks(batch_size)
         .map(|c| {
             c.iter()
-                .map(|(i, id)| (id.clone(), corpus.images[*i].path.clone()))
+                .map(|(i, id)| (*i, id.clone(), corpus.images[*i].path.clone()))
                 .collect()
         })
         .collect();
 
-    let mut out = Vec::with_capacity(todo.len());
-    let mut shard: Vec<(ImageIdentity, Vec<f32>)> = Vec::new();
-    // Every unreadable image so far: each shard's index lists them, so a run killed later does
-    // not decode them again.
-    let mut unreadable: Vec<(ImageIdentity, String)> = Vec::new();
-    let mut shard_no = next_shard_no(&partial);
-    let shard_images = opts.shard_images.max(1);
+    let mut out = Computed {
+        rows: Vec::with_capacity(todo.len()),
+        unreadable: Vec::new(),
+        chunks: 0,
+    };
+    // The chunk being filled: rows, and the images of the same stretch that failed.
+    let mut rows: Vec<(ImageIdentity, Vec<f32>)> = Vec::new();
+    let mut bad: Vec<(ImageIdentity, String)> = Vec::new();
+    let chunk_images = opts.chunk_images.max(1);
     std::thread::scope(|s| -> Result<()> {
         s.spawn(move || {
             for batch in batches {
-                let paths: Vec<PathBuf> = batch.iter().map(|(_, p)| p.clone()).collect();
+                let paths: Vec<PathBuf> = batch.iter().map(|(_, _, p)| p.clone()).collect();
                 let pixels = preprocess_batch_sized(&paths, side);
-                let items = batch.into_iter().map(|(id, _)| id).zip(pixels).collect();
+                let items = batch
+                    .into_iter()
+                    .zip(pixels)
+                    .map(|((i, id, _), px)| (i, id, px))
+                    .collect();
                 if tx.send(items).is_err() {
                     return;
                 }
@@ -385,15 +464,15 @@ fn compute_missing(
             let handled = items.len() as u64;
             let mut ids = Vec::new();
             let mut data = Vec::new();
-            for (id, px) in items {
+            for (i, id, px) in items {
                 match px {
                     Ok(px) => {
                         ids.push(id);
                         data.extend_from_slice(&px);
                     }
                     Err(e) => {
-                        summary.failed.push((id.file.clone(), e.to_string()));
-                        unreadable.push((id, e.to_string()));
+                        bad.push((id.clone(), e.to_string()));
+                        out.unreadable.push((i, id, e.to_string()));
                     }
                 }
             }
@@ -406,48 +485,28 @@ fn compute_missing(
                 let feats = feats.to_vec2::<f32>()?;
                 for (id, row) in ids.into_iter().zip(feats) {
                     let row = if opts.half { round_half(row) } else { row };
-                    shard.push((id, row));
+                    rows.push((id, row));
                 }
             }
-            task.advance(handled);
-            if shard.len() >= shard_images {
-                write_shard(&partial, shard_no, key, dim, &shard, &unreadable)?;
-                shard_no += 1;
-                out.append(&mut shard);
+            // Failures count toward the chunk like rows, and the chunk records them: a run killed
+            // later decodes neither again.
+            if rows.len() + bad.len() >= chunk_images {
+                chunk::write(chunks_dir, shard, key, dim, &rows, &bad)?;
+                out.chunks += 1;
+                out.rows.append(&mut rows);
+                bad.clear();
             }
+            task.advance(handled);
         }
         Ok(())
     })?;
-    if !shard.is_empty() {
-        write_shard(&partial, shard_no, key, dim, &shard, &unreadable)?;
-        out.append(&mut shard);
+    if !rows.is_empty() || !bad.is_empty() {
+        chunk::write(chunks_dir, shard, key, dim, &rows, &bad)?;
+        out.chunks += 1;
+        out.rows.append(&mut rows);
     }
     task.finish();
-    summary.computed = out.len();
-    Ok(Computed {
-        rows: out,
-        unreadable,
-    })
-}
-
-/// One past the highest shard number in `partial` (shards of an earlier, killed run stay valid).
-fn next_shard_no(partial: &Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(partial) else {
-        return 0;
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_prefix("shard-")?
-                .split('.')
-                .next()?
-                .parse::<usize>()
-                .ok()
-        })
-        .map(|n| n + 1)
-        .max()
-        .unwrap_or(0)
+    Ok(out)
 }
 
 fn round_half(row: Vec<f32>) -> Vec<f32> {
@@ -456,29 +515,99 @@ fn round_half(row: Vec<f32>) -> Vec<f32> {
         .collect()
 }
 
-fn write_shard(
-    partial: &Path,
-    no: usize,
-    key: &CacheKey,
-    dim: usize,
-    rows: &[(ImageIdentity, Vec<f32>)],
-    unreadable: &[(ImageIdentity, String)],
-) -> Result<()> {
-    let base = partial.join(format!("shard-{no:06}"));
-    let flat: Vec<f32> = rows.iter().flat_map(|(_, r)| r.iter().copied()).collect();
-    save_features(
-        &base.with_extension("safetensors"),
-        &flat,
-        rows.len(),
-        dim,
-        false,
-    )?;
-    let index = CacheIndex {
-        key: key.clone(),
-        dim,
-        images: rows.iter().map(|(id, _)| id.clone()).collect(),
-        unreadable: unreadable.to_vec(),
-    };
-    // The index is written last: a shard without its index is ignored on resume.
-    fsutil::write_json_atomic(&base.with_extension("json"), &index)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::synth::{generate, SynthOptions};
+    use crate::data::LoadOptions;
+    use crate::model::resnet::init::random_state_dict;
+    use crate::model::weights::save_safetensors;
+    use crate::progress::{Silent, Task};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Mutex;
+
+    /// A progress whose task panics once `at` images are done: a run killed right after its
+    /// last batch, before the merge.
+    struct KillAt(u64, AtomicU64);
+    impl Task for KillAt {
+        fn advance(&self, n: u64) {
+            if self.1.fetch_add(n, Ordering::SeqCst) + n >= self.0 {
+                panic!("killed after {} images", self.0);
+            }
+        }
+        fn set_position(&self, _: u64) {}
+        fn set_message(&self, _: &str) {}
+        fn finish(&self) {}
+    }
+    struct Killer(u64);
+    impl Progress for Killer {
+        fn task(&self, _: &str, _: Option<u64>, _: Unit) -> Box<dyn Task> {
+            Box::new(KillAt(self.0, AtomicU64::new(0)))
+        }
+        fn log(&self, _: Level, _: &str) {}
+    }
+
+    /// Records the totals of the tasks started: the images a run decodes.
+    #[derive(Default)]
+    struct Totals(Mutex<Vec<Option<u64>>>);
+    impl Progress for Totals {
+        fn task(&self, _: &str, total: Option<u64>, _: Unit) -> Box<dyn Task> {
+            self.0.lock().unwrap().push(total);
+            Box::new(Silent)
+        }
+        fn log(&self, _: Level, _: &str) {}
+    }
+
+    /// Issue #16: chunks were committed only when they had enough rows, so a stretch of
+    /// unreadable images was recorded nowhere until the final merge, and after a kill those
+    /// images were decoded again.
+    #[test]
+    fn a_killed_run_does_not_decode_its_unreadable_images_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        generate(
+            &data,
+            &SynthOptions {
+                images: 10,
+                seed: 0,
+                force: false,
+            },
+        )
+        .unwrap();
+        let corpus = CaptionCorpus::load(&data, &LoadOptions::default()).unwrap();
+        for rec in &corpus.images[4..] {
+            std::fs::write(&rec.path, b"not an image").unwrap();
+        }
+        let backbone = dir.path().join("r18.safetensors");
+        save_safetensors(&backbone, &random_state_dict(Arch::ResNet18, 0).unwrap()).unwrap();
+        let cache = dir.path().join("cache");
+        let opts = ExtractOptions {
+            arch: Arch::ResNet18,
+            batch_size: 2,
+            half: false,
+            chunk_images: 2,
+            image_size: 32,
+            shard: None,
+        };
+        let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            extract(&corpus, &backbone, &cache, &opts, &Device::Cpu, &Killer(10))
+        }));
+        assert!(killed.is_err(), "the run was not killed");
+        assert!(
+            !cache.join(FEATURES_FILE).exists(),
+            "merged before the kill"
+        );
+
+        let totals = Totals::default();
+        let summary = extract(&corpus, &backbone, &cache, &opts, &Device::Cpu, &totals).unwrap();
+        assert_eq!((summary.reused, summary.computed), (4, 0));
+        let failed: Vec<&str> = summary.failed.iter().map(|(f, _)| f.as_str()).collect();
+        let expected: Vec<&str> = corpus.images[4..].iter().map(|r| r.file.as_str()).collect();
+        assert_eq!(failed, expected, "failures in corpus order");
+        assert!(
+            totals.0.lock().unwrap().is_empty(),
+            "images decoded again after the kill: {:?}",
+            totals.0.lock().unwrap()
+        );
+    }
 }

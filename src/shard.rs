@@ -73,8 +73,10 @@ impl Shard {
         Shard::new(index, count)
     }
 
-    /// The shard to run: `flag` (`--shard I/N`) if given; otherwise a Slurm array task; otherwise a
-    /// Kubernetes Indexed Job's `JOB_COMPLETION_INDEX` with `shards` (`--shards N`) as the count.
+    /// The shard to run: `flag` (`--shard I/N`) if given; otherwise a Slurm array task (shard
+    /// `SLURM_ARRAY_TASK_ID` of `shards` when `--shards N` is given, else numbered within the
+    /// array: id − `SLURM_ARRAY_TASK_MIN` of `SLURM_ARRAY_TASK_COUNT`); otherwise a Kubernetes
+    /// Indexed Job's `JOB_COMPLETION_INDEX` with `shards` (`--shards N`) as the count.
     /// `None` when nothing asks for sharding. `env` reads an environment variable (a parameter so
     /// tests need not change the process's environment: pass `|k| std::env::var(k).ok()`).
     pub fn resolve(
@@ -95,17 +97,18 @@ impl Shard {
             }
         };
         if let Some(index) = number("SLURM_ARRAY_TASK_ID")? {
-            // Arrays such as --array=0-3 number tasks from SLURM_ARRAY_TASK_MIN (0 by convention);
-            // the count is the number of tasks in the array.
-            let count = match number("SLURM_ARRAY_TASK_COUNT")? {
-                Some(n) => n,
-                None => shards.ok_or_else(|| {
-                    Error::Invalid(
-                        "SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not: pass --shards N"
-                            .into(),
-                    )
-                })?,
-            };
+            // With --shards N the array's task ids are the shard numbers (so a lost task resubmitted
+            // alone, `sbatch --array=2`, is still shard 2 of N). Without it, arrays such as
+            // --array=0-3 give the count, and tasks are numbered from SLURM_ARRAY_TASK_MIN.
+            if let Some(count) = shards {
+                return Ok(Some((Shard::new(index, count)?, ShardSource::Slurm)));
+            }
+            let count = number("SLURM_ARRAY_TASK_COUNT")?.ok_or_else(|| {
+                Error::Invalid(
+                    "SLURM_ARRAY_TASK_ID is set but SLURM_ARRAY_TASK_COUNT is not: pass --shards N"
+                        .into(),
+                )
+            })?;
             let min = number("SLURM_ARRAY_TASK_MIN")?.unwrap_or(0);
             let index = index.checked_sub(min).ok_or_else(|| {
                 Error::Invalid(format!(
@@ -223,6 +226,20 @@ mod tests {
         assert_eq!(
             Shard::resolve(None, None, &slurm_from_one).unwrap(),
             Some((Shard { index: 3, count: 4 }, ShardSource::Slurm))
+        );
+        // A lost task resubmitted alone (`sbatch --array=1`) with --shards keeps its number.
+        let resubmitted = env(&[
+            ("SLURM_ARRAY_TASK_ID", "1"),
+            ("SLURM_ARRAY_TASK_COUNT", "1"),
+            ("SLURM_ARRAY_TASK_MIN", "1"),
+        ]);
+        assert_eq!(
+            Shard::resolve(None, Some(4), &resubmitted).unwrap(),
+            Some((Shard { index: 1, count: 4 }, ShardSource::Slurm))
+        );
+        assert!(
+            Shard::resolve(None, Some(1), &resubmitted).is_err(),
+            "1 of 1"
         );
         let k8s = env(&[("JOB_COMPLETION_INDEX", "5")]);
         assert_eq!(

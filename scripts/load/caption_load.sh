@@ -76,7 +76,8 @@ else
 fi
 
 echo "== wrk: $connections connections for $duration against $url/api/caption ($(wc -c <"$image") byte $content_type)"
-wrk --threads 2 --connections "$connections" --duration "$duration" --timeout 30s \
+threads=2; [ "$connections" -lt 2 ] && threads=1   # wrk needs connections >= threads
+wrk --threads "$threads" --connections "$connections" --duration "$duration" --timeout 30s \
   --script "$here/caption_load.lua" "$url/api/caption" -- "$image" "$content_type" | tee "$work/wrk.txt"
 
 echo "== summary"

@@ -1,10 +1,16 @@
 //! `captioner caption`: captions image files and folders (recursively), in batches, as text, JSONL or
 //! CSV. A file that fails is reported by name and the others go on; the exit status is 1 if any failed.
+//!
+//! `--shard I/N` (or a Slurm array / Kubernetes Indexed Job) captions only the images whose key
+//! falls in shard I: the path relative to the folder argument it was found under, or the file
+//! name of a file argument, so the partition is the same on every machine. With `--format jsonl`
+//! the shards' outputs concatenated are the unsharded output's lines, in another order.
 
 use super::progress::Bars;
+use super::shard_args::ShardArgs;
 use anyhow::Context;
 use captioner::data::layout::has_image_extension;
-use captioner::progress::{Progress, Unit};
+use captioner::progress::{Level, Progress, Unit};
 use captioner::{CaptionOptions, Captioner};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -41,14 +47,39 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    #[command(flatten)]
+    pub shard: ShardArgs,
     /// Image files, or folders searched recursively for images (by extension).
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
 }
 
+/// An image named by the arguments, with its shard key.
+struct Found {
+    path: PathBuf,
+    /// Where it is, independent of the machine: the path relative to the folder argument
+    /// (`/`-separated), or the file name of a file argument.
+    key: String,
+}
+
+fn key_of(path: &Path, root: Option<&Path>) -> String {
+    let rel = root.and_then(|r| path.strip_prefix(r).ok());
+    match rel {
+        Some(rel) => rel
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy())
+            .collect::<Vec<_>>()
+            .join("/"),
+        None => path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string()),
+    }
+}
+
 /// Image files named by `paths`: files as given, folders walked recursively (sorted), plus the
 /// paths that could not be read with their error.
-fn collect_images(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<(PathBuf, String)>) {
+fn collect_images(paths: &[PathBuf]) -> (Vec<Found>, Vec<(Found, String)>) {
     let mut files = Vec::new();
     let mut bad = Vec::new();
     for p in paths {
@@ -64,17 +95,27 @@ fn collect_images(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<(PathBuf, String)>) {
                     Ok(_) => {}
                     Err(e) => {
                         let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| p.clone());
-                        bad.push((path, e.to_string()));
+                        let key = key_of(&path, Some(p));
+                        bad.push((Found { path, key }, e.to_string()));
                     }
                 }
             }
             found.sort();
-            files.extend(found);
+            files.extend(found.into_iter().map(|path| Found {
+                key: key_of(&path, Some(p)),
+                path,
+            }));
         } else if p.exists() {
-            files.push(p.clone());
+            files.push(Found {
+                path: p.clone(),
+                key: key_of(p, None),
+            });
         } else {
             bad.push((
-                p.clone(),
+                Found {
+                    path: p.clone(),
+                    key: key_of(p, None),
+                },
                 format!("{}: no such file or directory", p.display()),
             ));
         }
@@ -113,7 +154,14 @@ fn emit(
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let (files, bad) = collect_images(&args.paths);
+    let shard = args.shard.resolve()?;
+    let (mut found, mut bad) = collect_images(&args.paths);
+    let listed = found.len() + bad.len();
+    if let Some((s, _)) = shard {
+        found.retain(|f| s.contains(&f.key));
+        bad.retain(|(f, _)| s.contains(&f.key));
+    }
+    let files: Vec<PathBuf> = found.into_iter().map(|f| f.path).collect();
     let device = captioner::device::default_device();
     let captioner = Captioner::load(&args.model, &device)
         .with_context(|| format!("cannot load the model {}", args.model.display()))?;
@@ -122,18 +170,28 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         length_alpha: args.length_alpha,
         batch_size: args.batch_size.max(1),
     };
-    let several = files.len() + bad.len() > 1;
+    // Counted before sharding, so every shard writes the lines an unsharded run would.
+    let several = listed > 1;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     if args.format == Format::Csv {
         writeln!(out, "image,caption")?;
     }
     let mut failed = 0usize;
-    for (path, e) in &bad {
-        emit(&mut out, args.format, several, path, Err(e))?;
+    for (f, e) in &bad {
+        emit(&mut out, args.format, several, &f.path, Err(e))?;
         failed += 1;
     }
     let bars = Bars::new(several && !args.no_progress);
+    if let Some((s, source)) = shard {
+        bars.log(
+            Level::Info,
+            &format!(
+                "caption: shard {s} (from {source}): {} of the {listed} images",
+                files.len() + bad.len()
+            ),
+        );
+    }
     let task = bars.task("caption", Some(files.len() as u64), Unit::Images);
     let mut write_err = None;
     let mut internal = None;

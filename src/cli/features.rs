@@ -1,11 +1,13 @@
 //! `captioner features`: the ResNet feature of every image of a corpus, computed once into a cache
-//! (resumable: rerun after a kill and it continues).
+//! (resumable: rerun after a kill and it continues). `--shard I/N` (or a Slurm array / Kubernetes
+//! Indexed Job) computes one part into the shared cache; a run without it merges.
 
 use super::data_args::parse_layout;
 use super::progress::Bars;
+use super::shard_args::ShardArgs;
 use anyhow::Context;
 use captioner::data::{CaptionCorpus, Layout, LoadOptions};
-use captioner::features::{extract, ExtractOptions, FeatureCache, SHARD_IMAGES};
+use captioner::features::{extract, ExtractOptions, FeatureCache, CHUNK_IMAGES};
 use captioner::model::resnet::Arch;
 use clap::builder::TypedValueParser;
 use std::path::PathBuf;
@@ -37,9 +39,11 @@ pub struct Args {
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
-    /// Images per resumable shard (tests make it small to kill a run between shards).
-    #[arg(long, hide = true, default_value_t = SHARD_IMAGES)]
-    pub shard_images: usize,
+    /// Images per resumable chunk (tests make it small to kill a run between chunks).
+    #[arg(long, hide = true, default_value_t = CHUNK_IMAGES)]
+    pub chunk_images: usize,
+    #[command(flatten)]
+    pub shard: ShardArgs,
     /// Resize images to this square side (the seed and every pretrained recipe: 224).
     #[arg(long, default_value_t = captioner::vision::IMAGE_SIZE, value_parser = image_size_parser())]
     pub image_size: usize,
@@ -64,8 +68,9 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         arch: args.arch,
         batch_size: args.batch_size,
         half: args.half,
-        shard_images: args.shard_images,
+        chunk_images: args.chunk_images,
         image_size: args.image_size,
+        shard: args.shard.resolve()?,
     };
     let device = captioner::device::default_device();
     let start = std::time::Instant::now();
@@ -73,6 +78,19 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let summary = extract(&corpus, &args.backbone, &args.cache, &opts, &device, &bars)?;
     for (file, error) in &summary.failed {
         eprintln!("unreadable image skipped: {file}: {error}");
+    }
+    if let Some(shard) = summary.shard {
+        println!(
+            "features: shard {shard}: {} images ({} reused, {} computed, {} unreadable) in {:.1} s -> chunks in {}; \
+             run `captioner features` without --shard over the same cache to merge",
+            summary.images,
+            summary.reused,
+            summary.computed,
+            summary.failed.len(),
+            start.elapsed().as_secs_f64(),
+            args.cache.display()
+        );
+        return Ok(0);
     }
     let cache = FeatureCache::open(&args.cache)?;
     println!(

@@ -19,6 +19,7 @@ mod interrupt;
 mod progress;
 mod render;
 mod serve;
+mod shard_args;
 mod synth;
 mod train;
 

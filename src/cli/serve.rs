@@ -29,6 +29,14 @@ pub struct Args {
     /// Longest a request may take, queueing included, before it gets 504 (seconds).
     #[arg(long, default_value_t = 30.0)]
     timeout_s: f64,
+    /// Most waiting requests captioned together (one trunk pass, one decoding); 1 captions one
+    /// request at a time.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(1..=256))]
+    max_batch: u64,
+    /// Longest a batch waits to fill, in milliseconds, while other captions are running (a lone
+    /// request never waits).
+    #[arg(long, default_value_t = 2)]
+    batch_wait_ms: u64,
     /// Serve a stand-in model that names the image's mean colour (for load tests and demos).
     #[arg(long, hide = true)]
     fake_engine: bool,
@@ -51,6 +59,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         queue: args.queue,
         max_upload_bytes,
         timeout: Duration::from_secs_f64(args.timeout_s),
+        max_batch: args.max_batch as usize,
+        batch_wait: Duration::from_millis(args.batch_wait_ms),
     };
     let engine: Arc<dyn CaptionEngine> = match (&args.model, args.fake_engine) {
         (_, true) => Arc::new(FakeEngine::with_delay(Duration::from_millis(

@@ -1,10 +1,14 @@
 //! `captioner train`: flags in, [`captioner::pipeline::train_run`] called, its outcome printed.
+//! With `--shard I/N` (or a Slurm array / Kubernetes Indexed Job) only that shard's feature
+//! extraction runs ([`captioner::pipeline::extract_features_shard`]); a later unsharded `train`
+//! merges the shards and trains.
 
 use super::data_args::DataArgs;
 use super::interrupt;
 use super::progress::Bars;
+use super::shard_args::ShardArgs;
 use captioner::model::resnet::Arch;
-use captioner::pipeline::{train_run, Preset as LibPreset, TrainRequest};
+use captioner::pipeline::{extract_features_shard, train_run, Preset as LibPreset, TrainRequest};
 use captioner::run::BnStatistics;
 
 /// Recipes with their own defaults.
@@ -77,6 +81,11 @@ pub struct Args {
     /// No progress bars.
     #[arg(long)]
     pub no_progress: bool,
+    /// Sharded feature extraction: with a shard, `train` extracts that shard's features into the
+    /// cache and stops (no run files, no training); run `train` without it afterwards to merge
+    /// the shards and train.
+    #[command(flatten)]
+    pub shard: ShardArgs,
 }
 
 impl Args {
@@ -106,6 +115,19 @@ impl Args {
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let bars = Bars::new(!args.no_progress);
+    if let Some(shard) = args.shard.resolve()? {
+        let s = extract_features_shard(&args.request(), shard, &bars)?;
+        println!(
+            "train: shard {}: feature extraction only ({} images: {} reused, {} computed, {} unreadable); \
+             nothing trained: run `captioner train` without --shard to merge the shards and train",
+            shard.0,
+            s.images,
+            s.reused,
+            s.computed,
+            s.failed.len()
+        );
+        return Ok(0);
+    }
     let report = train_run(&args.request(), &bars, interrupt::install()?)?;
     let outcome = &report.outcome;
     let best = outcome

@@ -275,11 +275,16 @@ fn product_uninit(
 /// beam search's 3×512×9000 output layer 1.7 ms a step against 0.7 ms here), and its one-row
 /// path reads `w` on one thread: a 25-word greedy caption took 24 ms, 16.5 ms here. Bound by
 /// reading the weights (18 MB for the output layer). No autograd: for decoding only.
+/// The most rows [`few_rows_times_wt`] takes; more go to candle's matmul. Its arithmetic for a row
+/// does not depend on the other rows, so a caption decoded among at most this many rows is the
+/// caption decoded alone (the server's batches rely on it).
+pub(crate) const FEW_ROWS: usize = 8;
+
 pub(crate) fn few_rows_times_wt(x: &Tensor, w: &Tensor) -> candle_core::Result<Option<Tensor>> {
     let (m, k) = x.dims2()?;
     let (n, k2) = w.dims2()?;
     let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
-    if !(1..=8).contains(&m) || k != k2 || !f32_cpu(x) || !f32_cpu(w) {
+    if !(1..=FEW_ROWS).contains(&m) || k != k2 || !f32_cpu(x) || !f32_cpu(w) {
         return Ok(None);
     }
     let t = with_data(x, |xs| {

@@ -9,6 +9,6 @@ mod train;
 pub use corpus::CorpusSpec;
 pub use evaluate::{choose_split, evaluate_model, part_name, EvalRequest, Evaluation};
 pub use train::{
-    prepare_run, train_run, PreparedRun, Preset, TrainReport, TrainRequest, DEFAULT_EPOCHS,
-    DEFAULT_PATIENCE,
+    extract_features_shard, prepare_run, train_run, PreparedRun, Preset, TrainReport, TrainRequest,
+    DEFAULT_EPOCHS, DEFAULT_PATIENCE,
 };

@@ -3,11 +3,12 @@
 
 use super::CorpusSpec;
 use crate::data::{CaptionCorpus, DatasetSplit, SplitRatios};
-use crate::features::{extract, ExtractOptions, ExtractSummary, FeatureCache, SHARD_IMAGES};
+use crate::features::{extract, ExtractOptions, ExtractSummary, FeatureCache, CHUNK_IMAGES};
 use crate::model::resnet::Arch;
 use crate::model::weights::sha256_file;
 use crate::progress::{Level, Progress};
 use crate::run::{BnStatistics, RunConfig, RunDir, TrainConfig, RUN_FORMAT};
+use crate::shard::{Shard, ShardSource};
 use crate::text::{VocabSource, Vocabulary};
 use crate::train::dataset::build_train_data;
 use crate::train::{checkpoint, train, TrainOptions, TrainOutcome};
@@ -303,6 +304,61 @@ pub fn prepare_run(req: &TrainRequest, progress: &dyn Progress) -> Result<Prepar
     })
 }
 
+/// The feature extraction step of [`train_run`] for one shard of the images, and nothing else:
+/// the shard's features go into the run's feature cache as chunks, no run file is written and
+/// nothing is trained (training needs every image's feature). Run [`train_run`] afterwards,
+/// unsharded, with the same cache: it merges the shards' chunks, computes whatever is still
+/// missing, and trains. The backbone, architecture, cache and image size are the request's, or
+/// those of `config.json` on `resume`, as for [`train_run`].
+pub fn extract_features_shard(
+    req: &TrainRequest,
+    shard: (Shard, ShardSource),
+    progress: &dyn Progress,
+) -> Result<ExtractSummary> {
+    let run = RunDir::new(&req.run);
+    let saved = if req.resume && run.config().is_file() {
+        Some(RunConfig::load(run.dir())?)
+    } else {
+        None
+    };
+    let arch = match &saved {
+        Some(s) => s.arch.parse::<Arch>()?,
+        None => req.arch,
+    };
+    let backbone = match (&req.backbone, &saved) {
+        (Some(b), _) => b.clone(),
+        (None, Some(s)) => s.backbone.clone(),
+        (None, None) => {
+            return Err(Error::Invalid(
+                "--backbone FILE is required (torchvision ResNet weights)".into(),
+            ))
+        }
+    };
+    let cache = match (&req.cache, &saved) {
+        (Some(c), _) => c.clone(),
+        (None, Some(s)) => s.feature_cache.clone(),
+        (None, None) => run.features(),
+    };
+    let corpus = req.corpus.load()?;
+    let opts = ExtractOptions {
+        arch,
+        batch_size: req.feature_batch_size,
+        half: false,
+        chunk_images: CHUNK_IMAGES,
+        image_size: saved.as_ref().map_or(req.image_size, |s| s.image_size),
+        shard: Some(shard),
+    };
+    let device = crate::device::default_device();
+    let summary = extract(&corpus, &backbone, &cache, &opts, &device, progress)?;
+    for (file, error) in &summary.failed {
+        progress.log(
+            Level::Warn,
+            &format!("unreadable image skipped: {file}: {error}"),
+        );
+    }
+    Ok(summary)
+}
+
 /// Prepares the run ([`prepare_run`]), fills the feature cache, then trains until the epochs are
 /// done, early stopping ends it, or `stop` is set (then `last/` is written and
 /// [`Error::Interrupted`] returned: resume with `resume: true`).
@@ -318,8 +374,9 @@ pub fn train_run(
         arch: cfg.arch.parse()?,
         batch_size: req.feature_batch_size,
         half: false,
-        shard_images: SHARD_IMAGES,
+        chunk_images: CHUNK_IMAGES,
         image_size: cfg.image_size,
+        shard: None,
     };
     let extract_start = Instant::now();
     let features = extract(

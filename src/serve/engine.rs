@@ -14,6 +14,15 @@ pub const MAX_BEAM: usize = 10;
 pub trait CaptionEngine: Send + Sync + 'static {
     /// Decodes the image bytes (format from content), checks the pixel limit, captions it.
     fn caption_bytes(&self, bytes: &[u8], beam: usize) -> Result<String>;
+    /// Captions several uploads with the same beam at once (the pool's batches); each result must
+    /// be what [`CaptionEngine::caption_bytes`] gives for that upload alone. The default captions
+    /// them one by one; a real model encodes and decodes them together.
+    fn caption_batch(&self, images: &[&[u8]], beam: usize) -> Vec<Result<String>> {
+        images
+            .iter()
+            .map(|bytes| self.caption_bytes(bytes, beam))
+            .collect()
+    }
     /// Facts for GET /api/info: backbone, vocabulary size, model file, ...
     fn info(&self) -> serde_json::Value;
 }
@@ -31,6 +40,21 @@ impl CaptionEngine for Captioner {
             ..CaptionOptions::default()
         };
         Captioner::caption_bytes(self, bytes, &opts)
+    }
+
+    fn caption_batch(&self, images: &[&[u8]], beam: usize) -> Vec<Result<String>> {
+        if let Err(e) = check_beam(beam) {
+            let msg = e.to_string();
+            return images
+                .iter()
+                .map(|_| Err(Error::Invalid(msg.clone())))
+                .collect();
+        }
+        let opts = CaptionOptions {
+            beam,
+            ..CaptionOptions::default()
+        };
+        self.caption_bytes_batch(images, &opts)
     }
 
     fn info(&self) -> serde_json::Value {

@@ -39,6 +39,11 @@ pub struct ServeConfig {
     pub max_upload_bytes: usize,
     /// Longest a request may wait for its caption, queueing included (504 after).
     pub timeout: Duration,
+    /// Most waiting requests captioned together as one batch (1: one at a time).
+    pub max_batch: usize,
+    /// Longest a batch waits to fill while other captions are running (a lone request never
+    /// waits).
+    pub batch_wait: Duration,
 }
 
 impl Default for ServeConfig {
@@ -49,6 +54,8 @@ impl Default for ServeConfig {
             queue: 64,
             max_upload_bytes: 20 << 20,
             timeout: Duration::from_secs(30),
+            max_batch: 8,
+            batch_wait: Duration::from_millis(2),
         }
     }
 }
@@ -64,6 +71,9 @@ impl ServeConfig {
         }
         if self.timeout.is_zero() {
             return Err(Error::Invalid("--timeout-s must be above 0".into()));
+        }
+        if self.max_batch == 0 {
+            return Err(Error::Invalid("--max-batch must be at least 1".into()));
         }
         Ok(())
     }
@@ -142,10 +152,15 @@ pub fn start(engine: Arc<dyn CaptionEngine>, cfg: ServeConfig) -> Result<ServerH
     let addr = listener
         .local_addr()
         .map_err(|e| Error::io(cfg.addr.to_string(), e))?;
+    let batching = pool::Batching {
+        max: cfg.max_batch,
+        wait: cfg.batch_wait,
+    };
     let pool = Arc::new(pool::Pool::new(
         Arc::clone(&engine),
         cfg.workers,
         cfg.queue,
+        batching,
     )?);
     let grace = cfg.timeout + Duration::from_secs(5);
     let app = router::router(api::AppState { engine, pool, cfg });

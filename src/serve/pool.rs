@@ -1,13 +1,30 @@
 //! The inference pool: a fixed number of OS threads fed by a bounded channel, so model work never
 //! blocks the async executor and at most `workers` running + `queue` waiting jobs exist at once.
+//!
+//! A worker takes the requests waiting together, up to [`Batching::max`], and captions them as one
+//! batch (one trunk pass, one decoding): under concurrent load the network's fixed costs are shared.
+//! A lone request never waits for company; while another worker is busy (so requests are
+//! arriving together), a batch may wait up to [`Batching::wait`] to fill.
 
 use super::engine::CaptionEngine;
 use crate::{Error, Result};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{
+    sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError,
+};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
+
+/// How requests are grouped into batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    /// Most requests captioned together (1: one at a time).
+    pub max: usize,
+    /// Longest a batch waits to fill while other captions are running.
+    pub wait: Duration,
+}
 
 /// One caption request waiting for a worker.
 struct Job {
@@ -43,8 +60,14 @@ struct Load {
 }
 
 impl Pool {
-    /// Starts `workers` threads (at least one) with room for `queue` waiting jobs.
-    pub fn new(engine: Arc<dyn CaptionEngine>, workers: usize, queue: usize) -> Result<Self> {
+    /// Starts `workers` threads (at least one) with room for `queue` waiting jobs, captioning
+    /// waiting jobs together as `batching` says.
+    pub fn new(
+        engine: Arc<dyn CaptionEngine>,
+        workers: usize,
+        queue: usize,
+        batching: Batching,
+    ) -> Result<Self> {
         let (jobs, rx) = sync_channel::<Job>(queue);
         let rx = Arc::new(Mutex::new(rx));
         let load = Arc::new(Load::default());
@@ -52,7 +75,7 @@ impl Pool {
             let (rx, engine, load) = (Arc::clone(&rx), Arc::clone(&engine), Arc::clone(&load));
             std::thread::Builder::new()
                 .name(format!("caption-worker-{i}"))
-                .spawn(move || work(&rx, engine.as_ref(), &load))
+                .spawn(move || work(&rx, engine.as_ref(), &load, batching))
                 .map_err(|e| Error::Internal(format!("cannot start a worker thread: {e}")))?;
         }
         Ok(Self { jobs, load })
@@ -84,26 +107,157 @@ impl Pool {
     }
 }
 
-/// A worker's loop: take a job, run it unless its requester gave up, reply.
-fn work(rx: &Mutex<Receiver<Job>>, engine: &dyn CaptionEngine, load: &Load) {
+/// A worker's loop: take the waiting jobs (a batch), run those whose requester still waits, reply.
+fn work(rx: &Mutex<Receiver<Job>>, engine: &dyn CaptionEngine, load: &Load, batching: Batching) {
+    // A batch means requests are queueing: the cores are better spent on the workers' batches side
+    // by side than on splitting each operation across threads, so a batch runs on this worker's
+    // own one-thread pool. A lone request keeps the shared pool (all cores, the lowest latency).
+    let own = rayon::ThreadPoolBuilder::new().num_threads(1).build().ok();
     loop {
-        // The lock is held only while waiting for the next job, never while captioning.
-        let job = match rx.lock() {
-            Ok(guard) => guard.recv(),
+        // The lock is held only while gathering the next batch, never while captioning.
+        let batch = match rx.lock() {
+            Ok(guard) => next_batch(&guard, load, batching),
             Err(_) => return,
         };
-        let Ok(job) = job else { return };
-        // A job whose requester timed out while it was queued is skipped: nobody waits for it.
-        if !job.reply.is_closed() {
-            load.running.fetch_add(1, Ordering::SeqCst);
-            // A panicking engine must cost one request, not a worker.
-            let answer = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                engine.caption_bytes(&job.bytes, job.beam)
-            }))
-            .ok();
-            load.running.fetch_sub(1, Ordering::SeqCst);
-            let _ = job.reply.send(answer);
+        let Some(batch) = batch else { return };
+        let taken = batch.len();
+        // Jobs whose requester timed out while they were queued are skipped: nobody waits.
+        let live: Vec<Job> = batch.into_iter().filter(|j| !j.reply.is_closed()).collect();
+        // One engine call per beam size, in arrival order.
+        let mut beams: Vec<usize> = live.iter().map(|j| j.beam).collect();
+        beams.sort_unstable();
+        beams.dedup();
+        let mut jobs = live;
+        for beam in beams {
+            let (group, rest): (Vec<Job>, Vec<Job>) =
+                jobs.into_iter().partition(|j| j.beam == beam);
+            jobs = rest;
+            load.running.fetch_add(group.len(), Ordering::SeqCst);
+            let answers = match (&own, group.len()) {
+                (Some(own), 2..) => own.install(|| run_group(engine, &group, beam)),
+                _ => run_group(engine, &group, beam),
+            };
+            load.running.fetch_sub(group.len(), Ordering::SeqCst);
+            for (job, answer) in group.into_iter().zip(answers) {
+                let _ = job.reply.send(answer);
+            }
         }
-        load.admitted.fetch_sub(1, Ordering::SeqCst);
+        load.admitted.fetch_sub(taken, Ordering::SeqCst);
+    }
+}
+
+/// The next batch: one job (waiting for it), then those already queued, then, while another
+/// worker is busy, those arriving within `batching.wait`; at most `batching.max`. `None` when the
+/// pool is closed.
+fn next_batch(rx: &Receiver<Job>, load: &Load, batching: Batching) -> Option<Vec<Job>> {
+    let first = rx.recv().ok()?;
+    let mut batch = vec![first];
+    let deadline = Instant::now() + batching.wait;
+    while batch.len() < batching.max.max(1) {
+        match rx.try_recv() {
+            Ok(job) => batch.push(job),
+            Err(TryRecvError::Disconnected) => break,
+            Err(TryRecvError::Empty) => {
+                // Alone, a request goes at once: waiting would only add latency.
+                let busy = load.running.load(Ordering::SeqCst) > 0;
+                let left = deadline.saturating_duration_since(Instant::now());
+                if !busy || left.is_zero() {
+                    break;
+                }
+                match rx.recv_timeout(left) {
+                    Ok(job) => batch.push(job),
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                }
+            }
+        }
+    }
+    Some(batch)
+}
+
+/// Captions a group of jobs with the same beam as one batch. A panicking engine must cost one
+/// request, not a worker nor the whole batch: after a panic each job is run alone.
+fn run_group(engine: &dyn CaptionEngine, group: &[Job], beam: usize) -> Vec<Answer> {
+    let alone = |job: &Job| -> Answer {
+        std::panic::catch_unwind(AssertUnwindSafe(|| engine.caption_bytes(&job.bytes, beam))).ok()
+    };
+    if group.len() == 1 {
+        return vec![alone(&group[0])];
+    }
+    let images: Vec<&[u8]> = group.iter().map(|j| j.bytes.as_ref()).collect();
+    match std::panic::catch_unwind(AssertUnwindSafe(|| engine.caption_batch(&images, beam))) {
+        Ok(results) if results.len() == group.len() => results.into_iter().map(Some).collect(),
+        _ => group.iter().map(alone).collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+
+    /// Captions `b"ok"`, sleeps on `b"slow"`, panics on `b"boom"` (alone or in a batch), and
+    /// records the batch sizes it is given.
+    #[derive(Default)]
+    struct Touchy {
+        batches: Mutex<Vec<usize>>,
+        slow_started: AtomicBool,
+    }
+    impl CaptionEngine for Touchy {
+        fn caption_bytes(&self, bytes: &[u8], _: usize) -> Result<String> {
+            match bytes {
+                b"slow" => {
+                    self.slow_started.store(true, Ordering::SeqCst);
+                    std::thread::sleep(Duration::from_millis(200));
+                    Ok("slow".into())
+                }
+                b"boom" => panic!("boom"),
+                other => Ok(String::from_utf8_lossy(other).into_owned()),
+            }
+        }
+        fn caption_batch(&self, images: &[&[u8]], beam: usize) -> Vec<Result<String>> {
+            self.batches.lock().unwrap().push(images.len());
+            images.iter().map(|b| self.caption_bytes(b, beam)).collect()
+        }
+        fn info(&self) -> serde_json::Value {
+            serde_json::Value::Null
+        }
+    }
+
+    #[test]
+    fn waiting_jobs_run_as_one_batch_and_a_panic_costs_one_request() {
+        let engine = Arc::new(Touchy::default());
+        let batching = Batching {
+            max: 8,
+            wait: Duration::ZERO,
+        };
+        let pool = Pool::new(engine.clone(), 1, 16, batching).unwrap();
+        let slow = pool.submit("slow".into(), 1).unwrap();
+        while !engine.slow_started.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let waiting: Vec<_> = ["a", "boom", "b", "c"]
+            .iter()
+            .map(|s| pool.submit(s.as_bytes().to_vec().into(), 1).unwrap())
+            .collect();
+        let beam3 = pool.submit("d".into(), 3).unwrap();
+        assert_eq!(slow.blocking_recv().unwrap().unwrap().unwrap(), "slow");
+        let answers: Vec<Answer> = waiting
+            .into_iter()
+            .map(|r| r.blocking_recv().unwrap())
+            .collect();
+        assert_eq!(answers[0].as_ref().unwrap().as_ref().unwrap(), "a");
+        assert!(answers[1].is_none(), "the panicking request fails");
+        assert_eq!(answers[2].as_ref().unwrap().as_ref().unwrap(), "b");
+        assert_eq!(answers[3].as_ref().unwrap().as_ref().unwrap(), "c");
+        assert_eq!(beam3.blocking_recv().unwrap().unwrap().unwrap(), "d");
+        // The four greedy jobs went in as one batch (which panicked, then ran one by one); the
+        // beam-3 job alone, so not through caption_batch.
+        assert_eq!(*engine.batches.lock().unwrap(), vec![4]);
+        // The counts drop once the worker is done with the whole batch, just after its replies.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while pool.load() != (0, 0) {
+            assert!(Instant::now() < deadline, "{:?}", pool.load());
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 }

@@ -20,6 +20,7 @@ fn config() -> ServeConfig {
         queue: 4,
         max_upload_bytes: 64 * 1024,
         timeout: Duration::from_secs(10),
+        ..ServeConfig::default()
     }
 }
 
