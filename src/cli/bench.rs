@@ -17,6 +17,8 @@ pub enum Bench {
     Train(super::bench_train::Args),
     /// One 500x375 JPEG end to end (read, decode, preprocess, encode, greedy / beam) in ms.
     Caption(super::bench_caption::Args),
+    /// Library search latency (p50, p95) over a synthetic 100,000-image library.
+    Search(super::bench_search::Args),
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
@@ -24,5 +26,6 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         Bench::Encoder(a) => super::bench_encoder::run(a),
         Bench::Train(a) => super::bench_train::run(a),
         Bench::Caption(a) => super::bench_caption::run(a),
+        Bench::Search(a) => super::bench_search::run(a),
     }
 }

@@ -3,7 +3,7 @@
 
 use super::progress::Bars;
 use anyhow::Context;
-use captioner::data::layout::has_image_extension;
+use captioner::data::walk::find_images;
 use captioner::progress::{Progress, Unit};
 use captioner::{CaptionOptions, Captioner};
 use std::io::Write;
@@ -46,42 +46,6 @@ pub struct Args {
     pub paths: Vec<PathBuf>,
 }
 
-/// Image files named by `paths`: files as given, folders walked recursively (sorted), plus the
-/// paths that could not be read with their error.
-fn collect_images(paths: &[PathBuf]) -> (Vec<PathBuf>, Vec<(PathBuf, String)>) {
-    let mut files = Vec::new();
-    let mut bad = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let mut found: Vec<PathBuf> = Vec::new();
-            for entry in walkdir::WalkDir::new(p).follow_links(true) {
-                match entry {
-                    Ok(e) if e.file_type().is_file() => {
-                        if has_image_extension(&e.file_name().to_string_lossy()) {
-                            found.push(e.into_path());
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| p.clone());
-                        bad.push((path, e.to_string()));
-                    }
-                }
-            }
-            found.sort();
-            files.extend(found);
-        } else if p.exists() {
-            files.push(p.clone());
-        } else {
-            bad.push((
-                p.clone(),
-                format!("{}: no such file or directory", p.display()),
-            ));
-        }
-    }
-    (files, bad)
-}
-
 /// Writes one result in the chosen format; errors (whose message names the file) of text and CSV go to stderr.
 fn emit(
     out: &mut impl Write,
@@ -113,7 +77,7 @@ fn emit(
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    let (files, bad) = collect_images(&args.paths);
+    let (files, bad) = find_images(&args.paths);
     let device = captioner::device::default_device();
     let captioner = Captioner::load(&args.model, &device)
         .with_context(|| format!("cannot load the model {}", args.model.display()))?;
