@@ -45,7 +45,7 @@ fn write_hit(
     with_score: bool,
     first: bool,
 ) -> anyhow::Result<()> {
-    let score = (hit.score * 10_000.0).round() / 10_000.0;
+    let score = hit.score;
     match format {
         Format::Text if with_score => writeln!(out, "{}\t{score:.4}\t{}", hit.path, hit.caption)?,
         Format::Text => writeln!(out, "{}\t{}", hit.path, hit.caption)?,
