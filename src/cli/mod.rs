@@ -4,6 +4,7 @@ mod bench;
 mod bench_caption;
 mod bench_common;
 mod bench_encoder;
+mod bench_index;
 mod bench_search;
 mod bench_train;
 mod caption;

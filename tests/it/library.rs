@@ -308,7 +308,7 @@ fn search_stems_ranks_captions_above_alternatives_and_takes_syntax_as_words() {
     let fake = Arc::new(fake);
     index(
         &db,
-        &[photos.clone()],
+        std::slice::from_ref(&photos),
         &fake,
         &model("a"),
         &IndexOptions::default(),
@@ -390,18 +390,18 @@ fn xmp_sidecars_are_written_merged_and_read_back_by_exiftool() {
         xmp: Some(SidecarName::Base),
         ..IndexOptions::default()
     };
-    let s = index(&db, &[photos.clone()], &fake, &m, &opts);
+    let s = index(&db, std::slice::from_ref(&photos), &fake, &m, &opts);
     assert_eq!((s.added, s.sidecars_written, s.sidecars_failed), (2, 2, 0));
     assert!(s.to_string().ends_with("sidecars written 2"), "{s}");
     // Up to date: nothing is written again.
-    let s = index(&db, &[photos.clone()], &fake, &m, &opts);
+    let s = index(&db, std::slice::from_ref(&photos), &fake, &m, &opts);
     assert_eq!((s.unchanged, s.sidecars_written), (2, 0));
     // darktable's names.
     let full = IndexOptions {
         xmp: Some(SidecarName::Full),
         ..IndexOptions::default()
     };
-    index(&db, &[photos.clone()], &fake, &m, &full);
+    index(&db, std::slice::from_ref(&photos), &fake, &m, &full);
     assert!(photos.join("blue.png.xmp").is_file());
 
     let Some(exiftool) = find_program(&["exiftool"]) else {
@@ -460,7 +460,7 @@ fn shard_libraries_merge_into_the_unsharded_library() {
     let whole = dir.path().join("whole.db");
     index(
         &whole,
-        &[photos.clone()],
+        std::slice::from_ref(&photos),
         &fake,
         &m,
         &IndexOptions::default(),
@@ -473,7 +473,7 @@ fn shard_libraries_merge_into_the_unsharded_library() {
             shard: Some(Shard::new(i, 3).unwrap()),
             ..IndexOptions::default()
         };
-        sizes.push(index(&db, &[photos.clone()], &fake, &m, &opts).added);
+        sizes.push(index(&db, std::slice::from_ref(&photos), &fake, &m, &opts).added);
         shard_dbs.push(db);
     }
     assert_eq!(sizes.iter().sum::<usize>(), 30, "{sizes:?}");

@@ -139,8 +139,7 @@ fn index_then_search_in_every_format_and_xmp_for_exiftool() {
     // Searching a caption's words finds its image, with a score, in every format.
     let word = caption
         .split(' ')
-        .filter(|w| w.len() > 3)
-        .last()
+        .rfind(|w| w.len() > 3)
         .unwrap_or(&caption)
         .to_string();
     let hits = ok(search(&db, &[&word, "--format", "jsonl", "--limit", "50"]));

@@ -33,8 +33,11 @@ fn scene(sky: [u8; 3], ground: [u8; 3], horizon: f32, sun: bool) -> image::RgbIm
     })
 }
 
-/// The gallery's photos: (file, caption, sky, ground, horizon, sun).
-const PHOTOS: &[(&str, &str, [u8; 3], [u8; 3], f32, bool)] = &[
+/// One photo of the gallery: (file, caption, sky, ground, horizon, sun).
+type Photo = (&'static str, &'static str, [u8; 3], [u8; 3], f32, bool);
+
+/// The gallery's photos.
+const PHOTOS: &[Photo] = &[
     (
         "2023/beach-day.jpg",
         "people relaxing on a sandy beach",
