@@ -2,7 +2,7 @@
 //! directory or an exported file — captioning images, files or precomputed features in batches.
 
 use crate::data::DatasetSplit;
-use crate::decode::{beam_search, greedy, BeamOptions, Decoded, LstmSteps};
+use crate::decode::{beam_search, beam_search_all, greedy, BeamOptions, Decoded, LstmSteps};
 use crate::export::{load_run_backbone, read_export, run_backbone};
 use crate::model::cpu_math::FEW_ROWS;
 use crate::model::resnet::{check_state_dict, Arch, ResNetTrunk};
@@ -289,6 +289,34 @@ impl Captioner {
         })
     }
 
+    /// Like [`Captioner::decode_features`], with every finished caption of the beam, best first
+    /// (one each for greedy decoding).
+    pub fn decode_features_all(
+        &self,
+        features: &Tensor,
+        opts: &CaptionOptions,
+    ) -> Result<Vec<Vec<Decoded>>> {
+        if opts.beam <= 1 {
+            return Ok(self
+                .decode_features(features, opts)?
+                .into_iter()
+                .map(|d| vec![d])
+                .collect());
+        }
+        let n = features.dim(0)?;
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        crate::pool::in_pool(|| {
+            let steps = LstmSteps::new(&self.model, features)?;
+            let beam = BeamOptions {
+                beam: opts.beam,
+                length_alpha: opts.length_alpha,
+            };
+            beam_search_all(&steps, n, beam)
+        })
+    }
+
     /// Captions of `features [N, D]`, decoded `opts.batch_size` images at a time, batches in parallel.
     pub fn caption_features(
         &self,
@@ -351,6 +379,20 @@ impl Captioner {
         opts: &CaptionOptions,
         mut each: impl FnMut(usize, Result<String>),
     ) {
+        self.caption_paths_all_each(paths, opts, |i, r| {
+            each(i, r.map(|all| all.into_iter().next().unwrap_or_default()))
+        });
+    }
+
+    /// Like [`Captioner::caption_paths_each`], with every different caption the beam finished,
+    /// best first: the first is the caption, the others are the beam's alternatives (none for
+    /// greedy decoding).
+    pub fn caption_paths_all_each(
+        &self,
+        paths: &[PathBuf],
+        opts: &CaptionOptions,
+        mut each: impl FnMut(usize, Result<Vec<String>>),
+    ) {
         let size = opts.batch_size.max(1);
         let side = self.image_size();
         let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Vec<Result<Vec<f32>>>)>(1);
@@ -369,7 +411,8 @@ impl Captioner {
             for (first, pixels) in rx {
                 let mut ok = Vec::new();
                 let mut data = Vec::new();
-                let mut results: Vec<Option<Result<String>>> = Vec::with_capacity(pixels.len());
+                let mut results: Vec<Option<Result<Vec<String>>>> =
+                    Vec::with_capacity(pixels.len());
                 for (k, px) in pixels.into_iter().enumerate() {
                     match px {
                         Ok(px) => {
@@ -383,11 +426,21 @@ impl Captioner {
                 if !ok.is_empty() {
                     let captions = self
                         .encode(data, ok.len())
-                        .and_then(|f| self.decode_features(&f, opts));
+                        .and_then(|f| self.decode_features_all(&f, opts));
                     match captions {
                         Ok(decoded) => {
-                            for (&k, d) in ok.iter().zip(decoded) {
-                                results[k] = Some(Ok(self.vocab.decode(&d.tokens)));
+                            for (&k, all) in ok.iter().zip(decoded) {
+                                let mut texts: Vec<String> = Vec::with_capacity(all.len());
+                                for d in &all {
+                                    let text = self.vocab.decode(&d.tokens);
+                                    if !texts.contains(&text) {
+                                        texts.push(text);
+                                    }
+                                }
+                                if texts.is_empty() {
+                                    texts.push(String::new());
+                                }
+                                results[k] = Some(Ok(texts));
                             }
                         }
                         // The model failed, not the images: an internal error for each of them.

@@ -67,6 +67,16 @@ pub enum Error {
         msg: String,
     },
 
+    /// A library database (`captioner index`) cannot be opened, read or written: not a
+    /// database, locked by another writer for too long, a disk that is full.
+    #[error("{}: {msg}", path.display())]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// What SQLite said, and what to do about it.
+        msg: String,
+    },
+
     /// A download failed (network, HTTP status, checksum).
     #[error("{url}: {msg}")]
     Download {

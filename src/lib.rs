@@ -42,7 +42,8 @@
 //! modules follow it in layers, each using only those before it: plumbing ([`error`], [`fsutil`],
 //! [`device`], [`pool`], [`progress`], [`shard`]); [`data`], [`text`], [`vision`]; [`model`] and [`run`];
 //! [`features`], [`train`], [`decode`], [`metrics`]; [`captioner`] (the inference API),
-//! [`export`], [`fetch`]; [`pipeline`] and [`serve`].
+//! [`export`], [`fetch`]; [`pipeline`], [`report`], [`library`] (the captioned photo library) and
+//! [`serve`].
 
 #![warn(missing_docs)]
 
@@ -55,6 +56,7 @@ pub mod export;
 pub mod features;
 pub mod fetch;
 pub mod fsutil;
+pub mod library;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;

@@ -17,6 +17,10 @@ pub enum Bench {
     Train(super::bench_train::Args),
     /// One 500x375 JPEG end to end (read, decode, preprocess, encode, greedy / beam) in ms.
     Caption(super::bench_caption::Args),
+    /// Index throughput against `caption` on the same images, and an unchanged re-run.
+    Index(super::bench_index::Args),
+    /// Library search latency (p50, p95) over a synthetic 100,000-image library.
+    Search(super::bench_search::Args),
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
@@ -24,5 +28,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         Bench::Encoder(a) => super::bench_encoder::run(a),
         Bench::Train(a) => super::bench_train::run(a),
         Bench::Caption(a) => super::bench_caption::run(a),
+        Bench::Index(a) => super::bench_index::run(a),
+        Bench::Search(a) => super::bench_search::run(a),
     }
 }

@@ -9,7 +9,7 @@
 use super::progress::Bars;
 use super::shard_args::ShardArgs;
 use anyhow::Context;
-use captioner::data::layout::has_image_extension;
+use captioner::data::walk::walk_images;
 use captioner::progress::{Level, Progress, Unit};
 use captioner::{CaptionOptions, Captioner};
 use std::io::Write;
@@ -77,33 +77,21 @@ fn key_of(path: &Path, root: Option<&Path>) -> String {
     }
 }
 
-/// Image files named by `paths`: files as given, folders walked recursively (sorted), plus the
-/// paths that could not be read with their error.
+/// Image files named by `paths`: files as given, folders walked recursively (sorted; the walk
+/// `index` uses too), plus the paths that could not be read with their error.
 fn collect_images(paths: &[PathBuf]) -> (Vec<Found>, Vec<(Found, String)>) {
     let mut files = Vec::new();
     let mut bad = Vec::new();
     for p in paths {
         if p.is_dir() {
-            let mut found: Vec<PathBuf> = Vec::new();
-            for entry in walkdir::WalkDir::new(p).follow_links(true) {
-                match entry {
-                    Ok(e) if e.file_type().is_file() => {
-                        if has_image_extension(&e.file_name().to_string_lossy()) {
-                            found.push(e.into_path());
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| p.clone());
-                        let key = key_of(&path, Some(p));
-                        bad.push((Found { path, key }, e.to_string()));
-                    }
-                }
-            }
-            found.sort();
-            files.extend(found.into_iter().map(|path| Found {
-                key: key_of(&path, Some(p)),
-                path,
+            let walk = walk_images(p);
+            files.extend(walk.images.into_iter().map(|f| Found {
+                path: f.path,
+                key: f.rel,
+            }));
+            bad.extend(walk.unreadable.into_iter().map(|(path, e)| {
+                let key = key_of(&path, Some(p));
+                (Found { path, key }, e)
             }));
         } else if p.exists() {
             files.push(Found {

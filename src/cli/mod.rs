@@ -4,6 +4,8 @@ mod bench;
 mod bench_caption;
 mod bench_common;
 mod bench_encoder;
+mod bench_index;
+mod bench_search;
 mod bench_train;
 mod caption;
 mod data_args;
@@ -13,11 +15,14 @@ mod eval_report;
 mod export;
 mod features;
 mod fetch;
+mod index;
+mod index_merge;
 mod init_backbone;
 mod inspect;
 mod interrupt;
 mod progress;
 mod render;
+mod search;
 mod serve;
 mod shard_args;
 mod synth;
@@ -49,6 +54,12 @@ pub enum Command {
     Export(export::Args),
     /// Caption images.
     Caption(caption::Args),
+    /// Caption every image under some folders into a searchable library (SQLite), incrementally.
+    Index(index::Args),
+    /// Merge the shard libraries of `index --shard I/N` runs into one library.
+    IndexMerge(index_merge::Args),
+    /// Search a library's captions (BM25), or list it with --all.
+    Search(search::Args),
     /// Evaluate a model: BLEU-1..4, ROUGE-L, CIDEr-D.
     Eval(eval::Args),
     /// Benchmarks, side by side with PyTorch when it is installed.
@@ -71,6 +82,9 @@ pub fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Train(a) => train::run(a),
         Command::Export(a) => export::run(a),
         Command::Caption(a) => caption::run(a),
+        Command::Index(a) => index::run(a),
+        Command::IndexMerge(a) => index_merge::run(a),
+        Command::Search(a) => search::run(a),
         Command::Eval(a) => eval::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Fetch(a) => fetch::run(a),

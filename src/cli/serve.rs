@@ -1,6 +1,7 @@
 //! `captioner serve`: the captioning page and JSON API.
 
 use anyhow::Context;
+use captioner::library::Library;
 use captioner::serve::{self, CaptionEngine, FakeEngine, ServeConfig};
 use captioner::Captioner;
 use std::net::SocketAddr;
@@ -12,8 +13,12 @@ use std::time::Duration;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A run directory or a file written by `captioner export`.
-    #[arg(long, required_unless_present = "fake_engine")]
+    #[arg(long, required_unless_present_any = ["fake_engine", "library"])]
     model: Option<PathBuf>,
+    /// A library database (`captioner index`): serves its gallery at /library and /api/search;
+    /// without --model, the library alone.
+    #[arg(long, value_name = "FILE")]
+    library: Option<PathBuf>,
     /// Address to listen on (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:7860")]
     addr: SocketAddr,
@@ -62,14 +67,22 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         max_batch: args.max_batch as usize,
         batch_wait: Duration::from_millis(args.batch_wait_ms),
     };
-    let engine: Arc<dyn CaptionEngine> = match (&args.model, args.fake_engine) {
-        (_, true) => Arc::new(FakeEngine::with_delay(Duration::from_millis(
+    let engine: Option<Arc<dyn CaptionEngine>> = match (&args.model, args.fake_engine) {
+        (_, true) => Some(Arc::new(FakeEngine::with_delay(Duration::from_millis(
             args.fake_delay_ms,
-        ))),
-        (Some(model), false) => load_engine(model)?,
-        (None, false) => anyhow::bail!("--model is required"),
+        )))),
+        (Some(model), false) => Some(load_engine(model)?),
+        (None, false) => None,
     };
-    serve::run(engine, cfg, &super::progress::Bars::new(false))?;
+    let bars = super::progress::Bars::new(false);
+    match (&args.library, engine) {
+        (Some(db), engine) => {
+            let library = Arc::new(Library::open(db)?);
+            serve::run_with_library(engine, library, cfg, &bars)?
+        }
+        (None, Some(engine)) => serve::run(engine, cfg, &bars)?,
+        (None, None) => anyhow::bail!("--model is required (or --library for a gallery alone)"),
+    }
     Ok(0)
 }
 

@@ -13,6 +13,7 @@ pub mod split;
 pub mod split_files;
 pub mod synth;
 pub mod token_file;
+pub mod walk;
 
 pub use corpus::{CaptionCorpus, ImageRecord, LoadOptions};
 pub use layout::Layout;

@@ -38,6 +38,29 @@ pub fn beam_search<M: StepModel>(
     images: usize,
     opts: BeamOptions,
 ) -> Result<Vec<Decoded>> {
+    Ok(beam_search_all(model, images, opts)?
+        .into_iter()
+        .map(|mut f| {
+            if f.is_empty() {
+                Decoded {
+                    tokens: Vec::new(),
+                    log_prob: f32::NEG_INFINITY,
+                    ended: false,
+                }
+            } else {
+                f.swap_remove(0)
+            }
+        })
+        .collect())
+}
+
+/// Every finished caption of each of `images` images under beam search (at most `beam`), best
+/// first: the first is [`beam_search`]'s, the others are the beam's alternatives.
+pub fn beam_search_all<M: StepModel>(
+    model: &M,
+    images: usize,
+    opts: BeamOptions,
+) -> Result<Vec<Vec<Decoded>>> {
     let k = opts.beam.max(1);
     let score = |log_prob: f32, len: usize| {
         if opts.length_alpha == 0.0 {
@@ -136,12 +159,9 @@ pub fn beam_search<M: StepModel>(
     Ok(finished
         .into_iter()
         .map(|mut f| {
+            // Stable: equal scores keep the order they finished in.
             f.sort_by(|a, b| b.1.total_cmp(&a.1));
-            f.into_iter().next().map(|(d, _)| d).unwrap_or(Decoded {
-                tokens: Vec::new(),
-                log_prob: f32::NEG_INFINITY,
-                ended: false,
-            })
+            f.into_iter().map(|(d, _)| d).collect()
         })
         .collect())
 }

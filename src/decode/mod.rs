@@ -7,7 +7,7 @@ pub mod greedy;
 pub mod lstm_steps;
 pub mod step_model;
 
-pub use beam::{beam_search, BeamOptions};
+pub use beam::{beam_search, beam_search_all, BeamOptions};
 pub use greedy::greedy;
 pub use lstm_steps::LstmSteps;
 pub use step_model::StepModel;

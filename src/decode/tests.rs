@@ -113,6 +113,20 @@ fn beam_finds_the_better_caption_that_greedy_misses() {
 }
 
 #[test]
+fn beam_search_all_keeps_the_other_finished_captions_best_first() {
+    let opts = BeamOptions {
+        beam: 2,
+        length_alpha: 0.0,
+    };
+    let all = beam_search_all(&trap(), 1, opts).unwrap();
+    let tokens: Vec<Vec<u32>> = all[0].iter().map(|d| d.tokens.clone()).collect();
+    // [5] ends with 0.4 × 0.9; [4] ends with 0.6 × 0.3.
+    assert_eq!(tokens, vec![vec![5], vec![4]]);
+    assert!(all[0][0].log_prob > all[0][1].log_prob);
+    assert_eq!(all[0][0], beam_search(&trap(), 1, opts).unwrap()[0]);
+}
+
+#[test]
 fn beam_of_one_equals_greedy_on_random_models() {
     for seed in 0..20 {
         let m = random_table(3, seed);

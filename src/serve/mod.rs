@@ -12,11 +12,13 @@
 mod api;
 mod engine;
 mod errors;
+mod library;
 mod pool;
 mod router;
 mod shutdown;
 
 pub use engine::{check_beam, colour_name, CaptionEngine, FakeEngine, MAX_BEAM};
+pub use library::NoModel;
 pub use shutdown::wait_for_signal;
 
 use crate::progress::{Level, Progress};
@@ -86,7 +88,21 @@ pub fn run(
     cfg: ServeConfig,
     progress: &dyn Progress,
 ) -> Result<()> {
-    let server = start(engine, cfg)?;
+    until_signal(start(engine, cfg)?, progress)
+}
+
+/// [`run`] with a library (`serve --library`): its gallery and search API, and the captioning
+/// page and API when there is an `engine` too.
+pub fn run_with_library(
+    engine: Option<Arc<dyn CaptionEngine>>,
+    library: Arc<crate::library::Library>,
+    cfg: ServeConfig,
+    progress: &dyn Progress,
+) -> Result<()> {
+    until_signal(start_with_library(engine, library, cfg)?, progress)
+}
+
+fn until_signal(server: ServerHandle, progress: &dyn Progress) -> Result<()> {
     progress.log(
         Level::Info,
         &format!("captioner: serving on http://{}", server.addr()),
@@ -138,6 +154,26 @@ impl Drop for ServerHandle {
 
 /// Binds `cfg.addr` and serves `engine` on background threads until the handle is shut down.
 pub fn start(engine: Arc<dyn CaptionEngine>, cfg: ServeConfig) -> Result<ServerHandle> {
+    start_inner(engine, None, cfg)
+}
+
+/// [`start`] with a library mounted at `/library` and `/api/search`; without an `engine` the
+/// server has the library alone.
+pub fn start_with_library(
+    engine: Option<Arc<dyn CaptionEngine>>,
+    library: Arc<crate::library::Library>,
+    cfg: ServeConfig,
+) -> Result<ServerHandle> {
+    let mount = library::Mount::new(library, engine.is_some());
+    let engine = engine.unwrap_or_else(|| Arc::new(NoModel));
+    start_inner(engine, Some(mount), cfg)
+}
+
+fn start_inner(
+    engine: Arc<dyn CaptionEngine>,
+    library: Option<library::Mount>,
+    cfg: ServeConfig,
+) -> Result<ServerHandle> {
     cfg.validate()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -163,7 +199,7 @@ pub fn start(engine: Arc<dyn CaptionEngine>, cfg: ServeConfig) -> Result<ServerH
         batching,
     )?);
     let grace = cfg.timeout + Duration::from_secs(5);
-    let app = router::router(api::AppState { engine, pool, cfg });
+    let app = router::router(api::AppState { engine, pool, cfg }, library);
     let (stop, stopped) = oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("serve".into())

@@ -2,6 +2,7 @@
 
 use super::api::{self, AppState};
 use super::errors::ApiError;
+use super::library::Mount;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse};
@@ -16,19 +17,30 @@ const CSP: &str = "default-src 'self'; img-src 'self' blob: data:; style-src 'un
                    script-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; \
                    form-action 'none'; frame-ancestors 'none'";
 
-/// Builds the application for `state`.
-pub fn router(state: AppState) -> Router {
+/// Builds the application for `state`, with `library`'s pages and API when there is one.
+pub fn router(state: AppState, library: Option<Mount>) -> Router {
     // The limit is one upload plus room for the multipart envelope around it.
     let body_limit = state.cfg.max_upload_bytes.saturating_add(16 * 1024);
-    Router::new()
-        .route("/", get(page))
+    let app = Router::new()
         .route("/healthz", get(api::healthz))
-        .route("/api/info", get(api::info))
-        .route("/api/caption", post(api::caption))
-        .fallback(not_found)
+        .route("/api/info", get(api::info));
+    let app = match library {
+        Some(mount) if !mount.has_model => app
+            .merge(super::library::without_model())
+            .merge(super::library::routes(mount)),
+        Some(mount) => captioning(app).merge(super::library::routes(mount)),
+        None => captioning(app),
+    };
+    app.fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+}
+
+/// The captioning page and API.
+fn captioning(app: Router<AppState>) -> Router<AppState> {
+    app.route("/", get(page))
+        .route("/api/caption", post(api::caption))
 }
 
 async fn page() -> impl IntoResponse {

@@ -12,7 +12,7 @@ const LAYERS: &[&[&str]] = &[
     &["model", "run"],
     &["features", "train", "decode", "export"],
     &["captioner"],
-    &["pipeline", "report", "serve"],
+    &["pipeline", "report", "serve", "library"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {
