@@ -104,6 +104,23 @@ pub enum Error {
     Candle(#[from] candle_core::Error),
 }
 
+/// Whose fault an [`Error`] is, so that a caller can answer in kind: a command line exits 2 for
+/// usage faults, 1 for bad input and internal faults, 130 when interrupted; a server answers 4xx
+/// for the client's faults and 500, with the detail in its log only, for its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The caller asked for something that cannot be done: a bad flag, option or request value.
+    Usage,
+    /// A file, image, download or database the user supplied is missing or unusable; the error
+    /// names it.
+    Input,
+    /// captioner itself failed (a thread, a runtime, a tensor operation, a result that did not
+    /// come back): never the user's fault.
+    Internal,
+    /// The user stopped the work (Ctrl-C, SIGTERM).
+    Interrupted,
+}
+
 /// The library's result type.
 pub type Result<T> = std::result::Result<T, Error>;
 
@@ -116,10 +133,28 @@ impl Error {
         }
     }
 
+    /// Whose fault this is: the caller's ([`Fault::Usage`]), the input's ([`Fault::Input`]),
+    /// captioner's own ([`Fault::Internal`]), or nobody's ([`Fault::Interrupted`]).
+    pub fn fault(&self) -> Fault {
+        match self {
+            Error::Invalid(_) => Fault::Usage,
+            Error::Io { .. }
+            | Error::Format { .. }
+            | Error::Image { .. }
+            | Error::PixelLimit { .. }
+            | Error::Weights { .. }
+            | Error::Checkpoint { .. }
+            | Error::Database { .. }
+            | Error::Download { .. } => Fault::Input,
+            Error::Internal(_) | Error::Candle(_) => Fault::Internal,
+            Error::Interrupted => Fault::Interrupted,
+        }
+    }
+
     /// Whether the fault is captioner's own ([`Error::Internal`], a failed tensor operation) rather
     /// than its input's: a server answers 500 for these and 4xx for the rest.
     pub fn is_internal(&self) -> bool {
-        matches!(self, Error::Internal(_) | Error::Candle(_))
+        self.fault() == Fault::Internal
     }
 
     /// An [`Error::Format`] for `path`.

@@ -71,4 +71,4 @@ pub mod train;
 pub mod vision;
 
 pub use captioner::{CaptionOptions, Captioner, ModelInfo};
-pub use error::{Error, Result};
+pub use error::{Error, Fault, Result};

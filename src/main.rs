@@ -29,16 +29,13 @@ fn main() {
     let code = match cli::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            if err
-                .downcast_ref::<captioner::Error>()
-                .is_some_and(|e| matches!(e, captioner::Error::Interrupted))
-            {
+            let code = cli::exit_code(&err);
+            if code == 130 {
                 eprintln!("interrupted");
-                130
             } else {
                 eprintln!("error: {err:#}");
-                1
             }
+            code
         }
     };
     std::process::exit(code);

@@ -8,6 +8,7 @@
 
 use super::progress::Bars;
 use super::shard_args::ShardArgs;
+use super::exit::UsageContext;
 use anyhow::Context;
 use captioner::data::walk::walk_images;
 use captioner::progress::{Level, Progress, Unit};
@@ -152,7 +153,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let files: Vec<PathBuf> = found.into_iter().map(|f| f.path).collect();
     let device = captioner::device::default_device();
     let captioner = Captioner::load(&args.model, &device)
-        .with_context(|| format!("cannot load the model {}", args.model.display()))?;
+        .usage_context(|| format!("cannot load the model {}", args.model.display()))?;
     let opts = CaptionOptions {
         beam: args.beam as usize,
         length_alpha: args.length_alpha,

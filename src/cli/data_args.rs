@@ -2,6 +2,7 @@
 //! is, how to read it, how to split it and how to build the vocabulary. Flatten with
 //! `#[command(flatten)]`; [`DataArgs::spec`] hands them to the library.
 
+use super::exit::UsageContext;
 use anyhow::Context;
 use captioner::data::{CaptionCorpus, Layout, SplitRatios};
 use captioner::pipeline::CorpusSpec;
@@ -64,11 +65,37 @@ impl DataArgs {
         }
     }
 
+    /// Refuses a `--data` that is missing or holds no corpus this command can read (exit 2),
+    /// before any work starts.
+    pub fn check(&self) -> anyhow::Result<()> {
+        check_data(&self.data, self.format)
+    }
+
     /// Loads the corpus, naming the directory in the error.
     pub fn load_corpus(&self) -> anyhow::Result<CaptionCorpus> {
         self.spec()
             .load()
             .with_context(|| format!("cannot load the corpus in {}", self.data.display()))
+    }
+}
+
+/// Refuses a `--data` directory that is missing or has no corpus (of `format`, when given).
+pub fn check_data(data: &std::path::Path, format: Option<Layout>) -> anyhow::Result<()> {
+    super::exit::require_path("--data", data)?;
+    match format {
+        Some(layout) => {
+            if layout.captions_file(data).is_none_or(|f| !f.is_file()) {
+                return Err(super::exit::usage(format!(
+                    "--data {}: no {} corpus there",
+                    data.display(),
+                    layout.name()
+                )));
+            }
+            Ok(())
+        }
+        None => Layout::detect(data)
+            .map(|_| ())
+            .usage_context(|| format!("--data {}: no corpus there", data.display())),
     }
 }
 

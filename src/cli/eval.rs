@@ -3,6 +3,7 @@
 
 use super::data_args::DataArgs;
 use super::progress::Bars;
+use super::exit::UsageContext;
 use anyhow::Context;
 use captioner::data::SplitName;
 use captioner::metrics::coco::{write_coco_files, write_hyps_json};
@@ -108,9 +109,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
 
 /// Loads the model these flags name and evaluates it.
 pub fn evaluate_model_args(args: &Args) -> anyhow::Result<Evaluation> {
+    args.data.check()?;
     let device = captioner::device::default_device();
     let captioner = Captioner::load(&args.model, &device)
-        .with_context(|| format!("cannot load the model {}", args.model.display()))?;
+        .usage_context(|| format!("cannot load the model {}", args.model.display()))?;
     let request = EvalRequest {
         corpus: args.data.spec(),
         part: args.split.into(),

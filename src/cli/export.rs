@@ -15,6 +15,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
+    super::exit::require_path("the run directory", &args.run)?;
     let s = export_run(&args.run, &args.out)?;
     println!(
         "wrote {} ({:.1} MB, {} tensors: {} trunk, head, decoder; vocabulary {} words)",

@@ -56,6 +56,8 @@ pub fn image_size_parser() -> impl TypedValueParser<Value = usize> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
+    super::data_args::check_data(&args.data, args.format)?;
+    super::exit::require_path("--backbone", &args.backbone)?;
     let corpus = CaptionCorpus::load(
         &args.data,
         &LoadOptions {

@@ -3,6 +3,7 @@
 //! the exit status is 1 when an image or a sidecar failed.
 
 use super::progress::Bars;
+use super::exit::UsageContext;
 use anyhow::Context;
 use captioner::library::xmp::SidecarName;
 use captioner::library::{index_library, Describer, IndexOptions, ModelId};
@@ -95,7 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         None => args.db.clone(),
     };
     let model = ModelId::of(&args.model)
-        .with_context(|| format!("cannot read the model {}", args.model.display()))?;
+        .usage_context(|| format!("cannot read the model {}", args.model.display()))?;
     let opts = IndexOptions {
         caption: CaptionOptions {
             beam: args.beam as usize,

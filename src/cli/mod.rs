@@ -12,6 +12,7 @@ mod data_args;
 mod demo;
 mod eval;
 mod eval_report;
+mod exit;
 mod export;
 mod features;
 mod fetch;
@@ -71,6 +72,8 @@ pub enum Command {
     /// Write a ResNet with torchvision's default random initialisation (for tests and the demo).
     InitBackbone(init_backbone::Args),
 }
+
+pub use exit::code as exit_code;
 
 /// Runs the parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {

@@ -2,6 +2,7 @@
 //! first (BM25), or with `--all` every captioned image (an alt-text export). Nothing found prints
 //! nothing and exits 0.
 
+use super::exit::UsageContext;
 use captioner::library::{Hit, Library};
 use std::io::Write;
 use std::path::PathBuf;
@@ -93,7 +94,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
 }
 
 fn print(args: Args) -> anyhow::Result<i32> {
-    let library = Library::open(&args.db)?;
+    let library = Library::open(&args.db)
+        .usage_context(|| format!("--db {}: not a usable library", args.db.display()))?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut first = true;

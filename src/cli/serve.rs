@@ -1,7 +1,9 @@
 //! `captioner serve`: the captioning page and JSON API.
 
+use super::exit::UsageContext;
 use anyhow::Context;
 use captioner::library::Library;
+use captioner::progress::{Level, Progress};
 use captioner::serve::{self, CaptionEngine, FakeEngine, ServeConfig};
 use captioner::Captioner;
 use std::net::SocketAddr;
@@ -52,12 +54,14 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
     if !(args.timeout_s.is_finite() && args.timeout_s > 0.0) {
-        anyhow::bail!("--timeout-s must be a positive number of seconds");
+        return Err(super::exit::usage(
+            "--timeout-s must be a positive number of seconds",
+        ));
     }
     let max_upload_bytes = args
         .max_upload_mb
         .checked_mul(1 << 20)
-        .ok_or_else(|| anyhow::anyhow!("--max-upload-mb is too large"))?;
+        .ok_or_else(|| super::exit::usage("--max-upload-mb is too large"))?;
     let cfg = ServeConfig {
         addr: args.addr,
         workers: args.workers,
@@ -74,15 +78,36 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         (Some(model), false) => Some(load_engine(model)?),
         (None, false) => None,
     };
-    let bars = super::progress::Bars::new(false);
-    match (&args.library, engine) {
-        (Some(db), engine) => {
-            let library = Arc::new(Library::open(db)?);
-            serve::run_with_library(engine, library, cfg, &bars)?
+    let library = match &args.library {
+        Some(db) => {
+            super::exit::require_path("--library", db)?;
+            let library = Library::open(db)
+                .usage_context(|| format!("--library {}: not a usable library", db.display()))?;
+            Some(Arc::new(library))
         }
-        (None, Some(engine)) => serve::run(engine, cfg, &bars)?,
-        (None, None) => anyhow::bail!("--model is required (or --library for a gallery alone)"),
+        None => None,
+    };
+    if engine.is_none() && library.is_none() {
+        return Err(super::exit::usage(
+            "--model is required (or --library for a gallery alone)",
+        ));
     }
+    cfg.validate().map_err(|e| super::exit::usage(e.to_string()))?;
+    let log: Arc<dyn Progress> = Arc::new(super::progress::Bars::new(false));
+    // The process's one signal handler (interrupt.rs): the first signal drains, later ones are
+    // ignored until the drain ends (at most --timeout-s + 5 s).
+    let signals = super::interrupt::serving()?;
+    let server = serve::start_logged(engine, library, cfg, Arc::clone(&log))?;
+    log.log(
+        Level::Info,
+        &format!("captioner: serving on http://{}", server.addr()),
+    );
+    signals.wait();
+    log.log(
+        Level::Info,
+        "captioner: shutting down, finishing requests in flight",
+    );
+    server.shutdown()?;
     Ok(0)
 }
 
@@ -90,6 +115,6 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
 fn load_engine(model: &Path) -> anyhow::Result<Arc<dyn CaptionEngine>> {
     let device = captioner::device::default_device();
     let captioner = Captioner::load(model, &device)
-        .with_context(|| format!("cannot load the model {}", model.display()))?;
+        .usage_context(|| format!("cannot load the model {}", model.display()))?;
     Ok(Arc::new(captioner))
 }

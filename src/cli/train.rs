@@ -114,6 +114,10 @@ impl Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
+    args.data.check()?;
+    if let Some(backbone) = &args.backbone {
+        super::exit::require_path("--backbone", backbone)?;
+    }
     let bars = Bars::new(!args.no_progress);
     if let Some(shard) = args.shard.resolve()? {
         let s = extract_features_shard(&args.request(), shard, &bars)?;
@@ -128,7 +132,9 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         );
         return Ok(0);
     }
-    let report = train_run(&args.request(), &bars, interrupt::install()?)?;
+    let job = interrupt::job()?;
+    let report = train_run(&args.request(), &bars, job.flag())?;
+    drop(job);
     let outcome = &report.outcome;
     let best = outcome
         .best_val_loss

@@ -57,7 +57,7 @@ impl TeacherBatch {
     pub fn new(captions: &[&[u32]], device: &Device) -> Result<Self> {
         let b = captions.len();
         if b == 0 {
-            return Err(Error::Invalid("empty caption batch".into()));
+            return Err(Error::Internal("empty caption batch".into()));
         }
         let steps = captions.iter().map(|c| c.len()).max().unwrap_or(0) + 1;
         let mut inputs = vec![PAD; steps * b];
@@ -212,7 +212,7 @@ impl Decoder {
     pub fn hidden_teacher(&self, image: &Tensor, batch: &TeacherBatch) -> Result<Tensor> {
         let b = batch.batch_size();
         if image.dims() != [b, self.embed_size()] {
-            return Err(Error::Invalid(format!(
+            return Err(Error::Internal(format!(
                 "image embeddings have shape {:?}, expected [{b}, {}]",
                 image.dims(),
                 self.embed_size()

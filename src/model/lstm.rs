@@ -165,7 +165,7 @@ impl Lstm {
     pub fn forward_rows(&self, x: &Tensor, rows: &[u32]) -> Result<Tensor> {
         let (t_len, b, i) = x.dims3()?;
         if t_len == 0 {
-            return Err(Error::Invalid("empty sequence".into()));
+            return Err(Error::Internal("empty sequence".into()));
         }
         let x = x.reshape((t_len * b, i))?;
         if x.device().is_cpu() {

@@ -55,9 +55,8 @@ pub async fn caption(
             ))
         }
         Ok(Err(_)) | Ok(Ok(None)) => {
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the captioning engine failed on this image",
+            return Err(ApiError::internal(
+                "no caption came back: the inference worker dropped the request",
             ))
         }
         Ok(Ok(Some(result))) => result?,

@@ -5,6 +5,9 @@ use crate::Error;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+/// What a client is told when the server itself failed; the detail goes to the server's log.
+pub const INTERNAL_MESSAGE: &str = "internal error; the server log has the details";
+
 /// An error answer of the API.
 #[derive(Debug)]
 pub struct ApiError {
@@ -12,7 +15,14 @@ pub struct ApiError {
     pub status: StatusCode,
     /// The text sent as `error`.
     pub message: String,
+    /// For the server's own faults: what went wrong, for the log and never for the client.
+    pub detail: Option<String>,
 }
+
+/// The detail of an internal error, carried from the handler to the logging layer (router.rs) in
+/// the response's extensions.
+#[derive(Debug, Clone)]
+pub struct InternalDetail(pub String);
 
 impl ApiError {
     /// An error with this status and message.
@@ -20,6 +30,16 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            detail: None,
+        }
+    }
+
+    /// A 500 with the generic message; `detail` is logged by the server, not sent.
+    pub fn internal(detail: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: INTERNAL_MESSAGE.into(),
+            detail: Some(detail.into()),
         }
     }
 
@@ -43,18 +63,24 @@ impl ApiError {
 
 impl From<Error> for ApiError {
     fn from(e: Error) -> Self {
-        let status = match &e {
-            Error::Image { .. } | Error::Invalid(_) => StatusCode::BAD_REQUEST,
-            Error::PixelLimit { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        Self::new(status, e.to_string())
+        // Only what the client sent can be the client's fault: a bad request value or an image
+        // that cannot be decoded or is too large. Anything else that fails while answering (the
+        // model, a thread, the server's own files) is the server's.
+        match &e {
+            Error::Image { .. } | Error::Invalid(_) => Self::bad_request(e.to_string()),
+            Error::PixelLimit { .. } => Self::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()),
+            _ => Self::internal(e.to_string()),
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        json_response(self.status, &serde_json::json!({ "error": self.message }))
+        let mut response = json_response(self.status, &serde_json::json!({ "error": self.message }));
+        if let Some(detail) = self.detail {
+            response.extensions_mut().insert(InternalDetail(detail));
+        }
+        response
     }
 }
 
@@ -107,6 +133,17 @@ mod tests {
             ApiError::from(Error::Interrupted).status,
             StatusCode::INTERNAL_SERVER_ERROR
         );
+        let ours = ApiError::from(Error::Internal("worker thread died at /srv/x".into()));
+        assert_eq!(ours.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(ours.message, INTERNAL_MESSAGE);
+        assert!(ours.detail.unwrap().contains("/srv/x"));
+        let weights = Error::Weights {
+            path: "/srv/models/m.safetensors".into(),
+            msg: "truncated".into(),
+        };
+        let answer = ApiError::from(weights);
+        assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!answer.message.contains("/srv"), "{}", answer.message);
         assert_eq!(human_bytes(20 << 20), "20 MiB");
         assert_eq!(human_bytes(1536), "1.5 KiB");
     }

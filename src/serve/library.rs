@@ -130,10 +130,7 @@ async fn blocking<T: Send + 'static>(
 ) -> std::result::Result<T, ApiError> {
     match tokio::task::spawn_blocking(f).await {
         Ok(r) => r.map_err(ApiError::from),
-        Err(_) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the library query failed",
-        )),
+        Err(e) => Err(ApiError::internal(format!("the library query failed: {e}"))),
     }
 }
 

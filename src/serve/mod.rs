@@ -5,7 +5,7 @@
 //! # use std::sync::Arc;
 //! # use captioner::serve::{self, FakeEngine, ServeConfig};
 //! # use captioner::progress::Silent;
-//! serve::run(Arc::new(FakeEngine::new()), ServeConfig::default(), &Silent)?;
+//! serve::run(Arc::new(FakeEngine::new()), ServeConfig::default(), Arc::new(Silent))?;
 //! # Ok::<(), captioner::Error>(())
 //! ```
 
@@ -21,7 +21,7 @@ pub use engine::{check_beam, colour_name, CaptionEngine, FakeEngine, MAX_BEAM};
 pub use library::NoModel;
 pub use shutdown::wait_for_signal;
 
-use crate::progress::{Level, Progress};
+use crate::progress::{Level, Progress, Silent};
 use crate::{Error, Result};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -82,13 +82,14 @@ impl ServeConfig {
 }
 
 /// Serves `engine` until SIGINT or SIGTERM, then finishes the requests in flight and returns.
-/// The address and the shutdown are logged through `progress`.
+/// The address, the shutdown and the details of internal errors are logged through `progress`.
 pub fn run(
     engine: Arc<dyn CaptionEngine>,
     cfg: ServeConfig,
-    progress: &dyn Progress,
+    progress: Arc<dyn Progress>,
 ) -> Result<()> {
-    until_signal(start(engine, cfg)?, progress)
+    let server = start_logged(Some(engine), None, cfg, Arc::clone(&progress))?;
+    until_signal(server, progress.as_ref())
 }
 
 /// [`run`] with a library (`serve --library`): its gallery and search API, and the captioning
@@ -97,9 +98,10 @@ pub fn run_with_library(
     engine: Option<Arc<dyn CaptionEngine>>,
     library: Arc<crate::library::Library>,
     cfg: ServeConfig,
-    progress: &dyn Progress,
+    progress: Arc<dyn Progress>,
 ) -> Result<()> {
-    until_signal(start_with_library(engine, library, cfg)?, progress)
+    let server = start_logged(engine, Some(library), cfg, Arc::clone(&progress))?;
+    until_signal(server, progress.as_ref())
 }
 
 fn until_signal(server: ServerHandle, progress: &dyn Progress) -> Result<()> {
@@ -153,8 +155,9 @@ impl Drop for ServerHandle {
 }
 
 /// Binds `cfg.addr` and serves `engine` on background threads until the handle is shut down.
+/// Internal errors are answered 500 and not logged: [`start_logged`] logs them.
 pub fn start(engine: Arc<dyn CaptionEngine>, cfg: ServeConfig) -> Result<ServerHandle> {
-    start_inner(engine, None, cfg)
+    start_logged(Some(engine), None, cfg, Arc::new(Silent))
 }
 
 /// [`start`] with a library mounted at `/library` and `/api/search`; without an `engine` the
@@ -164,15 +167,27 @@ pub fn start_with_library(
     library: Arc<crate::library::Library>,
     cfg: ServeConfig,
 ) -> Result<ServerHandle> {
-    let mount = library::Mount::new(library, engine.is_some());
+    start_logged(engine, Some(library), cfg, Arc::new(Silent))
+}
+
+/// The general form of [`start`]: an engine, a library or both, and a `log` that receives the
+/// detail of every internal error (the client reads only that the server failed).
+pub fn start_logged(
+    engine: Option<Arc<dyn CaptionEngine>>,
+    library: Option<Arc<crate::library::Library>>,
+    cfg: ServeConfig,
+    log: Arc<dyn Progress>,
+) -> Result<ServerHandle> {
+    let mount = library.map(|library| library::Mount::new(library, engine.is_some()));
     let engine = engine.unwrap_or_else(|| Arc::new(NoModel));
-    start_inner(engine, Some(mount), cfg)
+    start_inner(engine, mount, cfg, log)
 }
 
 fn start_inner(
     engine: Arc<dyn CaptionEngine>,
     library: Option<library::Mount>,
     cfg: ServeConfig,
+    log: Arc<dyn Progress>,
 ) -> Result<ServerHandle> {
     cfg.validate()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -199,7 +214,7 @@ fn start_inner(
         batching,
     )?);
     let grace = cfg.timeout + Duration::from_secs(5);
-    let app = router::router(api::AppState { engine, pool, cfg }, library);
+    let app = router::router(api::AppState { engine, pool, cfg }, library, log);
     let (stop, stopped) = oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
         .name("serve".into())

@@ -1,13 +1,16 @@
 //! The routes: the page at `/` (embedded in the binary), the API, and JSON for everything else.
 
 use super::api::{self, AppState};
-use super::errors::ApiError;
+use super::errors::{ApiError, InternalDetail};
 use super::library::Mount;
-use axum::extract::DefaultBodyLimit;
+use crate::progress::{Level, Progress};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, StatusCode};
-use axum::response::{Html, IntoResponse};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use std::sync::Arc;
 
 /// The page, with its CSS and script inline: nothing is fetched from the network.
 const PAGE: &str = include_str!("page.html");
@@ -17,8 +20,9 @@ const CSP: &str = "default-src 'self'; img-src 'self' blob: data:; style-src 'un
                    script-src 'unsafe-inline'; connect-src 'self'; base-uri 'none'; \
                    form-action 'none'; frame-ancestors 'none'";
 
-/// Builds the application for `state`, with `library`'s pages and API when there is one.
-pub fn router(state: AppState, library: Option<Mount>) -> Router {
+/// Builds the application for `state`, with `library`'s pages and API when there is one. The
+/// details of the server's own failures (answered 500 with a generic message) go to `log`.
+pub fn router(state: AppState, library: Option<Mount>, log: Arc<dyn Progress>) -> Router {
     // The limit is one upload plus room for the multipart envelope around it.
     let body_limit = state.cfg.max_upload_bytes.saturating_add(16 * 1024);
     let app = Router::new()
@@ -35,6 +39,25 @@ pub fn router(state: AppState, library: Option<Mount>) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(log, log_internal))
+}
+
+/// Writes the detail of every 500 to the server's log: the client only reads that the server
+/// failed, the operator reads why.
+async fn log_internal(
+    State(log): State<Arc<dyn Progress>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let what = format!("{} {}", request.method(), request.uri().path());
+    let mut response = next.run(request).await;
+    if let Some(InternalDetail(detail)) = response.extensions_mut().remove::<InternalDetail>() {
+        log.log(
+            Level::Warn,
+            &format!("captioner: internal error answering {what}: {detail}"),
+        );
+    }
+    response
 }
 
 /// The captioning page and API.

@@ -12,6 +12,7 @@ mod data;
 mod data_corpus;
 mod decoder;
 mod demo;
+mod exit_status;
 mod features_cli;
 mod fetch;
 mod layers;

@@ -369,7 +369,7 @@ fn cli_refuses_bad_settings_and_an_unwired_model() {
         .args(["serve", "--model", "m.safetensors", "--addr", "127.0.0.1:0"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a missing --model is a usage error");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("m.safetensors"), "{err}");
     let out = exe()
@@ -383,6 +383,63 @@ fn cli_refuses_bad_settings_and_an_unwired_model() {
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(2), "a bad flag value is a usage error");
     assert!(String::from_utf8_lossy(&out.stderr).contains("--workers"));
+}
+
+/// An engine whose every caption fails inside the server: a model fault, not the client's.
+struct BrokenEngine;
+
+impl captioner::serve::CaptionEngine for BrokenEngine {
+    fn caption_bytes(&self, _: &[u8], _: usize) -> captioner::Result<String> {
+        Err(captioner::Error::Internal(
+            "decoder state lost in /srv/models/secret.safetensors".into(),
+        ))
+    }
+    fn info(&self) -> Value {
+        serde_json::json!({})
+    }
+}
+
+/// Keeps the log lines a server writes.
+#[derive(Default)]
+struct Log(std::sync::Mutex<Vec<String>>);
+
+impl captioner::progress::Progress for Log {
+    fn task(
+        &self,
+        _: &str,
+        _: Option<u64>,
+        _: captioner::progress::Unit,
+    ) -> Box<dyn captioner::progress::Task> {
+        Box::new(captioner::progress::Silent)
+    }
+    fn log(&self, _: captioner::progress::Level, line: &str) {
+        self.0.lock().unwrap().push(line.to_string());
+    }
+}
+
+#[test]
+fn a_server_fault_is_a_500_with_a_generic_message_and_the_detail_in_the_log() {
+    let log = Arc::new(Log::default());
+    let server = serve::start_logged(Some(Arc::new(BrokenEngine)), None, config(), log.clone())
+        .expect("server starts");
+    let (status, body) = post_raw(
+        &agent(),
+        &server,
+        "",
+        Some("image/png"),
+        &png(4, 4, [1, 2, 3]),
+    );
+    assert_eq!(status, 500, "{body}");
+    let message = error_of(&body);
+    assert_eq!(message, "internal error; the server log has the details");
+    assert!(!body.to_string().contains("/srv"), "{body}");
+    server.shutdown().unwrap();
+    let lines = log.0.lock().unwrap().clone();
+    assert!(
+        lines.iter().any(|l| l.contains("POST /api/caption")
+            && l.contains("decoder state lost in /srv/models/secret.safetensors")),
+        "{lines:?}"
+    );
 }

@@ -170,7 +170,7 @@ impl ResNetTrunk {
         layout: TrunkLayout,
     ) -> Result<Self> {
         if layout == TrunkLayout::Nhwc && !device.is_cpu() {
-            return Err(crate::Error::Invalid(
+            return Err(crate::Error::Internal(
                 "the NHWC trunk runs on the CPU only".into(),
             ));
         }
