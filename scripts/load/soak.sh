@@ -7,7 +7,7 @@
 #   scripts/load/soak.sh --model demo/run [--binary target/release/captioner] \
 #                        [--connections 200] [--minutes 10] [--image FILE]
 #
-# Without --model it runs `captioner demo --dir DIR` first (DIR defaults to a temporary folder).
+# Without --model it runs `captioner demo` first, into a temporary folder.
 # Needs wrk (Debian: apt-get install wrk) and curl.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -39,7 +39,7 @@ trap cleanup EXIT
 
 if [ -z "$model" ]; then
   echo "== no --model: running the demo to make one"
-  "$binary" demo --dir "$work/demo" --no-progress >"$work/demo.log" 2>&1 || { cat "$work/demo.log" >&2; exit 1; }
+  "$binary" demo --out "$work/demo" --no-progress >"$work/demo.log" 2>&1 || { cat "$work/demo.log" >&2; exit 1; }
   model="$work/demo/run"
 fi
 if [ -z "$image" ]; then

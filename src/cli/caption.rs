@@ -9,7 +9,6 @@
 use super::progress::Bars;
 use super::shard_args::ShardArgs;
 use super::exit::UsageContext;
-use anyhow::Context;
 use captioner::data::walk::walk_images;
 use captioner::progress::{Level, Progress, Unit};
 use captioner::{CaptionOptions, Captioner};

@@ -4,7 +4,6 @@
 use super::data_args::DataArgs;
 use super::progress::Bars;
 use super::exit::UsageContext;
-use anyhow::Context;
 use captioner::data::SplitName;
 use captioner::metrics::coco::{write_coco_files, write_hyps_json};
 use captioner::pipeline::{evaluate_model, part_name, EvalRequest, Evaluation};

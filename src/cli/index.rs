@@ -4,7 +4,6 @@
 
 use super::progress::Bars;
 use super::exit::UsageContext;
-use anyhow::Context;
 use captioner::library::xmp::SidecarName;
 use captioner::library::{index_library, Describer, IndexOptions, ModelId};
 use captioner::progress::{Level, Progress};

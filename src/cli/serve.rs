@@ -1,7 +1,6 @@
 //! `captioner serve`: the captioning page and JSON API.
 
 use super::exit::UsageContext;
-use anyhow::Context;
 use captioner::library::Library;
 use captioner::progress::{Level, Progress};
 use captioner::serve::{self, CaptionEngine, FakeEngine, ServeConfig};
