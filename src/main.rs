@@ -33,10 +33,26 @@ fn main() {
             if code == 130 {
                 eprintln!("interrupted");
             } else {
-                eprintln!("error: {err:#}");
+                eprintln!("error: {}", message(&err));
             }
             code
         }
     };
     std::process::exit(code);
+}
+
+/// The error and its causes, `: `-separated, leaving out a cause whose text the line already ends
+/// with (the library's I/O errors show the operating system's words, which are also their source).
+fn message(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.is_empty() {
+            line = text;
+        } else if !line.ends_with(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+    }
+    line
 }

@@ -6,9 +6,9 @@
 //! name of a file argument, so the partition is the same on every machine. With `--format jsonl`
 //! the shards' outputs concatenated are the unsharded output's lines, in another order.
 
+use super::exit::UsageContext;
 use super::progress::Bars;
 use super::shard_args::ShardArgs;
-use super::exit::UsageContext;
 use captioner::data::walk::walk_images;
 use captioner::progress::{Level, Progress, Unit};
 use captioner::{CaptionOptions, Captioner};

@@ -2,8 +2,8 @@
 //! a corpus's split, scores them with BLEU-1..4, ROUGE-L and CIDEr-D), the scores printed.
 
 use super::data_args::DataArgs;
-use super::progress::Bars;
 use super::exit::UsageContext;
+use super::progress::Bars;
 use captioner::data::SplitName;
 use captioner::metrics::coco::{write_coco_files, write_hyps_json};
 use captioner::pipeline::{evaluate_model, part_name, EvalRequest, Evaluation};

@@ -64,9 +64,10 @@ pub fn code(err: &anyhow::Error) -> i32 {
     };
     if library().any(|f| f == captioner::Fault::Interrupted) {
         INTERRUPTED
-    } else if err.downcast_ref::<Usage>().is_some() || err.chain().any(|e| e.is::<Usage>()) {
-        USAGE
-    } else if library().next() == Some(captioner::Fault::Usage) {
+    } else if err.downcast_ref::<Usage>().is_some()
+        || err.chain().any(|e| e.is::<Usage>())
+        || library().next() == Some(captioner::Fault::Usage)
+    {
         USAGE
     } else {
         FAILED

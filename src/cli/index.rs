@@ -2,8 +2,8 @@
 //! what is already there (see `captioner::library::index`). Ends with one summary line on stdout;
 //! the exit status is 1 when an image or a sidecar failed.
 
-use super::progress::Bars;
 use super::exit::UsageContext;
+use super::progress::Bars;
 use captioner::library::xmp::SidecarName;
 use captioner::library::{index_library, Describer, IndexOptions, ModelId};
 use captioner::progress::{Level, Progress};

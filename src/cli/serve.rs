@@ -91,7 +91,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             "--model is required (or --library for a gallery alone)",
         ));
     }
-    cfg.validate().map_err(|e| super::exit::usage(e.to_string()))?;
+    cfg.validate()
+        .map_err(|e| super::exit::usage(e.to_string()))?;
     let log: Arc<dyn Progress> = Arc::new(super::progress::Bars::new(false));
     // The process's one signal handler (interrupt.rs): the first signal drains, later ones are
     // ignored until the drain ends (at most --timeout-s + 5 s).

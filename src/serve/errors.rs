@@ -76,7 +76,8 @@ impl From<Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = json_response(self.status, &serde_json::json!({ "error": self.message }));
+        let mut response =
+            json_response(self.status, &serde_json::json!({ "error": self.message }));
         if let Some(detail) = self.detail {
             response.extensions_mut().insert(InternalDetail(detail));
         }

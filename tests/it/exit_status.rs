@@ -24,46 +24,111 @@ fn usage_errors_exit_2_and_name_what_is_wrong() {
     let p = |name: &str| tmp.path().join(name);
     std::fs::create_dir(p("empty")).unwrap();
     std::fs::write(p("x.png"), b"not even an image").unwrap();
-    std::fs::write(p("junk.db"), b"not a database, not at all; long enough to be read").unwrap();
+    std::fs::write(
+        p("junk.db"),
+        b"not a database, not at all; long enough to be read",
+    )
+    .unwrap();
     let cases: Vec<(Vec<std::ffi::OsString>, &str)> = vec![
         (
-            vec!["caption".into(), "--model".into(), p("missing.safetensors").into(), p("x.png").into()],
+            vec![
+                "caption".into(),
+                "--model".into(),
+                p("missing.safetensors").into(),
+                p("x.png").into(),
+            ],
             "missing.safetensors",
         ),
         (
-            vec!["eval".into(), "--model".into(), p("missing.safetensors").into(), "--data".into(), p("empty").into()],
+            vec![
+                "eval".into(),
+                "--model".into(),
+                p("missing.safetensors").into(),
+                "--data".into(),
+                p("empty").into(),
+            ],
             "--data",
         ),
         (
-            vec!["train".into(), "--data".into(), p("nope").into(), "--run".into(), p("run").into()],
+            vec![
+                "train".into(),
+                "--data".into(),
+                p("nope").into(),
+                "--run".into(),
+                p("run").into(),
+            ],
             "nope",
         ),
         (
-            vec!["train".into(), "--data".into(), p("empty").into(), "--run".into(), p("run").into()],
+            vec![
+                "train".into(),
+                "--data".into(),
+                p("empty").into(),
+                "--run".into(),
+                p("run").into(),
+            ],
             "no corpus",
         ),
         (
-            vec!["features".into(), "--data".into(), p("nope").into(), "--backbone".into(), p("b").into(), "--cache".into(), p("c").into()],
+            vec![
+                "features".into(),
+                "--data".into(),
+                p("nope").into(),
+                "--backbone".into(),
+                p("b").into(),
+                "--cache".into(),
+                p("c").into(),
+            ],
             "nope",
         ),
         (
-            vec!["search".into(), "beach".into(), "--db".into(), p("missing.db").into()],
+            vec![
+                "search".into(),
+                "beach".into(),
+                "--db".into(),
+                p("missing.db").into(),
+            ],
             "missing.db",
         ),
         (
-            vec!["search".into(), "beach".into(), "--db".into(), p("junk.db").into()],
+            vec![
+                "search".into(),
+                "beach".into(),
+                "--db".into(),
+                p("junk.db").into(),
+            ],
             "junk.db",
         ),
         (
-            vec!["serve".into(), "--fake-engine".into(), "--timeout-s".into(), "0".into(), "--addr".into(), "127.0.0.1:0".into()],
+            vec![
+                "serve".into(),
+                "--fake-engine".into(),
+                "--timeout-s".into(),
+                "0".into(),
+                "--addr".into(),
+                "127.0.0.1:0".into(),
+            ],
             "--timeout-s",
         ),
         (
-            vec!["serve".into(), "--library".into(), p("missing.db").into(), "--addr".into(), "127.0.0.1:0".into()],
+            vec![
+                "serve".into(),
+                "--library".into(),
+                p("missing.db").into(),
+                "--addr".into(),
+                "127.0.0.1:0".into(),
+            ],
             "missing.db",
         ),
         (
-            vec!["caption".into(), "--beam".into(), "0".into(), "--model".into(), p("m").into(), p("x.png").into()],
+            vec![
+                "caption".into(),
+                "--beam".into(),
+                "0".into(),
+                "--model".into(),
+                p("m").into(),
+                p("x.png").into(),
+            ],
             "--beam",
         ),
     ];
@@ -72,7 +137,10 @@ fn usage_errors_exit_2_and_name_what_is_wrong() {
         assert_eq!(code, Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(names), "{args:?}: {stderr}");
     }
-    assert!(!p("run").exists(), "a refused command leaves nothing behind");
+    assert!(
+        !p("run").exists(),
+        "a refused command leaves nothing behind"
+    );
 }
 
 /// A running `captioner` whose stderr is watched for the address it serves on.
@@ -122,7 +190,7 @@ fn unfinished_upload(addr: SocketAddr) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     write!(
         s,
-        "POST /api/caption HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n\x89PNG"
+        "POST /api/caption HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\nPNG"
     )
     .unwrap();
     s.flush().unwrap();
@@ -163,7 +231,10 @@ fn drains_and_ignores_later_signals(mut server: Server) {
         "the listener is closed once draining"
     );
     drop(upload);
-    assert_eq!(wait_exit(&mut server.child, Duration::from_secs(20)), Some(0));
+    assert_eq!(
+        wait_exit(&mut server.child, Duration::from_secs(20)),
+        Some(0)
+    );
 }
 
 #[test]
@@ -180,7 +251,10 @@ fn serve_drains_on_the_first_signal_and_ignores_the_next() {
         Duration::from_secs(30),
     );
     signal(&server.child, "HUP");
-    assert_eq!(wait_exit(&mut server.child, Duration::from_secs(20)), Some(0));
+    assert_eq!(
+        wait_exit(&mut server.child, Duration::from_secs(20)),
+        Some(0)
+    );
 }
 
 #[test]

@@ -176,7 +176,11 @@ fn index_then_search_in_every_format_and_xmp_for_exiftool() {
     }
     // A missing library is a clear error.
     let out = search(&dir.path().join("missing.db"), &["x"]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a missing --db is a usage error"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("no such library"));
 
     // The sidecars, read by ExifTool.

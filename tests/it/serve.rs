@@ -369,7 +369,11 @@ fn cli_refuses_bad_settings_and_an_unwired_model() {
         .args(["serve", "--model", "m.safetensors", "--addr", "127.0.0.1:0"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "a missing --model is a usage error");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a missing --model is a usage error"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("m.safetensors"), "{err}");
     let out = exe()
@@ -383,7 +387,11 @@ fn cli_refuses_bad_settings_and_an_unwired_model() {
         ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "a bad flag value is a usage error");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a bad flag value is a usage error"
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("--workers"));
 }
 

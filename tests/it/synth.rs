@@ -135,7 +135,11 @@ fn refuses_to_overwrite_without_force_and_force_removes_stale_images() {
 fn zero_images_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let o = synth(&dir.path().join("x"), 0, 1, &[]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "a bad flag value is a usage error"
+    );
     assert!(String::from_utf8_lossy(&o.stderr).contains("--images"));
 }
 

@@ -155,7 +155,11 @@ fn run_directory_holds_config_vocab_split_checkpoints_and_metrics() {
     // A second fresh run into the same directory is refused and changes nothing.
     let before = std::fs::read(run.join("config.json")).unwrap();
     let again = train_cmd(&run, &["--epochs", "3"]).output().unwrap();
-    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(
+        again.status.code(),
+        Some(2),
+        "--resume is needed: a usage error"
+    );
     assert!(String::from_utf8_lossy(&again.stderr).contains("--resume"));
     assert_eq!(before, std::fs::read(run.join("config.json")).unwrap());
     assert_eq!(metrics(&run).len(), 2);
@@ -319,7 +323,11 @@ fn bn_stats_is_recorded_and_cannot_change_on_resume() {
     )
     .output()
     .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a flag that contradicts the run"
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--bn-stats ema"), "{err}");
     assert_eq!(
