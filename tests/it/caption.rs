@@ -483,6 +483,13 @@ fn the_server_captions_with_the_real_model() {
         c.vocab().len()
     );
     assert_eq!(info["engine"]["arch"], "resnet18");
+    // Visitors see the model's file name, never where it lives on the server.
+    let file = info["engine"]["model_file"].as_str().unwrap();
+    assert!(!file.is_empty() && !file.contains('/'), "{file}");
+    assert!(
+        !info.to_string().contains(&*t.run.to_string_lossy()),
+        "{info}"
+    );
     let mut res = agent
         .post(&format!("http://{}/api/caption", server.addr()))
         .header("Content-Type", "image/jpeg")
