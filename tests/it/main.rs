@@ -14,6 +14,7 @@ mod decoder;
 mod demo;
 mod features_cli;
 mod fetch;
+mod fuzz_replay;
 mod layers;
 mod library;
 mod library_cli;
