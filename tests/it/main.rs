@@ -15,6 +15,7 @@ mod demo;
 mod exit_status;
 mod features_cli;
 mod fetch;
+mod fuzz_replay;
 mod layers;
 mod library;
 mod library_cli;
