@@ -5,14 +5,14 @@
 # the feature cache is filled, mid-epoch, while checkpoints are written.
 #
 #   scripts/kill_loop.sh [--binary target/release/captioner] [--kills 20] [--images 300]
-#                        [--epochs 10] [--seed N] [--keep DIR]
+#                        [--epochs 16] [--seed N] [--keep DIR]
 #
 # Prints one line per kill (when, what the run had written) and a verdict: KILL LOOP PASS when
 # best.safetensors, last/ and the metrics (without wall-clock fields) are byte-identical.
 set -euo pipefail
 command -v jq >/dev/null || { echo "jq is required (apt-get install jq)" >&2; exit 1; }
 
-binary="target/release/captioner" kills=20 images=300 epochs=10 seed=$RANDOM keep=""
+binary="target/release/captioner" kills=20 images=300 epochs=16 seed=$RANDOM keep=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --binary) binary="$2"; shift 2 ;;
@@ -34,15 +34,17 @@ cd "$work"
 "$binary" synth --out scenes --images "$images" --seed 11 --force >/dev/null
 "$binary" init-backbone --arch resnet18 --out backbone.safetensors --seed 3 >/dev/null
 
-train() { # RUN [extra flags]: the same command every time; each run has its own feature cache
+train() { # RUN [extra flags]: the same command every time; each run has its own feature cache.
+  # exec: started in the background, the subshell becomes captioner itself, so `$!` is the
+  # process that SIGKILL must reach (killing a subshell would leave its training running on).
   local run="$1"; shift
-  "$binary" train --data scenes --backbone backbone.safetensors --arch resnet18 --image-size 64 \
+  exec "$binary" train --data scenes --backbone backbone.safetensors --arch resnet18 --image-size 64 \
     --run "$run" --epochs "$epochs" --patience 0 --batch-size 32 --no-progress "$@"
 }
 
 echo "== uninterrupted reference run ($images scenes, $epochs epochs)"
 start=$(date +%s.%N)
-train reference >reference.log 2>&1 || { cat reference.log >&2; exit 1; }
+(train reference) >reference.log 2>&1 || { cat reference.log >&2; exit 1; }
 reference_s=$(echo "$(date +%s.%N) - $start" | bc)
 echo "took ${reference_s} s"
 
@@ -52,20 +54,34 @@ echo "== the same run, killed $kills times (seed $seed)"
 # advances from kill to kill (a kill loses the epoch in flight).
 ms_total=$(printf '%.0f' "$(echo "$reference_s * 1000" | bc)")
 ms_span=$(( 2 * ms_total / epochs + 500 ))
-for i in $(seq 1 "$kills"); do
+# Attempts go on until KILLS of them were really killed; one that ends by itself means the run
+# finished first, and the loop fails (more --epochs make room for more kills).
+i=0 killed=0
+while [ "$killed" -lt "$kills" ]; do
+  i=$((i + 1))
   delay_ms=$(( 100 + (RANDOM * 32768 + RANDOM) % ms_span ))
   train killed --resume >"killed-$i.log" 2>&1 &
   pid=$!
   sleep "$(echo "$delay_ms / 1000" | bc -l)"
-  if kill -KILL "$pid" 2>/dev/null; then outcome="killed"; else outcome="had already finished"; fi
-  wait "$pid" 2>/dev/null || true
+  if kill -KILL "$pid" 2>/dev/null; then outcome="killed"; killed=$((killed + 1)); else outcome="had already finished"; fi
+  rc=0; wait "$pid" 2>/dev/null || rc=$?
+  # An attempt that ended by itself must have succeeded (the run was complete): an error is a
+  # failure of resume.
+  if [ "$outcome" != killed ] && [ "$rc" != 0 ]; then
+    echo "attempt $i failed by itself (exit $rc):" >&2; cat "killed-$i.log" >&2; exit 1
+  fi
+  pgrep -f "run killed" >/dev/null && { echo "attempt $i left a training running" >&2; exit 1; }
   epochs_done=0; [ -f killed/metrics.jsonl ] && epochs_done=$(wc -l < killed/metrics.jsonl)
   cached=0; [ -d killed/features ] && cached=$(find killed/features -type f | wc -l)
-  printf 'kill %2d at %6d ms: %s; epochs in metrics.jsonl: %s; cache files: %s\n' \
-    "$i" "$delay_ms" "$outcome" "$epochs_done" "$cached"
+  printf 'attempt %2d, %6d ms: %s (%d kills); epochs in metrics.jsonl: %s; cache files: %s\n' \
+    "$i" "$delay_ms" "$outcome" "$killed" "$epochs_done" "$cached"
+  if [ "$outcome" != killed ]; then
+    echo "KILL LOOP FAIL: the run finished after $killed kills; rerun with more --epochs" >&2
+    exit 1
+  fi
 done
 echo "== final resume to the end"
-train killed --resume >final.log 2>&1 || { cat final.log >&2; exit 1; }
+(train killed --resume) >final.log 2>&1 || { cat final.log >&2; exit 1; }
 
 # Compare what the run keeps. Wall-clock fields (epoch seconds, tokens/s, the interrupted epoch's
 # seconds so far) differ between any two runs: jq drops them; paths name the run: sed folds them.

@@ -367,6 +367,7 @@ pub fn train_run(
     progress: &dyn Progress,
     stop: Arc<AtomicBool>,
 ) -> Result<TrainReport> {
+    let _lock = lock_run(&req.run)?;
     let prepared = prepare_run(req, progress)?;
     let cfg = &prepared.config;
     let device = crate::device::default_device();
@@ -433,4 +434,30 @@ pub fn train_run(
         outcome,
         train_seconds: start.elapsed().as_secs_f64(),
     })
+}
+
+/// The file in a run directory that a training holds locked while it runs.
+pub const LOCK_FILE: &str = "train.lock";
+
+/// Locks `run` for one training: a second `train` on the same directory at the same time (a
+/// retried job whose first attempt still runs, a command typed twice) would interleave its writes
+/// with the first one's. The lock is the operating system's, so a killed process never leaves
+/// it held.
+fn lock_run(run: &std::path::Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(run).map_err(|e| Error::io(run, e))?;
+    let path = run.join(LOCK_FILE);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Checkpoint {
+            path: run.to_path_buf(),
+            msg: "another training is running in this run directory; wait for it to end or stop it first".into(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(Error::io(&path, e)),
+    }
 }

@@ -402,3 +402,41 @@ fn tutorial_preset_uses_the_seed_recipe() {
     assert_eq!(cfg["train"]["epochs"], 50);
     assert_eq!(cfg["train"]["patience"], 0);
 }
+
+#[test]
+fn a_second_training_on_a_running_run_directory_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let mut first = train_cmd(&run, &["--epochs", "1000", "--patience", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while metrics(&run).is_empty() {
+        assert!(Instant::now() < deadline, "no epoch finished in time");
+        assert!(first.try_wait().unwrap().is_none(), "train ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A retried job, or the same command typed twice, while the first still trains.
+    let second = train_cmd(&run, &["--resume", "--epochs", "1000", "--patience", "0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("another training is running") && stderr.contains("run"),
+        "{stderr}"
+    );
+    assert!(first.try_wait().unwrap().is_none(), "the first one still runs");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // The lock died with the process: resuming works (last/ may be an epoch behind metrics.jsonl
+    // when the kill landed between the two writes; resume replays that epoch).
+    let done = metrics(&run).len() as u64;
+    let target = (done + 1).to_string();
+    ok(train_cmd(&run, &["--resume", "--epochs", &target])
+        .output()
+        .unwrap());
+    assert_eq!(metrics(&run).len() as u64, done + 1);
+}
