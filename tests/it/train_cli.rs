@@ -60,6 +60,22 @@ fn train_cmd_with_cache(run: &Path, cache: &Path, extra: &[&str]) -> Command {
     c
 }
 
+/// Starts a long training into `run` (stderr to `stderr`) and returns once its first epoch ended.
+fn train_until_first_epoch(run: &Path, stderr: Stdio) -> std::process::Child {
+    let mut child = train_cmd(run, &["--epochs", "1000", "--patience", "0"])
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while metrics(run).is_empty() {
+        assert!(Instant::now() < deadline, "no epoch finished in time");
+        assert!(child.try_wait().unwrap().is_none(), "train ended early");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
+}
+
 fn json(path: &Path) -> Value {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_json::from_str(&text).unwrap()
@@ -196,18 +212,8 @@ fn four_epochs_equal_two_then_resume_to_four() {
 fn ctrl_c_writes_last_and_exits_130_then_resume_finishes() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let mut child = train_cmd(&run, &["--epochs", "1000", "--patience", "0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait for the first epoch to end, then a little more so the signal lands mid-epoch.
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while metrics(&run).is_empty() {
-        assert!(Instant::now() < deadline, "no epoch finished in time");
-        assert!(child.try_wait().unwrap().is_none(), "train ended early");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut child = train_until_first_epoch(&run, Stdio::piped());
+    // A little more, so the signal lands mid-epoch.
     std::thread::sleep(Duration::from_millis(150));
     let pid = child.id().to_string();
     assert!(Command::new("kill")
@@ -407,17 +413,7 @@ fn tutorial_preset_uses_the_seed_recipe() {
 fn a_second_training_on_a_running_run_directory_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let mut first = train_cmd(&run, &["--epochs", "1000", "--patience", "0"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while metrics(&run).is_empty() {
-        assert!(Instant::now() < deadline, "no epoch finished in time");
-        assert!(first.try_wait().unwrap().is_none(), "train ended early");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut first = train_until_first_epoch(&run, Stdio::null());
     // A retried job, or the same command typed twice, while the first still trains.
     let second = train_cmd(&run, &["--resume", "--epochs", "1000", "--patience", "0"])
         .output()
@@ -428,7 +424,10 @@ fn a_second_training_on_a_running_run_directory_is_refused_and_changes_nothing()
         stderr.contains("another training is running") && stderr.contains("run"),
         "{stderr}"
     );
-    assert!(first.try_wait().unwrap().is_none(), "the first one still runs");
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first one still runs"
+    );
     first.kill().unwrap();
     first.wait().unwrap();
     // The lock died with the process: resuming works (last/ may be an epoch behind metrics.jsonl
