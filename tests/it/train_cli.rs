@@ -212,7 +212,7 @@ fn four_epochs_equal_two_then_resume_to_four() {
 fn ctrl_c_writes_last_and_exits_130_then_resume_finishes() {
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let mut child = train_until_first_epoch(&run, Stdio::piped());
+    let child = train_until_first_epoch(&run, Stdio::piped());
     // A little more, so the signal lands mid-epoch.
     std::thread::sleep(Duration::from_millis(150));
     let pid = child.id().to_string();
