@@ -64,7 +64,17 @@ pub fn load_pth(path: &Path) -> Result<HashMap<String, Tensor>> {
         if entry.size() > MAX_PICKLE_BYTES {
             return Err(weights_err(path, format!("{pkl_name} is too large")));
         }
-        parse_pickle(path, BufReader::new(entry))?
+        // Read whole (the declared size may lie), so each op's lengths can be checked against
+        // what is really there before candle acts on them.
+        let mut pickle = Vec::new();
+        entry
+            .take(MAX_PICKLE_BYTES + 1)
+            .read_to_end(&mut pickle)
+            .map_err(|e| weights_err(path, format!("reading {pkl_name}: {e}")))?;
+        if pickle.len() as u64 > MAX_PICKLE_BYTES {
+            return Err(weights_err(path, format!("{pkl_name} is too large")));
+        }
+        parse_pickle(path, &pickle)?
     };
     let refs = tensor_refs(path, root)?;
     let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
@@ -103,10 +113,13 @@ pub fn load_pth(path: &Path) -> Result<HashMap<String, Tensor>> {
 }
 
 /// Runs the pickle machine op by op; a GLOBAL always lands on top of the stack, so checking the
-/// top after each op catches every one before anything could refer to it.
-fn parse_pickle<R: std::io::BufRead>(path: &Path, mut r: R) -> Result<Object> {
+/// top after each op catches every one before anything could refer to it. Each op is checked
+/// first by [`check_op`].
+fn parse_pickle(path: &Path, pickle: &[u8]) -> Result<Object> {
+    let mut r = pickle;
     let mut stack = Stack::empty();
     loop {
+        check_op(r).map_err(|m| weights_err(path, format!("corrupt pickle: {m}")))?;
         let done = stack
             .read(&mut r)
             .map_err(|e| weights_err(path, format!("unsupported or corrupt pickle: {e}")))?;
@@ -135,6 +148,20 @@ fn parse_pickle<R: std::io::BufRead>(path: &Path, mut r: R) -> Result<Object> {
     stack
         .finalize()
         .map_err(|e| weights_err(path, format!("corrupt pickle: {e}")))
+}
+
+/// Refuses the op at the start of `rest` if candle would act on a length the pickle does not
+/// hold: BINUNICODE allocates its declared length (up to 4 GiB) before reading a byte.
+fn check_op(rest: &[u8]) -> std::result::Result<(), String> {
+    if let [b'X', a, b, c, d, tail @ ..] = rest {
+        let len = u32::from_le_bytes([*a, *b, *c, *d]);
+        if len as usize > tail.len() {
+            return Err(format!(
+                "a string of {len} bytes runs past the end of the pickle"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Finds the state_dict (the top-level dict, or its `state_dict` entry) and its tensors.
