@@ -50,7 +50,10 @@ pub fn image(data: &[u8]) {
             );
             let planes = preprocess_sized(&img, IMAGE_SIZE);
             assert_eq!(planes.len(), 3 * IMAGE_SIZE * IMAGE_SIZE);
-            assert!(planes.iter().all(|v| v.is_finite()), "non-finite pixel value");
+            assert!(
+                planes.iter().all(|v| v.is_finite()),
+                "non-finite pixel value"
+            );
             if let Ok(header) = &probed {
                 assert!(
                     u64::from(header.width) * u64::from(header.height) <= MAX_IMAGE_PIXELS,
@@ -59,7 +62,10 @@ pub fn image(data: &[u8]) {
             }
         }
         Err(Error::PixelLimit { pixels, limit, .. }) => {
-            assert!(pixels > limit, "refused {pixels} pixels under the limit {limit}");
+            assert!(
+                pixels > limit,
+                "refused {pixels} pixels under the limit {limit}"
+            );
             assert!(
                 matches!(probed, Err(Error::PixelLimit { .. })),
                 "decode refused the size but the upload probe said {probed:?}"
@@ -120,7 +126,10 @@ pub fn safetensors(data: &[u8]) {
     let export = read_export(&path);
     let full = Captioner::load(&path, &cpu);
     if full.is_ok() {
-        assert!(export.is_ok(), "Captioner::load accepted what read_export refused");
+        assert!(
+            export.is_ok(),
+            "Captioner::load accepted what read_export refused"
+        );
     }
 }
 
@@ -204,7 +213,12 @@ pub fn zip_extract(data: &[u8]) {
     }
 }
 
-fn check_confined(parent: &Path, target: &Path, sentinel: &Path, result: &captioner::Result<usize>) {
+fn check_confined(
+    parent: &Path,
+    target: &Path,
+    sentinel: &Path,
+    result: &captioner::Result<usize>,
+) {
     let mut stack = vec![parent.to_path_buf()];
     let mut files = 0;
     while let Some(dir) = stack.pop() {
@@ -351,7 +365,10 @@ pub fn http_upload(data: &[u8]) {
         assert_eq!(status, 200, "a decodable image was not captioned");
     }
     if status == 200 {
-        assert!(decodes && accepted && beam_ok, "200 for an upload that is not an image");
+        assert!(
+            decodes && accepted && beam_ok,
+            "200 for an upload that is not an image"
+        );
     }
 }
 
