@@ -106,6 +106,20 @@ pub fn load_pth(path: &Path) -> Result<HashMap<String, Tensor>> {
             storages.insert(r.storage.clone(), bytes);
         }
         let bytes = &storages[&r.storage];
+        // Two tensors may share a storage; each must describe it alike.
+        if bytes.len() as u128 != r.storage_len as u128 * r.dtype.size_in_bytes() as u128 {
+            return Err(weights_err(
+                path,
+                format!(
+                    "tensor {}: storage {} is {} bytes, but this tensor says {} of {:?}",
+                    r.name,
+                    r.storage,
+                    bytes.len(),
+                    r.storage_len,
+                    r.dtype
+                ),
+            ));
+        }
         let t = strided_tensor(path, &r, bytes)?;
         out.insert(r.name, t);
     }
