@@ -25,6 +25,9 @@ const ALLOWED_GLOBALS: &[(&str, &str)] = &[
 /// Largest pickle we parse: a state_dict's pickle is kilobytes; the tensors live beside it.
 const MAX_PICKLE_BYTES: u64 = 64 << 20;
 
+/// Largest storage (one tensor's bytes) we read: a ResNet's largest is 8 MiB (fc of ResNet-50).
+const MAX_STORAGE_BYTES: u64 = 1 << 30;
+
 fn weights_err(path: &Path, msg: impl Into<String>) -> Error {
     Error::Weights {
         path: path.to_path_buf(),
@@ -88,7 +91,20 @@ pub fn load_pth(path: &Path) -> Result<HashMap<String, Tensor>> {
                     format!("tensor {}: storage {entry_name}: {e}", r.name),
                 )
             })?;
-            let want = r.storage_len * r.dtype.size_in_bytes();
+            let want = r
+                .storage_len
+                .checked_mul(r.dtype.size_in_bytes())
+                .filter(|&n| n as u64 <= MAX_STORAGE_BYTES)
+                .ok_or_else(|| {
+                    weights_err(
+                        path,
+                        format!(
+                            "tensor {}: storage {entry_name} declares {} elements, more than a \
+                             weights file holds",
+                            r.name, r.storage_len
+                        ),
+                    )
+                })?;
             if entry.size() != want as u64 {
                 return Err(weights_err(
                     path,
@@ -99,10 +115,23 @@ pub fn load_pth(path: &Path) -> Result<HashMap<String, Tensor>> {
                     ),
                 ));
             }
-            let mut bytes = Vec::with_capacity(want);
-            entry.read_to_end(&mut bytes).map_err(|e| {
-                weights_err(path, format!("reading {entry_name} (truncated file?): {e}"))
-            })?;
+            // The declared size is the zip's word only: memory grows with what really inflates.
+            let mut bytes = Vec::new();
+            entry
+                .take(want as u64)
+                .read_to_end(&mut bytes)
+                .map_err(|e| {
+                    weights_err(path, format!("reading {entry_name} (truncated file?): {e}"))
+                })?;
+            if bytes.len() != want {
+                return Err(weights_err(
+                    path,
+                    format!(
+                        "reading {entry_name}: {} bytes, expected {want}",
+                        bytes.len()
+                    ),
+                ));
+            }
             storages.insert(r.storage.clone(), bytes);
         }
         let bytes = &storages[&r.storage];
@@ -298,15 +327,21 @@ fn strided_tensor(path: &Path, r: &TensorRef, bytes: &[u8]) -> Result<Tensor> {
         return Err(bad("shape and stride differ in rank"));
     }
     let es = r.dtype.size_in_bytes();
-    let numel: usize = r.shape.iter().product();
+    let numel = r
+        .shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| bad("its size overflows"))?;
     let last = r
         .shape
         .iter()
         .zip(&r.stride)
-        .map(|(&n, &s)| n.saturating_sub(1) * s)
-        .sum::<usize>()
-        + r.offset;
-    if numel > 0 && last >= r.storage_len {
+        .try_fold(r.offset, |at, (&n, &s)| {
+            n.saturating_sub(1)
+                .checked_mul(s)
+                .and_then(|x| at.checked_add(x))
+        });
+    if numel > 0 && last.is_none_or(|last| last >= r.storage_len) {
         return Err(bad("extends past the end of its storage"));
     }
     let contiguous = {
@@ -316,11 +351,13 @@ fn strided_tensor(path: &Path, r: &TensorRef, bytes: &[u8]) -> Result<Tensor> {
             if n > 1 && s != expect {
                 ok = false;
             }
-            expect *= n;
+            expect = expect.saturating_mul(n);
         }
         ok
     };
-    let data: Vec<u8> = if contiguous {
+    let data: Vec<u8> = if numel == 0 {
+        Vec::new()
+    } else if contiguous {
         bytes[r.offset * es..(r.offset + numel) * es].to_vec()
     } else {
         let mut out = Vec::with_capacity(numel * es);

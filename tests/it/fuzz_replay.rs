@@ -2,7 +2,8 @@
 //! seeds and what the fuzzer kept) and of `fuzz/regressions/<target>/` (each input that once
 //! crashed, hung or ran out of memory, kept after its fix) goes through the same harness function
 //! the cargo-fuzz target runs (`fuzz/harness.rs`, included here). A panic names the file.
-//! `cargo test --test it fuzz_replay` runs them all; docs/fuzzing.md says how to fuzz.
+//! `cargo test --test it fuzz_replay` runs them all (`FUZZ_REPLAY_ONLY=name` just the files whose
+//! path contains `name`); docs/fuzzing.md says how to fuzz.
 
 #[path = "../../fuzz/harness.rs"]
 mod harness;
@@ -72,7 +73,11 @@ fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {
 fn replay(target: &str, harness: fn(&[u8])) {
     let corpus = inputs("corpus", target);
     assert!(!corpus.is_empty(), "fuzz/corpus/{target}/ has no seeds");
-    for file in corpus.iter().chain(&inputs("regressions", target)) {
+    // FUZZ_REPLAY_ONLY=text replays only the files whose path contains it.
+    let only = std::env::var("FUZZ_REPLAY_ONLY").unwrap_or_default();
+    let regressions = inputs("regressions", target);
+    let files = corpus.iter().chain(&regressions);
+    for file in files.filter(|f| f.to_string_lossy().contains(&only)) {
         // A fuzzer running on the corpus meanwhile may have replaced the file by a smaller one.
         let Ok(bytes) = std::fs::read(file) else {
             continue;
