@@ -344,6 +344,15 @@ fn strided_tensor(path: &Path, r: &TensorRef, bytes: &[u8]) -> Result<Tensor> {
     if numel > 0 && last.is_none_or(|last| last >= r.storage_len) {
         return Err(bad("extends past the end of its storage"));
     }
+    // A zero or overlapping stride repeats elements: a tensor of 2^31 elements over a storage
+    // of one. A state_dict's tensors never hold more elements than their storage, and refusing
+    // those that do keeps memory within what the file holds.
+    if numel > r.storage_len {
+        return Err(bad(&format!(
+            "has {numel} elements, more than its storage's {}",
+            r.storage_len
+        )));
+    }
     let contiguous = {
         let mut expect = 1;
         let mut ok = true;
