@@ -194,15 +194,22 @@ fn parse_pickle(path: &Path, pickle: &[u8]) -> Result<Object> {
 }
 
 /// Refuses the op at the start of `rest` if candle would act on a length the pickle does not
-/// hold: BINUNICODE allocates its declared length (up to 4 GiB) before reading a byte.
+/// hold: BINUNICODE allocates its declared length (up to 4 GiB) before reading a byte; LONG1
+/// shifts each of its bytes into an i64, past bit 63 from the ninth on.
 fn check_op(rest: &[u8]) -> std::result::Result<(), String> {
-    if let [b'X', a, b, c, d, tail @ ..] = rest {
-        let len = u32::from_le_bytes([*a, *b, *c, *d]);
-        if len as usize > tail.len() {
-            return Err(format!(
-                "a string of {len} bytes runs past the end of the pickle"
-            ));
+    match rest {
+        [b'X', a, b, c, d, tail @ ..] => {
+            let len = u32::from_le_bytes([*a, *b, *c, *d]);
+            if len as usize > tail.len() {
+                return Err(format!(
+                    "a string of {len} bytes runs past the end of the pickle"
+                ));
+            }
         }
+        [0x8a, n, ..] if *n > 8 => {
+            return Err(format!("a {n}-byte integer (at most 8 fit)"));
+        }
+        _ => {}
     }
     Ok(())
 }
