@@ -334,7 +334,7 @@ pub fn http_upload(data: &[u8]) {
         // The bytes are the whole HTTP request.
         _ => (rest.to_vec(), &[][..], false),
     };
-    let status = exchange(server, &request);
+    let status = exchange(server, &request, mode % 4 == 3);
     let Some(status) = status else {
         // No answer at all: only acceptable when the request was not a well-formed one.
         assert!(
@@ -386,8 +386,10 @@ fn raw_request(query: &str, headers: &str, body: &[u8]) -> Vec<u8> {
     r
 }
 
-/// Sends `request` on a fresh connection and returns the answer's status, if one came.
-fn exchange(addr: std::net::SocketAddr, request: &[u8]) -> Option<u16> {
+/// Sends `request` on a fresh connection and returns the answer's status, if one came. A raw
+/// request (`half_close`) may be incomplete: the write side is closed after it so that the server
+/// stops waiting for the rest (hyper may then drop the request unanswered).
+fn exchange(addr: std::net::SocketAddr, request: &[u8], half_close: bool) -> Option<u16> {
     use std::io::{Read, Write};
     use std::time::Duration;
 
@@ -397,7 +399,9 @@ fn exchange(addr: std::net::SocketAddr, request: &[u8]) -> Option<u16> {
         .expect("read timeout");
     // The server may answer (413, 415) and close before reading the whole body.
     let _ = stream.write_all(request);
-    let _ = stream.shutdown(std::net::Shutdown::Write);
+    if half_close {
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+    }
     let mut answer = Vec::new();
     let _ = stream.read_to_end(&mut answer);
     let line = answer.split(|&b| b == b'\n').next()?;

@@ -25,6 +25,9 @@ const ALLOWED_GLOBALS: &[(&str, &str)] = &[
 /// Largest pickle we parse: a state_dict's pickle is kilobytes; the tensors live beside it.
 const MAX_PICKLE_BYTES: u64 = 64 << 20;
 
+/// Largest storage (one tensor's bytes) we read: a ResNet's largest is 8 MiB (fc of ResNet-50).
+const MAX_STORAGE_BYTES: u64 = 1 << 30;
+
 fn weights_err(path: &Path, msg: impl Into<String>) -> Error {
     Error::Weights {
         path: path.to_path_buf(),
@@ -64,7 +67,17 @@ pub fn load_pth(path: &Path) -> Result<HashMap<String, Tensor>> {
         if entry.size() > MAX_PICKLE_BYTES {
             return Err(weights_err(path, format!("{pkl_name} is too large")));
         }
-        parse_pickle(path, BufReader::new(entry))?
+        // Read whole (the declared size may lie), so each op's lengths can be checked against
+        // what is really there before candle acts on them.
+        let mut pickle = Vec::new();
+        entry
+            .take(MAX_PICKLE_BYTES + 1)
+            .read_to_end(&mut pickle)
+            .map_err(|e| weights_err(path, format!("reading {pkl_name}: {e}")))?;
+        if pickle.len() as u64 > MAX_PICKLE_BYTES {
+            return Err(weights_err(path, format!("{pkl_name} is too large")));
+        }
+        parse_pickle(path, &pickle)?
     };
     let refs = tensor_refs(path, root)?;
     let mut storages: HashMap<String, Vec<u8>> = HashMap::new();
@@ -78,7 +91,20 @@ pub fn load_pth(path: &Path) -> Result<HashMap<String, Tensor>> {
                     format!("tensor {}: storage {entry_name}: {e}", r.name),
                 )
             })?;
-            let want = r.storage_len * r.dtype.size_in_bytes();
+            let want = r
+                .storage_len
+                .checked_mul(r.dtype.size_in_bytes())
+                .filter(|&n| n as u64 <= MAX_STORAGE_BYTES)
+                .ok_or_else(|| {
+                    weights_err(
+                        path,
+                        format!(
+                            "tensor {}: storage {entry_name} declares {} elements, more than a \
+                             weights file holds",
+                            r.name, r.storage_len
+                        ),
+                    )
+                })?;
             if entry.size() != want as u64 {
                 return Err(weights_err(
                     path,
@@ -89,13 +115,40 @@ pub fn load_pth(path: &Path) -> Result<HashMap<String, Tensor>> {
                     ),
                 ));
             }
-            let mut bytes = Vec::with_capacity(want);
-            entry.read_to_end(&mut bytes).map_err(|e| {
-                weights_err(path, format!("reading {entry_name} (truncated file?): {e}"))
-            })?;
+            // The declared size is the zip's word only: memory grows with what really inflates.
+            let mut bytes = Vec::new();
+            entry
+                .take(want as u64)
+                .read_to_end(&mut bytes)
+                .map_err(|e| {
+                    weights_err(path, format!("reading {entry_name} (truncated file?): {e}"))
+                })?;
+            if bytes.len() != want {
+                return Err(weights_err(
+                    path,
+                    format!(
+                        "reading {entry_name}: {} bytes, expected {want}",
+                        bytes.len()
+                    ),
+                ));
+            }
             storages.insert(r.storage.clone(), bytes);
         }
         let bytes = &storages[&r.storage];
+        // Two tensors may share a storage; each must describe it alike.
+        if bytes.len() as u128 != r.storage_len as u128 * r.dtype.size_in_bytes() as u128 {
+            return Err(weights_err(
+                path,
+                format!(
+                    "tensor {}: storage {} is {} bytes, but this tensor says {} of {:?}",
+                    r.name,
+                    r.storage,
+                    bytes.len(),
+                    r.storage_len,
+                    r.dtype
+                ),
+            ));
+        }
         let t = strided_tensor(path, &r, bytes)?;
         out.insert(r.name, t);
     }
@@ -103,10 +156,13 @@ pub fn load_pth(path: &Path) -> Result<HashMap<String, Tensor>> {
 }
 
 /// Runs the pickle machine op by op; a GLOBAL always lands on top of the stack, so checking the
-/// top after each op catches every one before anything could refer to it.
-fn parse_pickle<R: std::io::BufRead>(path: &Path, mut r: R) -> Result<Object> {
+/// top after each op catches every one before anything could refer to it. Each op is checked
+/// first by [`check_op`].
+fn parse_pickle(path: &Path, pickle: &[u8]) -> Result<Object> {
+    let mut r = pickle;
     let mut stack = Stack::empty();
     loop {
+        check_op(r).map_err(|m| weights_err(path, format!("corrupt pickle: {m}")))?;
         let done = stack
             .read(&mut r)
             .map_err(|e| weights_err(path, format!("unsupported or corrupt pickle: {e}")))?;
@@ -135,6 +191,27 @@ fn parse_pickle<R: std::io::BufRead>(path: &Path, mut r: R) -> Result<Object> {
     stack
         .finalize()
         .map_err(|e| weights_err(path, format!("corrupt pickle: {e}")))
+}
+
+/// Refuses the op at the start of `rest` if candle would act on a length the pickle does not
+/// hold: BINUNICODE allocates its declared length (up to 4 GiB) before reading a byte; LONG1
+/// shifts each of its bytes into an i64, past bit 63 from the ninth on.
+fn check_op(rest: &[u8]) -> std::result::Result<(), String> {
+    match rest {
+        [b'X', a, b, c, d, tail @ ..] => {
+            let len = u32::from_le_bytes([*a, *b, *c, *d]);
+            if len as usize > tail.len() {
+                return Err(format!(
+                    "a string of {len} bytes runs past the end of the pickle"
+                ));
+            }
+        }
+        [0x8a, n, ..] if *n > 8 => {
+            return Err(format!("a {n}-byte integer (at most 8 fit)"));
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// Finds the state_dict (the top-level dict, or its `state_dict` entry) and its tensors.
@@ -257,16 +334,31 @@ fn strided_tensor(path: &Path, r: &TensorRef, bytes: &[u8]) -> Result<Tensor> {
         return Err(bad("shape and stride differ in rank"));
     }
     let es = r.dtype.size_in_bytes();
-    let numel: usize = r.shape.iter().product();
+    let numel = r
+        .shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| bad("its size overflows"))?;
     let last = r
         .shape
         .iter()
         .zip(&r.stride)
-        .map(|(&n, &s)| n.saturating_sub(1) * s)
-        .sum::<usize>()
-        + r.offset;
-    if numel > 0 && last >= r.storage_len {
+        .try_fold(r.offset, |at, (&n, &s)| {
+            n.saturating_sub(1)
+                .checked_mul(s)
+                .and_then(|x| at.checked_add(x))
+        });
+    if numel > 0 && last.is_none_or(|last| last >= r.storage_len) {
         return Err(bad("extends past the end of its storage"));
+    }
+    // A zero or overlapping stride repeats elements: a tensor of 2^31 elements over a storage
+    // of one. A state_dict's tensors never hold more elements than their storage, and refusing
+    // those that do keeps memory within what the file holds.
+    if numel > r.storage_len {
+        return Err(bad(&format!(
+            "has {numel} elements, more than its storage's {}",
+            r.storage_len
+        )));
     }
     let contiguous = {
         let mut expect = 1;
@@ -275,11 +367,13 @@ fn strided_tensor(path: &Path, r: &TensorRef, bytes: &[u8]) -> Result<Tensor> {
             if n > 1 && s != expect {
                 ok = false;
             }
-            expect *= n;
+            expect = expect.saturating_mul(n);
         }
         ok
     };
-    let data: Vec<u8> = if contiguous {
+    let data: Vec<u8> = if numel == 0 {
+        Vec::new()
+    } else if contiguous {
         bytes[r.offset * es..(r.offset + numel) * es].to_vec()
     } else {
         let mut out = Vec::with_capacity(numel * es);

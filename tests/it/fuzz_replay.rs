@@ -2,12 +2,55 @@
 //! seeds and what the fuzzer kept) and of `fuzz/regressions/<target>/` (each input that once
 //! crashed, hung or ran out of memory, kept after its fix) goes through the same harness function
 //! the cargo-fuzz target runs (`fuzz/harness.rs`, included here). A panic names the file.
-//! `cargo test --test it fuzz_replay` runs them all; docs/fuzzing.md says how to fuzz.
+//! `cargo test --test it fuzz_replay` runs them all (`FUZZ_REPLAY_ONLY=name` just the files whose
+//! path contains `name`); docs/fuzzing.md says how to fuzz.
 
 #[path = "../../fuzz/harness.rs"]
 mod harness;
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
+
+/// The largest single allocation a harness may ask for, as libFuzzer's `-malloc_limit_mb`
+/// (= `-rss_limit_mb=2048`, see scripts/fuzz.sh) allows it: an input that makes the library
+/// ask for more fails here as it fails under the fuzzer, even where the allocation itself
+/// would succeed lazily (a huge zeroed `Vec` costs nothing until it is written).
+const MALLOC_LIMIT: usize = 2048 << 20;
+
+thread_local! {
+    /// The largest allocation of this thread since it was last reset.
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+
+/// The system allocator, noting the largest allocation of each thread (the harness runs on
+/// the test's thread; its allocations on the library's own threads go unnoticed).
+struct NotingLargest;
+
+unsafe impl GlobalAlloc for NotingLargest {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note(layout.size());
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note(new_size);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+fn note(size: usize) {
+    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
+}
+
+#[global_allocator]
+static ALLOCATOR: NotingLargest = NotingLargest;
 
 /// The files of `fuzz/<kind>/<target>/`, sorted (none when the folder does not exist).
 fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {
@@ -30,9 +73,23 @@ fn inputs(kind: &str, target: &str) -> Vec<PathBuf> {
 fn replay(target: &str, harness: fn(&[u8])) {
     let corpus = inputs("corpus", target);
     assert!(!corpus.is_empty(), "fuzz/corpus/{target}/ has no seeds");
-    for file in corpus.iter().chain(&inputs("regressions", target)) {
-        let bytes = std::fs::read(file).expect("read a corpus file");
+    // FUZZ_REPLAY_ONLY=text replays only the files whose path contains it.
+    let only = std::env::var("FUZZ_REPLAY_ONLY").unwrap_or_default();
+    let regressions = inputs("regressions", target);
+    let files = corpus.iter().chain(&regressions);
+    for file in files.filter(|f| f.to_string_lossy().contains(&only)) {
+        // A fuzzer running on the corpus meanwhile may have replaced the file by a smaller one.
+        let Ok(bytes) = std::fs::read(file) else {
+            continue;
+        };
+        LARGEST.with(|l| l.set(0));
         let outcome = std::panic::catch_unwind(|| harness(&bytes));
+        let largest = LARGEST.with(Cell::get);
+        assert!(
+            largest <= MALLOC_LIMIT,
+            "{target}: {} makes the library allocate {largest} bytes at once (limit {MALLOC_LIMIT})",
+            file.display()
+        );
         if let Err(panic) = outcome {
             let msg = panic
                 .downcast_ref::<String>()
