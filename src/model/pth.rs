@@ -85,7 +85,7 @@ pub fn load_pth(path: &Path) -> Result<HashMap<String, Tensor>> {
     for r in refs {
         if !storages.contains_key(&r.storage) {
             let entry_name = format!("{dir}data/{}", r.storage);
-            let mut entry = zip.by_name(&entry_name).map_err(|e| {
+            let entry = zip.by_name(&entry_name).map_err(|e| {
                 weights_err(
                     path,
                     format!("tensor {}: storage {entry_name}: {e}", r.name),
@@ -161,11 +161,17 @@ pub fn load_pth(path: &Path) -> Result<HashMap<String, Tensor>> {
 fn parse_pickle(path: &Path, pickle: &[u8]) -> Result<Object> {
     let mut r = pickle;
     let mut stack = Stack::empty();
+    let mut shapes = Shapes::new(pickle.len());
     loop {
         check_op(r).map_err(|m| weights_err(path, format!("corrupt pickle: {m}")))?;
+        let op = OpShape::of(r);
+        let before = stack.stack().len();
         let done = stack
             .read(&mut r)
             .map_err(|e| weights_err(path, format!("unsupported or corrupt pickle: {e}")))?;
+        shapes
+            .after(op, before, stack.stack().len())
+            .map_err(|m| weights_err(path, format!("refusing the pickle: {m}")))?;
         if let Some(Object::Class {
             module_name,
             class_name,
@@ -191,6 +197,130 @@ fn parse_pickle(path: &Path, pickle: &[u8]) -> Result<Object> {
     stack
         .finalize()
         .map_err(|e| weights_err(path, format!("corrupt pickle: {e}")))
+}
+
+/// Deepest nesting a pickle may build: a state_dict is a few levels deep (dict, tensor, its
+/// arguments, a tuple of sizes). A hostile pickle nests a million tuples in a kilobyte of
+/// deflated zip, and dropping (or printing) that recurses until the stack overflows.
+const MAX_PICKLE_DEPTH: u32 = 64;
+
+/// What an op does to the shape of candle's stack, read from its opcode (and memo index).
+#[derive(Clone, Copy)]
+enum OpShape {
+    /// Pops its parts and pushes a container of them (TUPLE*, REDUCE, NEWOBJ, BUILD, BINPERSID).
+    Wraps,
+    /// Pops items into the list or dict below them (APPEND(S), SETITEM(S)).
+    Fills,
+    /// Pushes a copy of a memo entry (BINGET, LONG_BINGET).
+    Get(Option<u32>),
+    /// Copies the top into the memo (BINPUT, LONG_BINPUT).
+    Put(Option<u32>),
+    /// Anything else: pushes at most one fresh leaf.
+    Leaf,
+}
+
+impl OpShape {
+    fn of(rest: &[u8]) -> Self {
+        let arg = |wide: bool| {
+            if wide {
+                rest.get(1..5)
+                    .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            } else {
+                rest.get(1).map(|&b| u32::from(b))
+            }
+        };
+        match rest.first() {
+            Some(b't' | 0x85 | 0x86 | 0x87 | b'R' | 0x81 | b'b' | b'Q') => Self::Wraps,
+            Some(b'a' | b'e' | b's' | b'u') => Self::Fills,
+            Some(b'h') => Self::Get(arg(false)),
+            Some(b'j') => Self::Get(arg(true)),
+            Some(b'q') => Self::Put(arg(false)),
+            Some(b'r') => Self::Put(arg(true)),
+            _ => Self::Leaf,
+        }
+    }
+}
+
+/// Depth and size (in objects) of each entry of candle's stack and memo, followed op by op, so
+/// that a pickle is refused as soon as it nests deeper than [`MAX_PICKLE_DEPTH`] or its memo
+/// copies (each BINPUT and BINGET clones a whole object) add up to more than its length could
+/// honestly need: a few ops that get and put an object twice its size each time would
+/// otherwise take memory exponential in the pickle's length.
+struct Shapes {
+    stack: Vec<(u32, u64)>,
+    memo: HashMap<u32, (u32, u64)>,
+    copied: u64,
+    copy_budget: u64,
+}
+
+impl Shapes {
+    fn new(pickle_len: usize) -> Self {
+        Self {
+            stack: Vec::new(),
+            memo: HashMap::new(),
+            copied: 0,
+            copy_budget: (1 << 20) + 16 * pickle_len as u64,
+        }
+    }
+
+    /// Follows `op`, which took candle's stack from `before` entries to `after`.
+    fn after(
+        &mut self,
+        op: OpShape,
+        before: usize,
+        after: usize,
+    ) -> std::result::Result<(), String> {
+        self.stack.resize(before, (1, 1));
+        let from = after.saturating_sub(1).min(before);
+        let total = |s: &[(u32, u64)]| {
+            s.iter().fold((0u32, 0u64), |(d, n), &(d2, n2)| {
+                (d.max(d2), n.saturating_add(n2))
+            })
+        };
+        match op {
+            OpShape::Wraps => {
+                let (d, n) = total(&self.stack[from..]);
+                self.stack.truncate(from);
+                self.stack.push((d + 1, n.saturating_add(1)));
+            }
+            OpShape::Fills if from < before => {
+                let (cd, cn) = self.stack[from];
+                let (d, n) = total(&self.stack[from + 1..]);
+                self.stack.truncate(from);
+                self.stack.push((cd.max(d + 1), cn.saturating_add(n)));
+            }
+            OpShape::Get(id) => {
+                let shape = id
+                    .and_then(|id| self.memo.get(&id).copied())
+                    .unwrap_or((1, 1));
+                self.copied = self.copied.saturating_add(shape.1);
+                self.stack.push(shape);
+            }
+            OpShape::Put(Some(id)) => {
+                if let Some(&shape) = self.stack.last() {
+                    self.copied = self.copied.saturating_add(shape.1);
+                    self.memo.insert(id, shape);
+                }
+            }
+            _ => {
+                if after > before {
+                    self.stack.push((1, 1));
+                }
+            }
+        }
+        self.stack.resize(after, (1, 1));
+        if let Some(&(depth, _)) = self.stack.last() {
+            if depth > MAX_PICKLE_DEPTH {
+                return Err(format!(
+                    "it nests objects deeper than {MAX_PICKLE_DEPTH} levels"
+                ));
+            }
+        }
+        if self.copied > self.copy_budget {
+            return Err("its memo copies add up to more than a state_dict needs".into());
+        }
+        Ok(())
+    }
 }
 
 /// Refuses the op at the start of `rest` if candle would act on a length the pickle does not
