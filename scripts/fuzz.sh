@@ -21,8 +21,6 @@ fi
 
 logs=fuzz/artifacts/logs
 mkdir -p "$logs"
-# One job: the fuzzer itself runs on one core.
-export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-1}
 if ! cargo +nightly fuzz build >"$logs/build.log" 2>&1; then
   tail -30 "$logs/build.log" >&2
   echo "fuzz build failed (log: $logs/build.log)" >&2

@@ -3,7 +3,7 @@
 no Pillow or torch needed). Images are written by small hand-made encoders, in every format the
 `image` crate decodes here, plus the small fixtures of tests/fixtures; .pth files copy the real
 torch.save fixture with variations; the rest are small valid (and a few deliberately hostile)
-files. Run from the repository root: python3 fuzz/make_seeds.py"""
+files. Run from the repository root: python3 scripts/reference/fuzz_seeds.py"""
 
 import io
 import json
@@ -14,7 +14,7 @@ import struct
 import zipfile
 import zlib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CORPUS = os.path.join(ROOT, "fuzz", "corpus")
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 
