@@ -335,40 +335,39 @@ fn has_fma() -> bool {
     false
 }
 
-/// One block of [`rows_times_wt`]: `out [rows of w, m]` for the rows `w` of the weights.
+/// One block of [`rows_times_wt`]: `out [rows of w, m]` for the rows `w` of the weights, four
+/// SSE lanes at a time on the binary's x86-64 baseline.
 fn block_portable(out: &mut [f32], w: &[f32], xs: &[f32], m: usize, k: usize) {
-    const LANES: usize = 16;
-    for (o, wr) in out.chunks_exact_mut(m).zip(w.chunks_exact(k)) {
-        for (i, o) in o.iter_mut().enumerate() {
-            let xr = &xs[i * k..(i + 1) * k];
-            let mut acc = [0f32; LANES];
-            for (a, b) in xr.chunks_exact(LANES).zip(wr.chunks_exact(LANES)) {
-                for l in 0..LANES {
-                    acc[l] += a[l] * b[l];
-                }
-            }
-            let tail = k - k % LANES;
-            let rest: f32 = xr[tail..].iter().zip(&wr[tail..]).map(|(a, b)| a * b).sum();
-            *o = acc.iter().sum::<f32>() + rest;
-        }
-    }
+    block::<16>(out, w, xs, m, k, |a, b, acc| acc + a * b);
 }
 
 /// [`block_portable`] compiled for AVX2 with fused multiply-adds into 64 lanes (eight 8-wide
-/// accumulators, enough independent chains to keep both FMA units busy). The binary's baseline
-/// is x86-64 without AVX, where the portable loop runs four lanes at a time: decoding a caption
+/// accumulators, enough independent chains to keep both FMA units busy): decoding a caption
 /// spends most of its time here. Each row's sum is still independent of the other rows.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn block_fma(out: &mut [f32], w: &[f32], xs: &[f32], m: usize, k: usize) {
-    const LANES: usize = 64;
+    block::<64>(out, w, xs, m, k, f32::mul_add);
+}
+
+/// The loop of both kernels: each row of `w` against every row of `xs`, `LANES` partial sums
+/// combined by `madd(a, b, acc)`. Always inlined, so it is compiled with its caller's features.
+#[inline(always)]
+fn block<const LANES: usize>(
+    out: &mut [f32],
+    w: &[f32],
+    xs: &[f32],
+    m: usize,
+    k: usize,
+    madd: impl Fn(f32, f32, f32) -> f32,
+) {
     for (o, wr) in out.chunks_exact_mut(m).zip(w.chunks_exact(k)) {
         for (i, o) in o.iter_mut().enumerate() {
             let xr = &xs[i * k..(i + 1) * k];
             let mut acc = [0f32; LANES];
             for (a, b) in xr.chunks_exact(LANES).zip(wr.chunks_exact(LANES)) {
                 for l in 0..LANES {
-                    acc[l] = a[l].mul_add(b[l], acc[l]);
+                    acc[l] = madd(a[l], b[l], acc[l]);
                 }
             }
             let tail = k - k % LANES;
