@@ -6,7 +6,7 @@ use crate::decode::{beam_search, beam_search_all, greedy, BeamOptions, Decoded, 
 use crate::export::{load_run_backbone, read_export, run_backbone};
 use crate::model::cpu_math::FEW_ROWS;
 use crate::model::resnet::{check_state_dict, Arch, ResNetTrunk};
-use crate::model::CaptionModel;
+use crate::model::{CaptionModel, Precision};
 use crate::run::{RunConfig, RunDir};
 use crate::text::Vocabulary;
 use crate::vision::decode::decode_rgb;
@@ -71,6 +71,9 @@ pub struct ModelInfo {
     pub embed: usize,
     /// LSTM hidden size.
     pub hidden: usize,
+    /// Arithmetic of the trunk's convolutions (`f32`, or `bf16` after
+    /// [`Captioner::with_precision`]).
+    pub precision: Precision,
 }
 
 /// A loaded captioning model: trunk, head, decoder and vocabulary. Shared across threads (`&self`
@@ -208,6 +211,7 @@ impl Captioner {
             feature_dim: trunk.feature_dim(),
             embed: model.decoder.embed_size(),
             hidden: model.decoder.hidden_size(),
+            precision: trunk.precision(),
         };
         Ok(Self {
             trunk,
@@ -215,6 +219,29 @@ impl Captioner {
             vocab,
             config,
             split: None,
+            info,
+        })
+    }
+
+    /// The same model with its trunk computing in `precision` (the decoder stays f32): bf16 needs
+    /// the CPU and AMX-BF16 or AVX512-BF16, else an [`Error::Invalid`] says so.
+    pub fn with_precision(self, precision: Precision) -> Result<Self> {
+        let Captioner {
+            trunk,
+            model,
+            vocab,
+            config,
+            split,
+            mut info,
+        } = self;
+        let trunk = trunk.with_precision(precision)?;
+        info.precision = precision;
+        Ok(Captioner {
+            trunk,
+            model,
+            vocab,
+            config,
+            split,
             info,
         })
     }

@@ -10,6 +10,7 @@
 use crate::data::CaptionCorpus;
 use crate::model::resnet::{Arch, ResNetTrunk};
 use crate::model::weights::sha256_file;
+use crate::model::Precision;
 use crate::progress::{Level, Progress, Unit};
 use crate::shard::{Shard, ShardSource};
 use crate::vision::preprocess::{preprocess_batch_sized, preprocess_version};
@@ -46,6 +47,10 @@ pub struct CacheKey {
     pub preprocess_version: String,
     /// Whether the features are stored as f16.
     pub half: bool,
+    /// Arithmetic of the trunk that computed them (absent in the file for f32, so caches
+    /// written before bf16 existed keep their key).
+    #[serde(default, skip_serializing_if = "Precision::is_f32")]
+    pub precision: Precision,
 }
 
 /// An image as the cache knows it: its name in the corpus and the sha256 of its bytes.
@@ -77,6 +82,8 @@ pub struct ExtractOptions {
     pub batch_size: usize,
     /// Store the features as f16.
     pub half: bool,
+    /// Arithmetic of the trunk's convolutions (bf16: see [`ResNetTrunk::with_precision`]).
+    pub precision: Precision,
     /// Images per chunk committed during extraction (see [`CHUNK_IMAGES`]).
     pub chunk_images: usize,
     /// Side of the square images are resized to ([`crate::vision::IMAGE_SIZE`] = 224 as the seed).
@@ -249,6 +256,7 @@ pub fn extract(
         arch: opts.arch.to_string(),
         preprocess_version: preprocess_version(opts.image_size),
         half: opts.half,
+        precision: opts.precision,
     };
     let shard = opts.shard.map(|(s, _)| s);
     let mine: Vec<usize> = (0..corpus.images.len())
@@ -317,7 +325,8 @@ pub fn extract(
 
     let mut chunks_written = 0;
     if !todo.is_empty() {
-        let trunk = ResNetTrunk::load(backbone, opts.arch, device)?;
+        let trunk =
+            ResNetTrunk::load(backbone, opts.arch, device)?.with_precision(opts.precision)?;
         let computed = compute_missing(
             corpus,
             &trunk,
@@ -585,6 +594,7 @@ mod tests {
             arch: Arch::ResNet18,
             batch_size: 2,
             half: false,
+            precision: Precision::F32,
             chunk_images: 2,
             image_size: 32,
             shard: None,

@@ -21,6 +21,8 @@ pub enum Bench {
     Index(super::bench_index::Args),
     /// Library search latency (p50, p95) over a synthetic 100,000-image library.
     Search(super::bench_search::Args),
+    /// bf16 against f32: feature parity, speed, and a trained model's scores both ways.
+    Precision(super::bench_precision::Args),
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
@@ -30,5 +32,6 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         Bench::Caption(a) => super::bench_caption::run(a),
         Bench::Index(a) => super::bench_index::run(a),
         Bench::Search(a) => super::bench_search::run(a),
+        Bench::Precision(a) => super::bench_precision::run(a),
     }
 }

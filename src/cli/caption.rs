@@ -49,6 +49,8 @@ pub struct Args {
     pub no_progress: bool,
     #[command(flatten)]
     pub shard: ShardArgs,
+    #[command(flatten)]
+    pub precision: super::precision_arg::PrecisionArg,
     /// Image files, or folders searched recursively for images (by extension).
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
@@ -143,6 +145,7 @@ fn emit(
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let shard = args.shard.resolve()?;
+    let precision = args.precision.checked()?;
     let (mut found, mut bad) = collect_images(&args.paths);
     let listed = found.len() + bad.len();
     if let Some((s, _)) = shard {
@@ -152,7 +155,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let files: Vec<PathBuf> = found.into_iter().map(|f| f.path).collect();
     let device = captioner::device::default_device();
     let captioner = Captioner::load(&args.model, &device)
-        .usage_context(|| format!("cannot load the model {}", args.model.display()))?;
+        .usage_context(|| format!("cannot load the model {}", args.model.display()))?
+        .with_precision(precision)?;
     let opts = CaptionOptions {
         beam: args.beam as usize,
         length_alpha: args.length_alpha,

@@ -64,6 +64,10 @@ pub struct Args {
     /// Always compute features through the trunk, never from the run's feature cache.
     #[arg(long)]
     pub no_cache: bool,
+    // The run's feature cache is used only when it was computed in the same precision: bf16
+    // captions every image through the bf16 trunk unless the cache is bf16 too.
+    #[command(flatten)]
+    pub precision: super::precision_arg::PrecisionArg,
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -109,9 +113,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
 /// Loads the model these flags name and evaluates it.
 pub fn evaluate_model_args(args: &Args) -> anyhow::Result<Evaluation> {
     args.data.check()?;
+    let precision = args.precision.checked()?;
     let device = captioner::device::default_device();
     let captioner = Captioner::load(&args.model, &device)
-        .usage_context(|| format!("cannot load the model {}", args.model.display()))?;
+        .usage_context(|| format!("cannot load the model {}", args.model.display()))?
+        .with_precision(precision)?;
     let request = EvalRequest {
         corpus: args.data.spec(),
         part: args.split.into(),

@@ -36,6 +36,8 @@ pub struct Args {
     /// Store the features as f16 (half the disk and memory).
     #[arg(long)]
     pub half: bool,
+    #[command(flatten)]
+    pub precision: super::precision_arg::PrecisionArg,
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -58,6 +60,7 @@ pub fn image_size_parser() -> impl TypedValueParser<Value = usize> {
 pub fn run(args: Args) -> anyhow::Result<i32> {
     super::data_args::check_data(&args.data, args.format)?;
     super::exit::require_path("--backbone", &args.backbone)?;
+    let precision = args.precision.checked()?;
     let corpus = CaptionCorpus::load(
         &args.data,
         &LoadOptions {
@@ -70,6 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         arch: args.arch,
         batch_size: args.batch_size,
         half: args.half,
+        precision,
         chunk_images: args.chunk_images,
         image_size: args.image_size,
         shard: args.shard.resolve()?,

@@ -2,9 +2,11 @@
 //! `.safetensors`, for tests, the demo, and anyone without the pretrained download.
 
 use anyhow::Context;
+use captioner::model::resnet::calibrate::recalibrate_batchnorm;
 use captioner::model::resnet::init::random_state_dict;
 use captioner::model::resnet::Arch;
 use captioner::model::weights::{save_safetensors, sha256_file};
+use captioner::vision::preprocess::preprocess_batch_sized;
 use std::path::PathBuf;
 
 /// Flags of `captioner init-backbone`.
@@ -23,13 +25,65 @@ pub struct Args {
     /// Seed: the same seed and architecture give a byte-identical file.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Recompute every BatchNorm's running statistics on the images of this folder (its first
+    /// `--calibrate-images` by name, at 224×224), so the random network's features tell images
+    /// apart (with the init's identity statistics they barely do).
+    #[arg(long, value_name = "DIR")]
+    pub calibrate: Option<PathBuf>,
+    /// Images of `--calibrate` used.
+    #[arg(long, value_name = "N", default_value_t = 32, value_parser = clap::value_parser!(u64).range(2..=1024))]
+    pub calibrate_images: u64,
+}
+
+/// The first `n` images (by file name, recursively) of `dir`, preprocessed as `[n, 3, 224, 224]`.
+fn calibration_images(dir: &std::path::Path, n: usize) -> anyhow::Result<candle_core::Tensor> {
+    super::exit::require_path("--calibrate", dir)?;
+    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .filter(|p| {
+            p.extension()
+                .and_then(|x| x.to_str())
+                .is_some_and(|x| matches!(x.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
+        })
+        .collect();
+    files.truncate(n);
+    if files.len() < 2 {
+        return Err(super::exit::usage(format!(
+            "--calibrate {}: needs at least 2 .jpg/.jpeg/.png images, found {}",
+            dir.display(),
+            files.len()
+        )));
+    }
+    let side = captioner::vision::IMAGE_SIZE;
+    let mut pixels = Vec::with_capacity(files.len() * 3 * side * side);
+    for (f, r) in files.iter().zip(preprocess_batch_sized(&files, side)) {
+        pixels.extend(r.with_context(|| format!("cannot read {}", f.display()))?);
+    }
+    Ok(candle_core::Tensor::from_vec(
+        pixels,
+        (files.len(), 3, side, side),
+        &candle_core::Device::Cpu,
+    )?)
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    let state = random_state_dict(args.arch, args.seed)?;
+    let mut state = random_state_dict(args.arch, args.seed)?;
+    if let Some(dir) = &args.calibrate {
+        let images = calibration_images(dir, args.calibrate_images as usize)?;
+        recalibrate_batchnorm(args.arch, &mut state, &images)?;
+        eprintln!(
+            "BatchNorm statistics recomputed on {} images of {}",
+            images.dim(0)?,
+            dir.display()
+        );
+    }
     save_safetensors(&args.out, &state)?;
     let params: usize = state.values().map(|t| t.elem_count()).sum();
     println!(

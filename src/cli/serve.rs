@@ -2,6 +2,7 @@
 
 use super::exit::UsageContext;
 use captioner::library::Library;
+use captioner::model::Precision;
 use captioner::progress::{Level, Progress};
 use captioner::serve::{self, CaptionEngine, FakeEngine, ServeConfig};
 use captioner::Captioner;
@@ -16,6 +17,8 @@ pub struct Args {
     /// A run directory or a file written by `captioner export`.
     #[arg(long, required_unless_present_any = ["fake_engine", "library"])]
     model: Option<PathBuf>,
+    #[command(flatten)]
+    precision: super::precision_arg::PrecisionArg,
     /// A library database (`captioner index`): serves its gallery at /library and /api/search;
     /// without --model, the library alone.
     #[arg(long, value_name = "FILE")]
@@ -61,6 +64,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         .max_upload_mb
         .checked_mul(1 << 20)
         .ok_or_else(|| super::exit::usage("--max-upload-mb is too large"))?;
+    let precision = args.precision.checked()?;
     let cfg = ServeConfig {
         addr: args.addr,
         workers: args.workers,
@@ -74,7 +78,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         (_, true) => Some(Arc::new(FakeEngine::with_delay(Duration::from_millis(
             args.fake_delay_ms,
         )))),
-        (Some(model), false) => Some(load_engine(model)?),
+        (Some(model), false) => Some(load_engine(model, precision)?),
         (None, false) => None,
     };
     let library = match &args.library {
@@ -112,9 +116,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
 }
 
 /// Loads the model (run directory or exported file) once; every worker shares it.
-fn load_engine(model: &Path) -> anyhow::Result<Arc<dyn CaptionEngine>> {
+fn load_engine(model: &Path, precision: Precision) -> anyhow::Result<Arc<dyn CaptionEngine>> {
     let device = captioner::device::default_device();
     let captioner = Captioner::load(model, &device)
-        .usage_context(|| format!("cannot load the model {}", model.display()))?;
+        .usage_context(|| format!("cannot load the model {}", model.display()))?
+        .with_precision(precision)?;
     Ok(Arc::new(captioner))
 }

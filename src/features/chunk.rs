@@ -170,7 +170,7 @@ pub fn read_all(dir: &Path, key: &CacheKey) -> Result<Vec<Chunk>> {
         if &index.key != key {
             return Err(Error::Invalid(format!(
                 "{} was made with {}: every shard of a cache must use the same --backbone, \
-                 --arch, --image-size and --half (rerun with those, or delete {} to start over)",
+                 --arch, --image-size, --half and --precision (rerun with those, or delete {} to start over)",
                 index_path.display(),
                 key_difference(&index.key, key),
                 dir.display()
@@ -209,6 +209,12 @@ pub fn key_difference(theirs: &CacheKey, ours: &CacheKey) -> String {
             "another storage ({} where this run's is {})",
             kind(theirs.half),
             kind(ours.half)
+        ));
+    }
+    if theirs.precision != ours.precision {
+        parts.push(format!(
+            "another precision ({} where this run's is {})",
+            theirs.precision, ours.precision
         ));
     }
     if parts.is_empty() {
@@ -260,6 +266,7 @@ mod tests {
             arch: "resnet18".into(),
             preprocess_version: "v1-224".into(),
             half: false,
+            precision: Default::default(),
         }
     }
 

@@ -2,14 +2,17 @@
 //! and [`CaptionModel`] (head + decoder), used alike by training and inference.
 
 pub mod activation;
+pub mod bf16;
 pub mod caption_model;
 pub(crate) mod cpu_math;
 pub mod decoder;
 pub mod head;
 pub mod lstm;
+pub mod precision;
 pub mod pth;
 pub mod resnet;
 pub(crate) mod token_projection;
 pub mod weights;
 
 pub use caption_model::{CaptionModel, Scratch};
+pub use precision::Precision;

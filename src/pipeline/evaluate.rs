@@ -94,6 +94,7 @@ fn usable_cache(captioner: &Captioner, data_dir: &Path) -> Option<FeatureCache> 
     (key.backbone_sha256 == cfg.backbone_sha256
         && key.arch == cfg.arch
         && key.preprocess_version == crate::vision::preprocess_version(cfg.image_size)
+        && key.precision == captioner.trunk().precision()
         && cache.dim() == captioner.trunk().feature_dim())
     .then_some(cache)
 }

@@ -6,6 +6,7 @@ use crate::data::{CaptionCorpus, DatasetSplit, SplitRatios};
 use crate::features::{extract, ExtractOptions, ExtractSummary, FeatureCache, CHUNK_IMAGES};
 use crate::model::resnet::Arch;
 use crate::model::weights::sha256_file;
+use crate::model::Precision;
 use crate::progress::{Level, Progress};
 use crate::run::{BnStatistics, RunConfig, RunDir, TrainConfig, RUN_FORMAT};
 use crate::shard::{Shard, ShardSource};
@@ -344,6 +345,7 @@ pub fn extract_features_shard(
         arch,
         batch_size: req.feature_batch_size,
         half: false,
+        precision: Precision::F32,
         chunk_images: CHUNK_IMAGES,
         image_size: saved.as_ref().map_or(req.image_size, |s| s.image_size),
         shard: Some(shard),
@@ -375,6 +377,7 @@ pub fn train_run(
         arch: cfg.arch.parse()?,
         batch_size: req.feature_batch_size,
         half: false,
+        precision: Precision::F32,
         chunk_images: CHUNK_IMAGES,
         image_size: cfg.image_size,
         shard: None,

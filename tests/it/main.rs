@@ -22,6 +22,7 @@ mod library_cli;
 mod library_page;
 mod metrics;
 mod pipeline;
+mod precision;
 mod preprocess;
 mod report;
 mod resnet;

@@ -2,8 +2,9 @@
 //! definition ([`ResNet`], torchvision parameter names) and the folded inference graph
 //! ([`ResNetTrunk`]), so both read the same files.
 
+pub mod calibrate;
 mod check;
-mod cpu_ops;
+pub(crate) mod cpu_ops;
 pub mod formula;
 pub mod init;
 mod net;

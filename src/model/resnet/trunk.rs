@@ -1,10 +1,14 @@
 //! The folded inference graph: eval BatchNorm folded into each convolution's weights and bias at
 //! load, NHWC activations on the CPU so every convolution is one GEMM (1×1 stride-1 ones need no
 //! im2col at all), and a fused bias + residual + ReLU epilogue. On other devices, or when asked,
-//! the same folded weights run in NCHW through candle's `conv2d`.
+//! the same folded weights run in NCHW through candle's `conv2d`. With [`Precision::Bf16`] the
+//! NHWC convolutions multiply bf16 weights and activations with f32 accumulation
+//! ([`crate::model::bf16`]); activations between layers, the epilogues and the pool stay f32.
 
 use super::cpu_ops::{BiasAct, BiasResidualRelu, Im2Col, MaxPool};
 use super::{check_state_dict, Arch, ConvSpec};
+use crate::model::bf16::{self, Activations, Kernel, PackedWeights};
+use crate::model::precision::Precision;
 use crate::model::weights::load_state_dict;
 use crate::Result;
 use candle_core::{DType, Device, Tensor, D};
@@ -32,6 +36,8 @@ struct FoldedConv {
     weight: Tensor,
     bias: Tensor,
     bias_host: Vec<f32>,
+    /// The NHWC weight in bf16, packed, when the trunk runs in [`Precision::Bf16`].
+    packed: Option<PackedWeights>,
 }
 
 /// What follows a convolution's bias.
@@ -77,14 +83,38 @@ impl FoldedConv {
             weight: weight.to_device(dev)?,
             bias_host: bias.to_vec1::<f32>()?,
             bias: bias.to_device(dev)?,
+            packed: None,
         })
     }
 
-    /// `[B, H, W, Cin]` → `[B, Ho, Wo, Cout]`, CPU only.
-    fn forward_nhwc(&self, x: &Tensor, epi: Epilogue) -> Result<Tensor> {
+    /// Packs the NHWC weight for `bf16` products (or drops the packed copy for f32).
+    fn set_precision(&mut self, precision: Precision) -> Result<()> {
+        self.packed = match precision {
+            Precision::F32 => None,
+            Precision::Bf16 => {
+                let (k, n) = self.weight.dims2()?;
+                let w = self.weight.flatten_all()?.to_vec1::<f32>()?;
+                Some(PackedWeights::pack_scheme(
+                    &w,
+                    k,
+                    n,
+                    bf16::Scheme::from_env(),
+                )?)
+            }
+        };
+        Ok(())
+    }
+
+    /// `[B, H, W, Cin]` → `[B, Ho, Wo, Cout]`, CPU only; in bf16 with `kernel` when the weight
+    /// is packed.
+    fn forward_nhwc(&self, x: &Tensor, epi: Epilogue, kernel: Option<Kernel>) -> Result<Tensor> {
         let (b, h, w, cin) = x.dims4()?;
         let ho = super::cpu_ops::out_size(h, self.k, self.stride, self.pad);
         let wo = super::cpu_ops::out_size(w, self.k, self.stride, self.pad);
+        if let (Some(packed), Some(kernel)) = (&self.packed, kernel) {
+            let y = self.product_bf16(x, packed, kernel, &epi)?;
+            return Ok(y.reshape((b, ho, wo, packed.n()))?);
+        }
         let a = if self.k == 1 && self.stride == 1 {
             x.reshape((b * h * w, cin))?
         } else {
@@ -102,6 +132,50 @@ impl FoldedConv {
             Epilogue::ResidualRelu(r) => y.inplace_op2(r, &BiasResidualRelu { bias })?,
         }
         Ok(y.reshape((b, ho, wo, bias.len()))?)
+    }
+
+    /// The convolution `[B·Ho·Wo, Cout]` in bf16: im2col (or, for 1×1 stride-1, the input
+    /// itself) rounded to bf16, times the packed weight, accumulated in f32, with the bias,
+    /// residual and ReLU applied to each block as it is computed.
+    fn product_bf16(
+        &self,
+        x: &Tensor,
+        packed: &PackedWeights,
+        kernel: Kernel,
+        epi: &Epilogue,
+    ) -> Result<Tensor> {
+        let dims = x.dims4()?;
+        let (b, h, w, cin) = dims;
+        let a = crate::model::cpu_math::with_data(x, |xs| {
+            let scheme = packed.scheme();
+            Ok(if self.k == 1 && self.stride == 1 {
+                Activations::from_rows_scheme(xs, b * h * w, cin, scheme)
+            } else {
+                Activations::im2col_scheme(xs, dims, self.k, self.stride, self.pad, scheme)
+            })
+        })??;
+        let (bias, relu) = (&self.bias_host[..], !matches!(epi, Epilogue::Linear));
+        let y = match epi {
+            Epilogue::ResidualRelu(r) => crate::model::cpu_math::with_data(r, |residual| {
+                let e = bf16::Epilogue {
+                    bias,
+                    residual: Some(residual),
+                    relu,
+                };
+                Ok(bf16::matmul_then(kernel, &a, packed, Some(e)))
+            })??,
+            _ => bf16::matmul_then(
+                kernel,
+                &a,
+                packed,
+                Some(bf16::Epilogue {
+                    bias,
+                    residual: None,
+                    relu,
+                }),
+            )?,
+        };
+        Ok(Tensor::from_vec(y, (a.m(), packed.n()), x.device())?)
     }
 
     /// `[B, Cin, H, W]` → `[B, Cout, Ho, Wo]`, any device.
@@ -135,6 +209,9 @@ struct FoldedBlock {
 pub struct ResNetTrunk {
     arch: Arch,
     layout: TrunkLayout,
+    precision: Precision,
+    /// The bf16 kernel, chosen when the precision is set to bf16.
+    kernel: Option<Kernel>,
     stem: FoldedConv,
     blocks: Vec<FoldedBlock>,
     device: Device,
@@ -189,6 +266,8 @@ impl ResNetTrunk {
         Ok(Self {
             arch,
             layout,
+            precision: Precision::F32,
+            kernel: None,
             stem: fold(&plan.stem)?,
             blocks,
             device: device.clone(),
@@ -203,6 +282,46 @@ impl ResNetTrunk {
     /// The activation layout it runs in.
     pub fn layout(&self) -> TrunkLayout {
         self.layout
+    }
+
+    /// The arithmetic of its convolutions ([`Precision::F32`] unless [`Self::with_precision`]).
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// The bf16 kernel in use (`None` in f32).
+    pub fn bf16_kernel(&self) -> Option<Kernel> {
+        self.kernel
+    }
+
+    /// The same trunk computing in `precision`. bf16 needs the NHWC (CPU) layout and a CPU with
+    /// AMX-BF16 or AVX512-BF16; otherwise an [`crate::Error::Invalid`] says why.
+    pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
+        if precision == self.precision {
+            return Ok(self);
+        }
+        self.kernel = match precision {
+            Precision::F32 => None,
+            Precision::Bf16 if self.layout != TrunkLayout::Nhwc => {
+                return Err(crate::Error::Invalid(
+                    "precision bf16 runs on the CPU only (the device here is not the CPU)".into(),
+                ))
+            }
+            Precision::Bf16 => Some(bf16::kernel()?),
+        };
+        for c in self.convs_mut() {
+            c.set_precision(precision)?;
+        }
+        self.precision = precision;
+        Ok(self)
+    }
+
+    fn convs_mut(&mut self) -> impl Iterator<Item = &mut FoldedConv> {
+        std::iter::once(&mut self.stem).chain(
+            self.blocks
+                .iter_mut()
+                .flat_map(|b| b.convs.iter_mut().chain(b.downsample.iter_mut())),
+        )
     }
 
     /// The device its weights are on.
@@ -226,7 +345,8 @@ impl ResNetTrunk {
 
     fn forward_nhwc(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.permute((0, 2, 3, 1))?.contiguous()?;
-        let x = self.stem.forward_nhwc(&x, Epilogue::Relu)?;
+        let kernel = self.kernel;
+        let x = self.stem.forward_nhwc(&x, Epilogue::Relu, kernel)?;
         let mut x = x.apply_op1_no_bwd(&MaxPool {
             k: 3,
             stride: 2,
@@ -234,15 +354,15 @@ impl ResNetTrunk {
         })?;
         for b in &self.blocks {
             let shortcut = match &b.downsample {
-                Some(d) => d.forward_nhwc(&x, Epilogue::Linear)?,
+                Some(d) => d.forward_nhwc(&x, Epilogue::Linear, kernel)?,
                 None => x.clone(),
             };
             let mut y = x;
             let n = b.convs.len();
             for c in &b.convs[..n - 1] {
-                y = c.forward_nhwc(&y, Epilogue::Relu)?;
+                y = c.forward_nhwc(&y, Epilogue::Relu, kernel)?;
             }
-            x = b.convs[n - 1].forward_nhwc(&y, Epilogue::ResidualRelu(&shortcut))?;
+            x = b.convs[n - 1].forward_nhwc(&y, Epilogue::ResidualRelu(&shortcut), kernel)?;
         }
         let (bs, h, w, c) = x.dims4()?;
         Ok(x.reshape((bs, h * w, c))?.mean(1)?)

@@ -1,0 +1,139 @@
+//! `--precision bf16`: features through the bf16 trunk stay close to f32 ones and are cached
+//! under their own key; `caption` and `eval` take the flag; a CPU without bf16 refuses it with
+//! exit 2 before any work. What a bf16 run costs and buys is measured by `bench precision`.
+
+use super::caption::trained;
+use super::common::{exe, features_cmd, run_ok, synth};
+use captioner::features::FeatureCache;
+use captioner::model::bf16;
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let n = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (n(a) * n(b))
+}
+
+#[test]
+fn bf16_features_follow_f32_ones_and_are_cached_under_their_own_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synth(&data, 12);
+    // A random ResNet-18 whose BatchNorm statistics come from the corpus's images: its features
+    // tell the images apart, so a close cosine means something.
+    let backbone = dir.path().join("r18.safetensors");
+    let out = run_ok(
+        exe()
+            .args(["init-backbone", "--arch", "resnet18", "--calibrate"])
+            .arg(data.join("Images"))
+            .args(["--calibrate-images", "8", "--out"])
+            .arg(&backbone),
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("recomputed on 8 images"));
+    let (c32, c16) = (dir.path().join("f32"), dir.path().join("bf16"));
+    run_ok(&mut features_cmd(
+        &data,
+        &backbone,
+        &c32,
+        &["--image-size", "64"],
+    ));
+    let bf16_run = features_cmd(
+        &data,
+        &backbone,
+        &c16,
+        &["--image-size", "64", "--precision", "bf16"],
+    )
+    .output()
+    .unwrap();
+    if bf16::kernel().is_err() {
+        assert_eq!(bf16_run.status.code(), Some(2));
+        let err = String::from_utf8_lossy(&bf16_run.stderr);
+        assert!(err.contains("AMX-BF16 or AVX512-BF16"), "{err}");
+        assert!(!c16.join("features.safetensors").exists());
+        return;
+    }
+    assert!(bf16_run.status.success(), "{bf16_run:?}");
+    let (f32c, bf16c) = (
+        FeatureCache::open(&c32).unwrap(),
+        FeatureCache::open(&c16).unwrap(),
+    );
+    assert_eq!(f32c.names, bf16c.names);
+    assert_eq!(bf16c.key.precision.to_string(), "bf16");
+    let key = std::fs::read_to_string(c32.join("cache.json")).unwrap();
+    assert!(
+        !key.contains("precision"),
+        "an f32 key is written as before bf16 existed"
+    );
+    let (a, b): (Vec<Vec<f32>>, Vec<Vec<f32>>) = (
+        f32c.features.to_vec2().unwrap(),
+        bf16c.features.to_vec2().unwrap(),
+    );
+    assert_ne!(a, b, "the bf16 trunk ran");
+    let between = cosine(&a[0], &a[1]);
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        let c = cosine(x, y);
+        assert!(c > 0.995, "image {i}: cosine {c}");
+        assert!(
+            c > between,
+            "closer to its f32 feature than images are to each other"
+        );
+    }
+    // The f32 cache is reused by an f32 rerun, never by a bf16 one.
+    let again = run_ok(&mut features_cmd(
+        &data,
+        &backbone,
+        &c32,
+        &["--image-size", "64"],
+    ));
+    assert!(String::from_utf8_lossy(&again.stdout).contains("12 reused"));
+}
+
+#[test]
+fn caption_and_eval_take_the_flag() {
+    let t = trained();
+    let image = t.data.join("Images").join("scene_000003.jpg");
+    let out = exe()
+        .arg("caption")
+        .arg("--model")
+        .arg(&t.run)
+        .args(["--precision", "bf16"])
+        .arg(&image)
+        .output()
+        .unwrap();
+    if bf16::kernel().is_err() {
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        return;
+    }
+    assert!(out.status.success(), "{out:?}");
+    let caption = String::from_utf8_lossy(&out.stdout);
+    assert!(caption.split_whitespace().count() >= 2, "{caption}");
+    let eval = exe()
+        .arg("eval")
+        .arg("--model")
+        .arg(&t.run)
+        .arg("--data")
+        .arg(&t.data)
+        .args(["--precision", "bf16", "--no-progress"])
+        .output()
+        .unwrap();
+    assert!(eval.status.success(), "{eval:?}");
+    let text = String::from_utf8_lossy(&eval.stdout);
+    assert!(
+        text.contains("(0 from the feature cache)"),
+        "the run's f32 cache is not used for bf16: {text}"
+    );
+}
+
+#[test]
+fn an_unknown_precision_is_a_usage_error() {
+    let t = trained();
+    let out = exe()
+        .arg("caption")
+        .arg("--model")
+        .arg(&t.run)
+        .args(["--precision", "f16"])
+        .arg(t.data.join("Images").join("scene_000003.jpg"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("f32 or bf16"));
+}
