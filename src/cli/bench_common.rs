@@ -22,13 +22,23 @@ pub fn use_threads(requested: Option<usize>) -> usize {
 }
 
 /// Median seconds of `iters` calls of `f` (at least one), after one warm-up call.
-pub fn median_seconds(
+pub fn median_seconds(iters: usize, f: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+    median_seconds_after(iters, std::time::Duration::ZERO, f)
+}
+
+/// [`median_seconds`] with the machine left idle for `pause` before each timed call (not
+/// counted): the cold start of a one-off command.
+pub fn median_seconds_after(
     iters: usize,
+    pause: std::time::Duration,
     mut f: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<f64> {
     f()?;
     let mut t = Vec::with_capacity(iters.max(1));
     for _ in 0..iters.max(1) {
+        if !pause.is_zero() {
+            std::thread::sleep(pause);
+        }
         let t0 = Instant::now();
         f()?;
         t.push(t0.elapsed().as_secs_f64());

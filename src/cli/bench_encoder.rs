@@ -4,7 +4,7 @@
 //! `--bf16` adds captioner's bf16 trunk and PyTorch under bf16 autocast; `--pause-ms` starts every
 //! timed call from an idle machine, as a one-off `caption` or `features --batch-size 1` does.
 
-use super::bench_common::{json_lines, median_seconds, use_threads};
+use super::bench_common::{json_lines, median_seconds, median_seconds_after, use_threads};
 use anyhow::Context;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -46,6 +46,10 @@ pub struct Args {
     /// machine: the cold start a person's one-off command pays.
     #[arg(long, default_value_t = 0)]
     pub pause_ms: u64,
+    /// With `--bf16`: leading stages kept in f32 (0: bf16 everywhere; 2, the default of
+    /// `--precision bf16`: the stem and layer1).
+    #[arg(long, default_value_t = captioner::model::resnet::F32_STAGES_IN_BF16)]
+    pub f32_stages: usize,
 }
 
 /// One PyTorch timing: batch, precision, images/s.
@@ -96,22 +100,21 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let sd = formula::state_dict(args.arch)?;
     let trunk = ResNetTrunk::from_state_dict(args.arch, &sd, &dev)?;
     let bf16 = if args.bf16 {
-        let t = trunk.clone().with_precision(Precision::Bf16)?;
+        let t = trunk
+            .clone()
+            .with_precision_from(Precision::Bf16, args.f32_stages)?;
         eprintln!(
-            "bf16 kernel: {}",
-            t.bf16_kernel().map(|k| k.to_string()).unwrap_or_default()
+            "bf16 kernel: {}, first {} stages in f32",
+            t.bf16_kernel().map(|k| k.to_string()).unwrap_or_default(),
+            args.f32_stages
         );
         Some(t)
     } else {
         None
     };
     let pause = Duration::from_millis(args.pause_ms);
-    let timed = |f: &dyn Fn() -> anyhow::Result<()>, iters: usize| {
-        median_seconds(iters, || {
-            std::thread::sleep(pause);
-            f()
-        })
-    };
+    let timed =
+        |f: &dyn Fn() -> anyhow::Result<()>, iters: usize| median_seconds_after(iters, pause, f);
     let extra = if args.compare_candle {
         let nchw = ResNetTrunk::with_layout(args.arch, &sd, &dev, TrunkLayout::Nchw)?;
         let stock = ResNet::new(args.arch, VarBuilder::from_tensors(sd, DType::F32, &dev))?;

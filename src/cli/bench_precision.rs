@@ -43,6 +43,10 @@ pub struct Args {
     pub data: Option<PathBuf>,
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Leading stages kept in f32 (0: bf16 everywhere; 1: the stem; 2: the stem and layer1,
+    /// what `--precision bf16` does).
+    #[arg(long, default_value_t = captioner::model::resnet::F32_STAGES_IN_BF16)]
+    pub f32_stages: usize,
 }
 
 fn image_files(dir: &Path, n: usize) -> anyhow::Result<Vec<PathBuf>> {
@@ -107,7 +111,9 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         )?);
     }
     let f32_trunk = ResNetTrunk::load(&args.backbone, args.arch, &dev)?;
-    let bf16_trunk = f32_trunk.clone().with_precision(Precision::Bf16)?;
+    let bf16_trunk = f32_trunk
+        .clone()
+        .with_precision_from(Precision::Bf16, args.f32_stages)?;
     let (want, t32) = features(&f32_trunk, &batches)?;
     let (got, t16) = features(&bf16_trunk, &batches)?;
     let mut cos: Vec<f64> = want.iter().zip(&got).map(|(a, b)| cosine(a, b)).collect();
@@ -134,12 +140,13 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     cos.sort_by(f64::total_cmp);
     let n = files.len();
     println!(
-        "{} bf16 ({}) against f32, {n} images of {}, batch {}, {threads} threads",
+        "{} bf16 ({}, first {} stages f32) against f32, {n} images of {}, batch {}, {threads} threads",
         args.arch,
         bf16_trunk
             .bf16_kernel()
             .map(|k| k.to_string())
             .unwrap_or_default(),
+        args.f32_stages,
         args.images_dir.display(),
         args.batch_size
     );

@@ -12,7 +12,7 @@ mod trunk;
 
 pub use check::check_state_dict;
 pub use net::ResNet;
-pub use trunk::{ResNetTrunk, TrunkLayout};
+pub use trunk::{ResNetTrunk, TrunkLayout, F32_STAGES_IN_BF16};
 
 use crate::{Error, Result};
 

@@ -17,6 +17,13 @@ use std::path::Path;
 
 const BN_EPS: f64 = 1e-5;
 
+/// Leading stages (the stem, then `layer1`) a bf16 trunk keeps in f32. A ResNet's early
+/// rounding errors grow layer after layer: on a random ResNet-50 with recalibrated BatchNorm
+/// statistics, bf16 everywhere gave per-image cosines down to 0.993 against f32 (PyTorch's bf16
+/// autocast 0.994), the stem and `layer1` in f32 0.9996, at 1.9× f32's speed instead of 2.4×
+/// (`bench precision`, docs/performance.md).
+pub const F32_STAGES_IN_BF16: usize = 2;
+
 /// Activation memory layout of the inference graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TrunkLayout {
@@ -29,6 +36,8 @@ pub enum TrunkLayout {
 /// One convolution with its BatchNorm folded in.
 #[derive(Debug, Clone)]
 struct FoldedConv {
+    /// 0 for the stem, 1 to 4 for `layer1` to `layer4`.
+    stage: usize,
     k: usize,
     stride: usize,
     pad: usize,
@@ -77,6 +86,12 @@ impl FoldedConv {
             TrunkLayout::Nchw => w.contiguous()?,
         };
         Ok(Self {
+            stage: spec
+                .conv
+                .strip_prefix("layer")
+                .and_then(|r| r.split('.').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(0),
             k: spec.k,
             stride: spec.stride,
             pad: spec.pad,
@@ -295,11 +310,15 @@ impl ResNetTrunk {
     }
 
     /// The same trunk computing in `precision`. bf16 needs the NHWC (CPU) layout and a CPU with
-    /// AMX-BF16 or AVX512-BF16; otherwise an [`crate::Error::Invalid`] says why.
-    pub fn with_precision(mut self, precision: Precision) -> Result<Self> {
-        if precision == self.precision {
-            return Ok(self);
-        }
+    /// AMX-BF16 or AVX512-BF16; otherwise an [`crate::Error::Invalid`] says why. In bf16 the stem
+    /// and `layer1` stay f32 ([`F32_STAGES_IN_BF16`]).
+    pub fn with_precision(self, precision: Precision) -> Result<Self> {
+        self.with_precision_from(precision, F32_STAGES_IN_BF16)
+    }
+
+    /// [`Self::with_precision`] with the first `f32_stages` stages (0: none; 1: the stem; 2: the
+    /// stem and `layer1`; ...) kept in f32 when `precision` is bf16.
+    pub fn with_precision_from(mut self, precision: Precision, f32_stages: usize) -> Result<Self> {
         self.kernel = match precision {
             Precision::F32 => None,
             Precision::Bf16 if self.layout != TrunkLayout::Nhwc => {
@@ -310,7 +329,12 @@ impl ResNetTrunk {
             Precision::Bf16 => Some(bf16::kernel()?),
         };
         for c in self.convs_mut() {
-            c.set_precision(precision)?;
+            let p = if c.stage < f32_stages {
+                Precision::F32
+            } else {
+                precision
+            };
+            c.set_precision(p)?;
         }
         self.precision = precision;
         Ok(self)
