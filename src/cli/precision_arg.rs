@@ -6,9 +6,9 @@ use captioner::model::{bf16, Precision};
 /// The flag.
 #[derive(Debug, Clone, Copy, clap::Args)]
 pub struct PrecisionArg {
-    /// Arithmetic of the ResNet's convolutions: f32 (the default) or bf16 (bf16 weights and
-    /// activations, f32 accumulation: ~2× faster where the CPU has AMX-BF16 or AVX512-BF16;
-    /// features within cosine 0.999 of f32, see docs/performance.md).
+    /// Arithmetic of the ResNet's convolutions: f32 (the default) or bf16 (from layer2 on bf16
+    /// weights and activations, f32 accumulation; needs AMX-BF16 or AVX512-BF16: with AMX ~1.9×
+    /// f32's speed, features within cosine 0.9995 of f32; see docs/performance.md).
     #[arg(long, value_name = "P", default_value = "f32")]
     pub precision: Precision,
 }
