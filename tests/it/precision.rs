@@ -137,3 +137,52 @@ fn an_unknown_precision_is_a_usage_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("f32 or bf16"));
 }
+
+#[test]
+fn a_bf16_model_serves_its_own_captions_and_says_so() {
+    use captioner::model::Precision;
+    use captioner::serve::{self, ServeConfig};
+    use captioner::{CaptionOptions, Captioner, Error};
+    use std::sync::Arc;
+
+    let t = trained();
+    let loaded = Captioner::load(&t.run, &candle_core::Device::Cpu).unwrap();
+    let c = match loaded.with_precision(Precision::Bf16) {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            assert!(bf16::kernel().is_err());
+            assert!(matches!(e, Error::Invalid(_)), "{e}");
+            return;
+        }
+    };
+    assert_eq!(c.trunk().precision(), Precision::Bf16);
+    let image = t.data.join("Images").join("scene_000005.jpg");
+    let bytes = std::fs::read(&image).unwrap();
+    let want = c.caption_bytes(&bytes, &CaptionOptions::default()).unwrap();
+    let server = serve::start(
+        c.clone(),
+        ServeConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            ..ServeConfig::default()
+        },
+    )
+    .unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut res = agent
+        .post(&format!("http://{}/api/caption", server.addr()))
+        .header("Content-Type", "image/jpeg")
+        .send(&bytes[..])
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 200);
+    let body: serde_json::Value = res.body_mut().read_json().unwrap();
+    assert_eq!(body["caption"].as_str().unwrap(), want);
+    let mut res = agent
+        .get(&format!("http://{}/api/info", server.addr()))
+        .call()
+        .unwrap();
+    let info: serde_json::Value = res.body_mut().read_json().unwrap();
+    assert_eq!(info["engine"]["precision"], "bf16", "{info}");
+}
