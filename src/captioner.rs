@@ -226,6 +226,12 @@ impl Captioner {
     /// The same model with its trunk computing in `precision` (the decoder stays f32): bf16 needs
     /// the CPU and AMX-BF16 or AVX512-BF16, else an [`Error::Invalid`] says so.
     pub fn with_precision(self, precision: Precision) -> Result<Self> {
+        self.with_precision_from(precision, crate::model::resnet::F32_STAGES_IN_BF16)
+    }
+
+    /// [`Self::with_precision`] keeping the first `f32_stages` stages of the trunk in f32 (see
+    /// [`ResNetTrunk::with_precision_from`]).
+    pub fn with_precision_from(self, precision: Precision, f32_stages: usize) -> Result<Self> {
         let Captioner {
             trunk,
             model,
@@ -234,7 +240,7 @@ impl Captioner {
             split,
             mut info,
         } = self;
-        let trunk = trunk.with_precision(precision)?;
+        let trunk = trunk.with_precision_from(precision, f32_stages)?;
         info.precision = precision;
         Ok(Captioner {
             trunk,

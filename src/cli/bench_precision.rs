@@ -185,7 +185,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         let f32_model = Captioner::load(model, &device)?;
         let ev32 = evaluate_model(&f32_model, &request, &Silent)?;
         drop(f32_model);
-        let bf16_model = Captioner::load(model, &device)?.with_precision(Precision::Bf16)?;
+        let bf16_model = Captioner::load(model, &device)?
+            .with_precision_from(Precision::Bf16, args.f32_stages)?;
         let ev16 = evaluate_model(&bf16_model, &request, &Silent)?;
         let same = ev32
             .hyps
