@@ -143,11 +143,27 @@ pub(crate) fn matmul_into(
 /// and `dst` must be valid for writes (and reads when `read_dst`) of `a.rows · b.cols` values
 /// that alias neither input.
 unsafe fn gemm_views(dst: *mut f32, a: View<'_>, b: View<'_>, beta: f32, read_dst: bool) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
     let parallelism = match rayon::current_num_threads() {
         0 | 1 => Parallelism::None,
         t => Parallelism::Rayon(t),
     };
+    gemm_views_strided(dst, b.cols, a, b, beta, read_dst, parallelism)
+}
+
+/// [`gemm_views`] into a destination whose rows are `dst_rs` values apart, with `parallelism`.
+///
+/// # Safety
+/// As [`gemm_views`], `dst` valid for the `a.rows` rows of `b.cols` values `dst_rs` apart.
+unsafe fn gemm_views_strided(
+    dst: *mut f32,
+    dst_rs: usize,
+    a: View<'_>,
+    b: View<'_>,
+    beta: f32,
+    read_dst: bool,
+    parallelism: Parallelism,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
     let pack_as_written = if a.rs == 1 { 0 } else { m * k };
     let pack_transposed = if b.cs == 1 { 0 } else { n * k };
     if pack_transposed < pack_as_written {
@@ -156,7 +172,7 @@ unsafe fn gemm_views(dst: *mut f32, a: View<'_>, b: View<'_>, beta: f32, read_ds
             m,
             k,
             dst,
-            n as isize,
+            dst_rs as isize,
             1,
             read_dst,
             b.data.as_ptr(),
@@ -179,7 +195,7 @@ unsafe fn gemm_views(dst: *mut f32, a: View<'_>, b: View<'_>, beta: f32, read_ds
             k,
             dst,
             1,
-            n as isize,
+            dst_rs as isize,
             read_dst,
             a.data.as_ptr(),
             a.cs as isize,
@@ -255,19 +271,55 @@ fn product_uninit(
         // the inputs' extents were checked above. With `read_dst` false and `k > 0`, gemm
         // computes every element of dst without reading it, so after the call all `len`
         // elements are initialised.
-        unsafe {
-            gemm_views(
-                out.spare_capacity_mut().as_mut_ptr() as *mut f32,
-                av,
-                bv,
-                1.0,
-                false,
-            );
-            out.set_len(len);
+        let dst = out.spare_capacity_mut().as_mut_ptr() as *mut f32;
+        let threads = rayon::current_num_threads();
+        if m <= FEW_ROWS_SPLIT && threads > 1 && n >= 2 * SPLIT_COLUMNS {
+            // Few rows (a batch-1 ResNet's 7×7 maps: 49): gemm splits by rows, so one block of
+            // rows ran on one thread at 73–128 GFLOP/s (`bench encoder`, per layer). Each thread
+            // takes a slice of the columns instead, on its own.
+            let parts = threads.min(n / SPLIT_COLUMNS);
+            let width = n.div_ceil(parts).div_ceil(16) * 16;
+            let dst = SendPtr(dst);
+            (0..parts).into_par_iter().for_each(|p| {
+                let (c0, c1) = (p * width, ((p + 1) * width).min(n));
+                if c0 >= c1 {
+                    return;
+                }
+                let part = View {
+                    data: &b[c0..],
+                    rows: k,
+                    cols: c1 - c0,
+                    rs: n,
+                    cs: 1,
+                };
+                let dst = dst;
+                // SAFETY: columns c0..c1 of every row, inside `out`'s m·n values; the parts'
+                // columns do not overlap; `part` stays inside `b` (row k-1 ends at
+                // (k-1)·n + c1 ≤ k·n).
+                unsafe {
+                    gemm_views_strided(dst.0.add(c0), n, av, part, 1.0, false, Parallelism::None)
+                };
+            });
+        } else {
+            unsafe { gemm_views(dst, av, bv, 1.0, false) };
         }
+        unsafe { out.set_len(len) };
     }
     Ok(out)
 }
+
+/// Products with at most this many rows split their columns between the threads
+/// ([`matmul_fresh`]).
+const FEW_ROWS_SPLIT: usize = 96;
+/// The narrowest column slice a thread gets.
+const SPLIT_COLUMNS: usize = 128;
+
+/// A destination pointer shared by threads that write disjoint columns.
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: only used by `product_uninit`, whose tasks write disjoint columns.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
 
 /// `x [m, k] · wᵀ` for a row-major `w [n, k]` when `x` has a few rows (1 to 8) and both are f32
 /// on the CPU, reading each row of `w` once for all rows of `x`, blocks of rows of `w` split
@@ -519,7 +571,15 @@ mod tests {
     #[test]
     fn fresh_matmul_matches_candle() {
         let dev = candle_core::Device::Cpu;
-        for (m, k, n) in [(1, 7, 5), (37, 64, 33), (130, 3, 300)] {
+        // The last three take the column split (few rows, wide enough) when there are threads.
+        for (m, k, n) in [
+            (1, 7, 5),
+            (37, 64, 33),
+            (130, 3, 300),
+            (49, 300, 520),
+            (96, 64, 2048),
+            (1, 512, 256),
+        ] {
             let a = Tensor::randn(0f32, 1.0, (m, k), &dev).unwrap();
             let b = Tensor::randn(0f32, 1.0, (k, n), &dev).unwrap();
             let got = matmul_fresh(&a, &b).unwrap();
