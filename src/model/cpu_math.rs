@@ -292,12 +292,19 @@ fn product_uninit(
                     rs: n,
                     cs: 1,
                 };
-                let dst = dst;
                 // SAFETY: columns c0..c1 of every row, inside `out`'s m·n values; the parts'
                 // columns do not overlap; `part` stays inside `b` (row k-1 ends at
                 // (k-1)·n + c1 ≤ k·n).
                 unsafe {
-                    gemm_views_strided(dst.0.add(c0), n, av, part, 1.0, false, Parallelism::None)
+                    gemm_views_strided(
+                        dst.get().add(c0),
+                        n,
+                        av,
+                        part,
+                        1.0,
+                        false,
+                        Parallelism::None,
+                    )
                 };
             });
         } else {
@@ -320,6 +327,13 @@ struct SendPtr(*mut f32);
 // SAFETY: only used by `product_uninit`, whose tasks write disjoint columns.
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
+
+impl SendPtr {
+    /// The pointer (a method, so closures capture the whole `SendPtr`, not its raw field).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
 
 /// `x [m, k] · wᵀ` for a row-major `w [n, k]` when `x` has a few rows (1 to 8) and both are f32
 /// on the CPU, reading each row of `w` once for all rows of `x`, blocks of rows of `w` split
