@@ -143,11 +143,48 @@ pub(crate) fn matmul_into(
 /// and `dst` must be valid for writes (and reads when `read_dst`) of `a.rows · b.cols` values
 /// that alias neither input.
 unsafe fn gemm_views(dst: *mut f32, a: View<'_>, b: View<'_>, beta: f32, read_dst: bool) {
-    let parallelism = match rayon::current_num_threads() {
-        0 | 1 => Parallelism::None,
-        t => Parallelism::Rayon(t),
-    };
-    gemm_views_strided(dst, b.cols, a, b, beta, read_dst, parallelism)
+    let (m, n) = (a.rows, b.cols);
+    let threads = rayon::current_num_threads();
+    if threads <= 1 {
+        return gemm_views_strided(dst, n, a, b, beta, read_dst, Parallelism::None);
+    }
+    if m > FEW_ROWS_SPLIT || n < 2 * SPLIT_COLUMNS {
+        return gemm_views_strided(dst, n, a, b, beta, read_dst, Parallelism::Rayon(threads));
+    }
+    // Few rows (a batch-1 ResNet's 7×7 maps: 49; the training LSTM's batch of 64): gemm splits
+    // by rows, so one block of rows ran on one thread (batch-1 `layer4` at 73–128 GFLOP/s
+    // against ~300 elsewhere, `bench encoder` per layer). Each thread takes a slice of the
+    // columns instead, on its own.
+    let parts = threads.min(n / SPLIT_COLUMNS);
+    let width = n.div_ceil(parts).div_ceil(16) * 16;
+    let dst = SendPtr(dst);
+    (0..parts).into_par_iter().for_each(|p| {
+        let (c0, c1) = (p * width, ((p + 1) * width).min(n));
+        if c0 >= c1 {
+            return;
+        }
+        let part = View {
+            data: &b.data[c0 * b.cs..],
+            rows: b.rows,
+            cols: c1 - c0,
+            rs: b.rs,
+            cs: b.cs,
+        };
+        // SAFETY: columns c0..c1 of every row of `dst` (row stride n), which the caller
+        // guarantees; the parts' columns do not overlap; `part` is `b`'s columns c0..c1, inside
+        // `b` because `b` fits its data.
+        unsafe {
+            gemm_views_strided(
+                dst.get().add(c0),
+                n,
+                a,
+                part,
+                beta,
+                read_dst,
+                Parallelism::None,
+            )
+        };
+    });
 }
 
 /// [`gemm_views`] into a destination whose rows are `dst_rs` values apart, with `parallelism`.
@@ -272,44 +309,7 @@ fn product_uninit(
         // computes every element of dst without reading it, so after the call all `len`
         // elements are initialised.
         let dst = out.spare_capacity_mut().as_mut_ptr() as *mut f32;
-        let threads = rayon::current_num_threads();
-        if m <= FEW_ROWS_SPLIT && threads > 1 && n >= 2 * SPLIT_COLUMNS {
-            // Few rows (a batch-1 ResNet's 7×7 maps: 49): gemm splits by rows, so one block of
-            // rows ran on one thread at 73–128 GFLOP/s (`bench encoder`, per layer). Each thread
-            // takes a slice of the columns instead, on its own.
-            let parts = threads.min(n / SPLIT_COLUMNS);
-            let width = n.div_ceil(parts).div_ceil(16) * 16;
-            let dst = SendPtr(dst);
-            (0..parts).into_par_iter().for_each(|p| {
-                let (c0, c1) = (p * width, ((p + 1) * width).min(n));
-                if c0 >= c1 {
-                    return;
-                }
-                let part = View {
-                    data: &b[c0..],
-                    rows: k,
-                    cols: c1 - c0,
-                    rs: n,
-                    cs: 1,
-                };
-                // SAFETY: columns c0..c1 of every row, inside `out`'s m·n values; the parts'
-                // columns do not overlap; `part` stays inside `b` (row k-1 ends at
-                // (k-1)·n + c1 ≤ k·n).
-                unsafe {
-                    gemm_views_strided(
-                        dst.get().add(c0),
-                        n,
-                        av,
-                        part,
-                        1.0,
-                        false,
-                        Parallelism::None,
-                    )
-                };
-            });
-        } else {
-            unsafe { gemm_views(dst, av, bv, 1.0, false) };
-        }
+        unsafe { gemm_views(dst, av, bv, 1.0, false) };
         unsafe { out.set_len(len) };
     }
     Ok(out)
