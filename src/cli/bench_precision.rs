@@ -41,6 +41,7 @@ pub struct Args {
     /// The corpus the model was trained on.
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Threads for both trunks and the decoding (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
     /// Leading stages kept in f32 (0: bf16 everywhere; 1: the stem; 2: the stem and layer1,
