@@ -186,3 +186,44 @@ fn a_bf16_model_serves_its_own_captions_and_says_so() {
     let info: serde_json::Value = res.body_mut().read_json().unwrap();
     assert_eq!(info["engine"]["precision"], "bf16", "{info}");
 }
+
+#[test]
+fn bench_precision_reports_the_cosines_and_both_speeds() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synth(&data, 6);
+    let backbone = dir.path().join("r18.safetensors");
+    run_ok(
+        exe()
+            .args(["init-backbone", "--arch", "resnet18", "--calibrate"])
+            .arg(data.join("Images"))
+            .args(["--calibrate-images", "4", "--out"])
+            .arg(&backbone),
+    );
+    let out = exe()
+        .args(["bench", "precision", "--arch", "resnet18", "--backbone"])
+        .arg(&backbone)
+        .arg("--images-dir")
+        .arg(data.join("Images"))
+        .args(["--images", "4", "--batch-size", "2"])
+        .output()
+        .unwrap();
+    if bf16::kernel().is_err() {
+        assert_eq!(out.status.code(), Some(2), "{out:?}");
+        return;
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{out:?}");
+    let min: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("per-image cosine: min "))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no cosine line in {text}"));
+    assert!(min > 0.99 && min <= 1.0 + 1e-9, "{text}");
+    assert!(text.contains("4 images of"), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("images/s: f32 ")),
+        "{text}"
+    );
+}
