@@ -13,7 +13,7 @@ use captioner::pipeline::{evaluate_model, CorpusSpec, EvalRequest};
 use captioner::progress::Silent;
 use captioner::vision::preprocess::preprocess_batch_sized;
 use captioner::{CaptionOptions, Captioner};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 /// Flags.
@@ -50,30 +50,6 @@ pub struct Args {
     pub f32_stages: usize,
 }
 
-fn image_files(dir: &Path, n: usize) -> anyhow::Result<Vec<PathBuf>> {
-    super::exit::require_path("--images-dir", dir)?;
-    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(dir)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_file())
-        .map(|e| e.into_path())
-        .filter(|p| {
-            p.extension()
-                .and_then(|x| x.to_str())
-                .is_some_and(|x| matches!(x.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
-        })
-        .collect();
-    files.truncate(n);
-    if files.is_empty() {
-        return Err(super::exit::usage(format!(
-            "--images-dir {}: no .jpg/.jpeg/.png images",
-            dir.display()
-        )));
-    }
-    Ok(files)
-}
-
 /// Features of `batches` and the seconds the forward passes took.
 fn features(trunk: &ResNetTrunk, batches: &[Tensor]) -> anyhow::Result<(Vec<Vec<f32>>, f64)> {
     trunk.forward(&batches[0])?; // warm-up
@@ -96,7 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let threads = use_threads(args.threads);
     captioner::model::bf16::kernel()?;
     super::exit::require_path("--backbone", &args.backbone)?;
-    let files = image_files(&args.images_dir, args.images)?;
+    let files = super::data_args::first_images("--images-dir", &args.images_dir, args.images, 1)?;
     let side = captioner::vision::IMAGE_SIZE;
     let dev = Device::Cpu;
     let mut batches = Vec::new();

@@ -115,3 +115,28 @@ fn parse_vocab_source(s: &str) -> Result<VocabSource, String> {
 fn parse_ratios(s: &str) -> Result<SplitRatios, String> {
     s.parse().map_err(|e: captioner::Error| e.to_string())
 }
+
+/// The first `n` images under the folder `dir` given as `flag` (walked recursively, sorted, as
+/// `caption` walks folders): at least `min` of them, else a usage error naming the flag.
+pub fn first_images(
+    flag: &str,
+    dir: &std::path::Path,
+    n: usize,
+    min: usize,
+) -> anyhow::Result<Vec<PathBuf>> {
+    super::exit::require_path(flag, dir)?;
+    let files: Vec<PathBuf> = captioner::data::walk::walk_images(dir)
+        .images
+        .into_iter()
+        .take(n)
+        .map(|f| f.path)
+        .collect();
+    if files.len() < min {
+        return Err(super::exit::usage(format!(
+            "{flag} {}: needs at least {min} image(s), found {}",
+            dir.display(),
+            files.len()
+        )));
+    }
+    Ok(files)
+}

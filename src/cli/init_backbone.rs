@@ -37,27 +37,7 @@ pub struct Args {
 
 /// The first `n` images (by file name, recursively) of `dir`, preprocessed as `[n, 3, 224, 224]`.
 fn calibration_images(dir: &std::path::Path, n: usize) -> anyhow::Result<candle_core::Tensor> {
-    super::exit::require_path("--calibrate", dir)?;
-    let mut files: Vec<PathBuf> = walkdir::WalkDir::new(dir)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_file())
-        .map(|e| e.into_path())
-        .filter(|p| {
-            p.extension()
-                .and_then(|x| x.to_str())
-                .is_some_and(|x| matches!(x.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
-        })
-        .collect();
-    files.truncate(n);
-    if files.len() < 2 {
-        return Err(super::exit::usage(format!(
-            "--calibrate {}: needs at least 2 .jpg/.jpeg/.png images, found {}",
-            dir.display(),
-            files.len()
-        )));
-    }
+    let files = super::data_args::first_images("--calibrate", dir, n, 2)?;
     let side = captioner::vision::IMAGE_SIZE;
     let mut pixels = Vec::with_capacity(files.len() * 3 * side * side);
     for (f, r) in files.iter().zip(preprocess_batch_sized(&files, side)) {
