@@ -89,81 +89,6 @@ fn detect() -> Option<Kernel> {
     Some(Kernel::Avx512)
 }
 
-/// One bf16 term of an f32 value: its rounding (`Hi`) or the rounding of what that left (`Lo`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Part {
-    Hi,
-    Lo,
-}
-
-/// How many bf16 terms stand for each f32 operand. Products of the segments are summed by the
-/// same kernel over a longer inner dimension: `[a_hi | a_lo] · [w; w]` and so on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scheme {
-    /// One term each: bf16 weights and activations.
-    Bf16,
-    /// Activations as hi + lo (near-f32), weights bf16: twice the products.
-    SplitActivations,
-    /// hi·hi + lo·hi + hi·lo: near-f32 both, three times the products.
-    SplitBoth,
-}
-
-impl Scheme {
-    fn activation_parts(self) -> &'static [Part] {
-        match self {
-            Scheme::Bf16 => &[Part::Hi],
-            Scheme::SplitActivations => &[Part::Hi, Part::Lo],
-            Scheme::SplitBoth => &[Part::Hi, Part::Lo, Part::Hi],
-        }
-    }
-
-    fn weight_parts(self) -> &'static [Part] {
-        match self {
-            Scheme::Bf16 => &[Part::Hi],
-            Scheme::SplitActivations => &[Part::Hi, Part::Hi],
-            Scheme::SplitBoth => &[Part::Hi, Part::Hi, Part::Lo],
-        }
-    }
-
-    /// From `CAPTIONER_BF16_SCHEME` (`bf16`, `split-activations`, `split-both`), else plain bf16.
-    pub fn from_env() -> Self {
-        match std::env::var("CAPTIONER_BF16_SCHEME").as_deref() {
-            Ok("split-activations") => Scheme::SplitActivations,
-            Ok("split-both") => Scheme::SplitBoth,
-            _ => Scheme::Bf16,
-        }
-    }
-}
-
-fn part_of(x: f32, part: Part) -> u16 {
-    match part {
-        Part::Hi => to_bf16(x),
-        Part::Lo => to_bf16(x - from_bf16(to_bf16(x))),
-    }
-}
-
-/// Writes the terms `parts` of `src` into `row`, term j at `j·seg + at`.
-fn put(src: &[f32], row: &mut [MaybeUninit<u16>], at: usize, seg: usize, parts: &[Part]) {
-    for (j, &part) in parts.iter().enumerate() {
-        let dst = &mut row[j * seg + at..j * seg + at + src.len()];
-        match part {
-            Part::Hi => convert_uninit(src, dst),
-            Part::Lo => {
-                for (d, &v) in dst.iter_mut().zip(src) {
-                    d.write(part_of(v, Part::Lo));
-                }
-            }
-        }
-    }
-}
-
-/// Writes zeros at `j·seg + range` of `row` for each of the `terms`.
-fn zero(row: &mut [MaybeUninit<u16>], range: std::ops::Range<usize>, seg: usize, terms: usize) {
-    for j in 0..terms {
-        row[j * seg + range.start..j * seg + range.end].fill(MaybeUninit::new(0));
-    }
-}
-
 /// `x` rounded to the nearest bf16 (ties to even), as its bits; NaN stays NaN.
 pub fn to_bf16(x: f32) -> u16 {
     let bits = x.to_bits();
@@ -213,27 +138,19 @@ pub struct PackedWeights {
     n: usize,
     k_blocks: usize,
     n_blocks: usize,
-    scheme: Scheme,
     data: Vec<u16>,
 }
 
 impl PackedWeights {
-    /// Packs the row-major `[k, n]` matrix `w` as plain bf16.
+    /// Packs the row-major `[k, n]` matrix `w`.
     pub fn pack(w: &[f32], k: usize, n: usize) -> Result<Self> {
-        Self::pack_scheme(w, k, n, Scheme::Bf16)
-    }
-
-    /// Packs `w` as `scheme`'s weight terms, each padded to a multiple of 32 inputs.
-    pub fn pack_scheme(w: &[f32], k: usize, n: usize, scheme: Scheme) -> Result<Self> {
         if w.len() != k * n || k == 0 || n == 0 {
             return Err(Error::Internal(format!(
                 "bf16 pack: {} values for a [{k}, {n}] matrix",
                 w.len()
             )));
         }
-        let parts = scheme.weight_parts();
-        let seg = round_up(k, BLOCK_K);
-        let (k_blocks, n_blocks) = (parts.len() * seg / BLOCK_K, n.div_ceil(BLOCK_N));
+        let (k_blocks, n_blocks) = (k.div_ceil(BLOCK_K), n.div_ceil(BLOCK_N));
         let mut data = vec![0u16; k_blocks * n_blocks * BLOCK_ELEMS];
         data.par_chunks_mut(k_blocks * BLOCK_ELEMS)
             .enumerate()
@@ -243,10 +160,9 @@ impl PackedWeights {
                     // c, the pair of inputs kb·32 + 2p and kb·32 + 2p + 1.
                     for (i, v) in block.iter_mut().enumerate() {
                         let (t, p, c, j) = (i / 512, (i / 32) % 16, (i / 2) % 16, i % 2);
-                        let (r, col) = (kb * BLOCK_K + 2 * p + j, nb * BLOCK_N + t * 16 + c);
-                        let (part, row) = (parts[r / seg], r % seg);
+                        let (row, col) = (kb * BLOCK_K + 2 * p + j, nb * BLOCK_N + t * 16 + c);
                         if row < k && col < n {
-                            *v = part_of(w[row * n + col], part);
+                            *v = to_bf16(w[row * n + col]);
                         }
                     }
                 }
@@ -256,7 +172,6 @@ impl PackedWeights {
             n,
             k_blocks,
             n_blocks,
-            scheme,
             data,
         })
     }
@@ -271,11 +186,6 @@ impl PackedWeights {
         self.n
     }
 
-    /// How the f32 weights became bf16 terms.
-    pub fn scheme(&self) -> Scheme {
-        self.scheme
-    }
-
     /// Bytes of packed data.
     pub fn bytes(&self) -> usize {
         self.data.len() * 2
@@ -288,9 +198,8 @@ impl PackedWeights {
 pub struct Activations {
     m: usize,
     k: usize,
-    /// Elements per (padded) row: one segment per term.
+    /// Elements per (padded) row.
     stride: usize,
-    scheme: Scheme,
     data: Vec<u16>,
 }
 
@@ -302,12 +211,10 @@ impl Activations {
     fn build(
         m: usize,
         k: usize,
-        scheme: Scheme,
         rows_per_task: usize,
         fill: impl Fn(usize, &mut [MaybeUninit<u16>]) + Sync,
     ) -> Self {
-        let seg = round_up(k.max(1), BLOCK_K);
-        let stride = seg * scheme.activation_parts().len();
+        let stride = round_up(k.max(1), BLOCK_K);
         let len = round_up(m.max(1), BLOCK_M) * stride;
         let mut data: Vec<u16> = Vec::with_capacity(len);
         let buf = &mut data.spare_capacity_mut()[..len];
@@ -319,35 +226,22 @@ impl Activations {
         // SAFETY: `fill` wrote every element of rows 0..m (its contract) and the padding rows
         // were zeroed: all `len` elements are initialised.
         unsafe { data.set_len(len) };
-        Self {
-            m,
-            k,
-            stride,
-            scheme,
-            data,
-        }
+        Self { m, k, stride, data }
     }
 
     /// Rounds the row-major `[m, k]` f32 matrix `x`.
     pub fn from_rows(x: &[f32], m: usize, k: usize) -> Result<Self> {
-        Self::from_rows_scheme(x, m, k, Scheme::Bf16)
-    }
-
-    /// `x` as `scheme`'s activation terms.
-    pub fn from_rows_scheme(x: &[f32], m: usize, k: usize, scheme: Scheme) -> Result<Self> {
         if x.len() != m * k {
             return Err(Error::Internal(format!(
                 "bf16 rows: {} values for [{m}, {k}]",
                 x.len()
             )));
         }
-        let parts = scheme.activation_parts();
-        let seg = round_up(k.max(1), BLOCK_K);
-        Ok(Self::build(m, k, scheme, 64, |first, chunk| {
-            let rows = chunk.chunks_mut(seg * parts.len());
-            for (d, s) in rows.zip(x[first * k..].chunks(k)) {
-                put(s, d, 0, seg, parts);
-                zero(d, k..seg, seg, parts.len());
+        let stride = round_up(k.max(1), BLOCK_K);
+        Ok(Self::build(m, k, 64, |first, chunk| {
+            for (d, s) in chunk.chunks_mut(stride).zip(x[first * k..].chunks(k)) {
+                convert_uninit(s, &mut d[..k]);
+                d[k..].fill(MaybeUninit::new(0));
             }
         }))
     }
@@ -357,22 +251,10 @@ impl Activations {
     /// f32 `Im2Col` and of the trunk's `[k·k·Cin, Cout]` weights.
     pub fn im2col(
         x: &[f32],
-        dims: (usize, usize, usize, usize),
-        k: usize,
-        stride: usize,
-        pad: usize,
-    ) -> Result<Self> {
-        Self::im2col_scheme(x, dims, k, stride, pad, Scheme::Bf16)
-    }
-
-    /// [`Self::im2col`] as `scheme`'s activation terms.
-    pub fn im2col_scheme(
-        x: &[f32],
         (b, h, w, c): (usize, usize, usize, usize),
         k: usize,
         stride: usize,
         pad: usize,
-        scheme: Scheme,
     ) -> Result<Self> {
         if x.len() != b * h * w * c || h + 2 * pad < k || w + 2 * pad < k || stride == 0 {
             return Err(Error::Internal(format!(
@@ -382,11 +264,10 @@ impl Activations {
         }
         let out = |n: usize| (n + 2 * pad - k) / stride + 1;
         let (ho, wo) = (out(h), out(w));
-        let parts = scheme.activation_parts();
         let cols = k * k * c;
-        let seg = round_up(cols, BLOCK_K);
-        let row = seg * parts.len();
-        let a = Self::build(b * ho * wo, cols, scheme, wo, |first, chunk| {
+        let row = round_up(cols, BLOCK_K);
+        let zero = MaybeUninit::new(0);
+        let a = Self::build(b * ho * wo, cols, wo, |first, chunk| {
             // One output image row (`wo` rows of the matrix) per task.
             let (bi, oy) = (first / wo / ho, (first / wo) % ho);
             let img = &x[bi * h * w * c..(bi + 1) * h * w * c];
@@ -395,7 +276,7 @@ impl Activations {
                     let iy = (oy * stride + dy) as isize - pad as isize;
                     let taps = dy * k * c..(dy + 1) * k * c;
                     if iy < 0 || iy >= h as isize {
-                        zero(dst, taps, seg, parts.len());
+                        dst[taps].fill(zero);
                         continue;
                     }
                     let ix0 = (ox * stride) as isize - pad as isize;
@@ -403,21 +284,21 @@ impl Activations {
                     if ix0 >= 0 && ix0 as usize + k <= w {
                         // The k taps of this line are side by side in the input: one run.
                         let at = (line + ix0 as usize) * c;
-                        put(&img[at..at + k * c], dst, taps.start, seg, parts);
+                        convert_uninit(&img[at..at + k * c], &mut dst[taps]);
                         continue;
                     }
                     for dx in 0..k {
                         let ix = ix0 + dx as isize;
                         let d = (dy * k + dx) * c;
                         if ix < 0 || ix >= w as isize {
-                            zero(dst, d..d + c, seg, parts.len());
+                            dst[d..d + c].fill(zero);
                         } else {
                             let at = (line + ix as usize) * c;
-                            put(&img[at..at + c], dst, d, seg, parts);
+                            convert_uninit(&img[at..at + c], &mut dst[d..d + c]);
                         }
                     }
                 }
-                zero(dst, cols..seg, seg, parts.len());
+                dst[cols..].fill(zero);
             }
         });
         Ok(a)
@@ -479,7 +360,7 @@ pub fn matmul_then(
             )));
         }
     }
-    if a.k != w.k || a.scheme != w.scheme {
+    if a.k != w.k {
         return Err(Error::Internal(format!(
             "bf16 matmul: [{}, {}] · [{}, {}]",
             a.m, a.k, w.k, w.n

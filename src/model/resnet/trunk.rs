@@ -178,12 +178,7 @@ impl FoldedConv {
             Precision::Bf16 => {
                 let (k, n) = self.weight.dims2()?;
                 let w = self.weight.flatten_all()?.to_vec1::<f32>()?;
-                Some(PackedWeights::pack_scheme(
-                    &w,
-                    k,
-                    n,
-                    bf16::Scheme::from_env(),
-                )?)
+                Some(PackedWeights::pack(&w, k, n)?)
             }
         };
         Ok(())
@@ -231,11 +226,10 @@ impl FoldedConv {
         let dims = x.dims4()?;
         let (b, h, w, cin) = dims;
         let a = crate::model::cpu_math::with_data(x, |xs| {
-            let scheme = packed.scheme();
             Ok(if self.k == 1 && self.stride == 1 {
-                Activations::from_rows_scheme(xs, b * h * w, cin, scheme)
+                Activations::from_rows(xs, b * h * w, cin)
             } else {
-                Activations::im2col_scheme(xs, dims, self.k, self.stride, self.pad, scheme)
+                Activations::im2col(xs, dims, self.k, self.stride, self.pad)
             })
         })??;
         let (bias, relu) = (&self.bias_host[..], !matches!(epi, Epilogue::Linear));
