@@ -6,6 +6,7 @@ use super::caption::trained;
 use super::common::{exe, features_cmd, run_ok, synth};
 use captioner::features::FeatureCache;
 use captioner::model::bf16;
+use std::path::{Path, PathBuf};
 
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
@@ -13,22 +14,33 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
     dot / (n(a) * n(b))
 }
 
-#[test]
-fn bf16_features_follow_f32_ones_and_are_cached_under_their_own_key() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    synth(&data, 12);
-    // A random ResNet-18 whose BatchNorm statistics come from the corpus's images: its features
-    // tell the images apart, so a close cosine means something.
-    let backbone = dir.path().join("r18.safetensors");
+/// `synth` scenes in `dir/data` and a random ResNet-18 in `dir/r18.safetensors` whose BatchNorm
+/// statistics come from `calibrate` of those scenes: its features tell the images apart, so a
+/// close cosine means something.
+fn scenes_and_calibrated_resnet18(
+    dir: &Path,
+    images: usize,
+    calibrate: usize,
+) -> (PathBuf, PathBuf) {
+    let data = dir.join("data");
+    synth(&data, images);
+    let backbone = dir.join("r18.safetensors");
     let out = run_ok(
         exe()
             .args(["init-backbone", "--arch", "resnet18", "--calibrate"])
             .arg(data.join("Images"))
-            .args(["--calibrate-images", "8", "--out"])
+            .args(["--calibrate-images", &calibrate.to_string(), "--out"])
             .arg(&backbone),
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("recomputed on 8 images"));
+    let said = format!("recomputed on {calibrate} images");
+    assert!(String::from_utf8_lossy(&out.stderr).contains(&said));
+    (data, backbone)
+}
+
+#[test]
+fn bf16_features_follow_f32_ones_and_are_cached_under_their_own_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, backbone) = scenes_and_calibrated_resnet18(dir.path(), 12, 8);
     let (c32, c16) = (dir.path().join("f32"), dir.path().join("bf16"));
     run_ok(&mut features_cmd(
         &data,
@@ -190,16 +202,7 @@ fn a_bf16_model_serves_its_own_captions_and_says_so() {
 #[test]
 fn bench_precision_reports_the_cosines_and_both_speeds() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    synth(&data, 6);
-    let backbone = dir.path().join("r18.safetensors");
-    run_ok(
-        exe()
-            .args(["init-backbone", "--arch", "resnet18", "--calibrate"])
-            .arg(data.join("Images"))
-            .args(["--calibrate-images", "4", "--out"])
-            .arg(&backbone),
-    );
+    let (data, backbone) = scenes_and_calibrated_resnet18(dir.path(), 6, 4);
     let out = exe()
         .args(["bench", "precision", "--arch", "resnet18", "--backbone"])
         .arg(&backbone)
