@@ -4,14 +4,12 @@
 //! `--data` a trained model's test-set BLEU-4 and CIDEr captioned both ways.
 
 use super::bench_common::use_threads;
-use anyhow::Context;
 use candle_core::{Device, Tensor};
 use captioner::data::SplitName;
 use captioner::model::resnet::{Arch, ResNetTrunk};
 use captioner::model::Precision;
 use captioner::pipeline::{evaluate_model, CorpusSpec, EvalRequest};
 use captioner::progress::Silent;
-use captioner::vision::preprocess::preprocess_batch_sized;
 use captioner::{CaptionOptions, Captioner};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -73,20 +71,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     captioner::model::bf16::kernel()?;
     super::exit::require_path("--backbone", &args.backbone)?;
     let files = super::data_args::first_images("--images-dir", &args.images_dir, args.images, 1)?;
-    let side = captioner::vision::IMAGE_SIZE;
     let dev = Device::Cpu;
-    let mut batches = Vec::new();
-    for chunk in files.chunks(args.batch_size.max(1)) {
-        let mut pixels = Vec::new();
-        for (f, r) in chunk.iter().zip(preprocess_batch_sized(chunk, side)) {
-            pixels.extend(r.with_context(|| format!("cannot read {}", f.display()))?);
-        }
-        batches.push(Tensor::from_vec(
-            pixels,
-            (chunk.len(), 3, side, side),
-            &dev,
-        )?);
-    }
+    let batches = files
+        .chunks(args.batch_size.max(1))
+        .map(super::data_args::image_batch)
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let f32_trunk = ResNetTrunk::load(&args.backbone, args.arch, &dev)?;
     let bf16_trunk = f32_trunk
         .clone()
@@ -140,7 +129,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     );
     if !between.is_empty() {
         println!(
-            "cosine between different images' f32 features: mean {:.4} (near 1: degenerate features)",
+            "cosine between different images' f32 features: mean {:.4} (near 1 would mean degenerate features)",
             between.iter().sum::<f64>() / between.len() as f64
         );
     }

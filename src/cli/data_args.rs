@@ -140,3 +140,18 @@ pub fn first_images(
     }
     Ok(files)
 }
+
+/// `files` decoded and preprocessed at 224×224 as one `[n, 3, 224, 224]` batch on the CPU; the
+/// first file that cannot be read is the error (it names the file).
+pub fn image_batch(files: &[PathBuf]) -> anyhow::Result<candle_core::Tensor> {
+    let side = captioner::vision::IMAGE_SIZE;
+    let mut pixels = Vec::with_capacity(files.len() * 3 * side * side);
+    for r in captioner::vision::preprocess::preprocess_batch_sized(files, side) {
+        pixels.extend(r?);
+    }
+    Ok(candle_core::Tensor::from_vec(
+        pixels,
+        (files.len(), 3, side, side),
+        &candle_core::Device::Cpu,
+    )?)
+}

@@ -6,7 +6,6 @@ use captioner::model::resnet::calibrate::recalibrate_batchnorm;
 use captioner::model::resnet::init::random_state_dict;
 use captioner::model::resnet::Arch;
 use captioner::model::weights::{save_safetensors, sha256_file};
-use captioner::vision::preprocess::preprocess_batch_sized;
 use std::path::PathBuf;
 
 /// Flags of `captioner init-backbone`.
@@ -38,16 +37,7 @@ pub struct Args {
 /// The first `n` images (by file name, recursively) of `dir`, preprocessed as `[n, 3, 224, 224]`.
 fn calibration_images(dir: &std::path::Path, n: usize) -> anyhow::Result<candle_core::Tensor> {
     let files = super::data_args::first_images("--calibrate", dir, n, 2)?;
-    let side = captioner::vision::IMAGE_SIZE;
-    let mut pixels = Vec::with_capacity(files.len() * 3 * side * side);
-    for (f, r) in files.iter().zip(preprocess_batch_sized(&files, side)) {
-        pixels.extend(r.with_context(|| format!("cannot read {}", f.display()))?);
-    }
-    Ok(candle_core::Tensor::from_vec(
-        pixels,
-        (files.len(), 3, side, side),
-        &candle_core::Device::Cpu,
-    )?)
+    super::data_args::image_batch(&files)
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {

@@ -321,16 +321,18 @@ const FEW_ROWS_SPLIT: usize = 96;
 /// The narrowest column slice a thread gets.
 const SPLIT_COLUMNS: usize = 128;
 
-/// A destination pointer shared by threads that write disjoint columns.
+/// An output pointer shared by parallel tasks that each write their own disjoint part of it (the
+/// column split of few-row products here, the blocks of `bf16::matmul`).
 #[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: only used by `product_uninit`, whose tasks write disjoint columns.
+pub(crate) struct SendPtr(pub(crate) *mut f32);
+// SAFETY: the users' tasks write disjoint elements and the buffer outlives them (each user's
+// SAFETY comment says why).
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 impl SendPtr {
     /// The pointer (a method, so closures capture the whole `SendPtr`, not its raw field).
-    fn get(self) -> *mut f32 {
+    pub(crate) fn get(self) -> *mut f32 {
         self.0
     }
 }

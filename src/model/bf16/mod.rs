@@ -3,13 +3,14 @@
 //! AMX tiles (Intel Sapphire Rapids and later: one `tdpbf16ps` is a 16×16×32 product) and
 //! AVX512-BF16 dot products (`vdpbf16ps`, also AMD Zen 4 and later). Hand-written because the
 //! `gemm` crate has no bf16 kernels and candle's bf16 matmul on the CPU converts to f32 first;
-//! measured in docs/performance.md (`bench encoder --precision bf16`).
+//! measured in docs/performance.md (`bench encoder --bf16`, `bench precision`).
 //!
 //! Both kernels read the same packed weights ([`PackedWeights`]: per block of 32 output columns
 //! and 32 inputs, two 16×16 tiles of input pairs, the layout AMX's B operand wants) and the same
 //! row-major bf16 activations ([`Activations`], rows padded to a multiple of 32 with zeros, the
 //! inner dimension to a multiple of 32).
 
+use crate::model::cpu_math::SendPtr;
 use crate::{Error, Result};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -80,12 +81,13 @@ fn detect() -> Option<Kernel> {
     if !avx512_available() {
         return None;
     }
-    let forced = std::env::var("CAPTIONER_BF16_KERNEL").ok();
     #[cfg(target_arch = "x86_64")]
-    if forced.as_deref() != Some("avx512") && amx::available() {
-        return Some(Kernel::Amx);
+    {
+        let forced_avx512 = std::env::var("CAPTIONER_BF16_KERNEL").is_ok_and(|k| k == "avx512");
+        if !forced_avx512 && amx::available() {
+            return Some(Kernel::Amx);
+        }
     }
-    let _ = forced;
     Some(Kernel::Avx512)
 }
 
@@ -315,13 +317,6 @@ impl Activations {
     }
 }
 
-/// A raw output pointer shared by tasks that write disjoint blocks.
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-// SAFETY: every task writes a block of rows × columns no other task writes (see `matmul`).
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-
 /// What is done to each 32×32 block of a product while it is still in the L1 cache:
 /// `+ bias[column]`, then `+ residual[row, column]`, then ReLU. One pass over the output fewer
 /// than a separate epilogue.
@@ -376,6 +371,9 @@ pub fn matmul_then(
         )));
     }
     let (m, n) = (a.m, w.n);
+    if m == 0 {
+        return Ok(Vec::new());
+    }
     let m_blocks = m.div_ceil(BLOCK_M);
     let m_groups = m_blocks.div_ceil(GROUP_M);
     let threads = rayon::current_num_threads().max(1);
@@ -387,7 +385,7 @@ pub fn matmul_then(
     let n_per_task = w.n_blocks.div_ceil(n_split);
     let n_tasks = w.n_blocks.div_ceil(n_per_task);
     let mut out: Vec<f32> = Vec::with_capacity(m * n);
-    let ptr = OutPtr(out.spare_capacity_mut().as_mut_ptr() as *mut f32);
+    let ptr = SendPtr(out.spare_capacity_mut().as_mut_ptr() as *mut f32);
     (0..m_groups * n_tasks).into_par_iter().for_each(|task| {
         let (g, t) = (task / n_tasks, task % n_tasks);
         let blocks_m = g * GROUP_M..((g + 1) * GROUP_M).min(m_blocks);
@@ -414,7 +412,7 @@ unsafe fn run_task(
     w: &PackedWeights,
     blocks_m: std::ops::Range<usize>,
     blocks_n: std::ops::Range<usize>,
-    out: OutPtr,
+    out: SendPtr,
     m: usize,
     n: usize,
     epilogue: Option<Epilogue>,
@@ -432,7 +430,7 @@ unsafe fn run_task(
             let a_block = a.data.as_ptr().add(mb * BLOCK_M * a.stride);
             let full = rows == BLOCK_M && cols == BLOCK_N;
             let (c, c_stride) = if full {
-                (out.0.add(mb * BLOCK_M * n + nb * BLOCK_N), n)
+                (out.get().add(mb * BLOCK_M * n + nb * BLOCK_N), n)
             } else {
                 (scratch.as_mut_ptr(), BLOCK_N)
             };
@@ -448,7 +446,7 @@ unsafe fn run_task(
                 for r in 0..rows {
                     std::ptr::copy_nonoverlapping(
                         scratch.as_ptr().add(r * BLOCK_N),
-                        out.0.add((mb * BLOCK_M + r) * n + nb * BLOCK_N),
+                        out.get().add((mb * BLOCK_M + r) * n + nb * BLOCK_N),
                         cols,
                     );
                 }
@@ -457,7 +455,7 @@ unsafe fn run_task(
                 let col0 = nb * BLOCK_N;
                 let bias = &e.bias[col0..col0 + cols];
                 for r in mb * BLOCK_M..mb * BLOCK_M + rows {
-                    let row = std::slice::from_raw_parts_mut(out.0.add(r * n + col0), cols);
+                    let row = std::slice::from_raw_parts_mut(out.get().add(r * n + col0), cols);
                     let res = e.residual.map(|x| &x[r * n + col0..r * n + col0 + cols]);
                     #[cfg(target_arch = "x86_64")]
                     avx512::finish_row(row, bias, res, e.relu);

@@ -232,26 +232,20 @@ impl FoldedConv {
                 Activations::im2col(xs, dims, self.k, self.stride, self.pad)
             })
         })??;
-        let (bias, relu) = (&self.bias_host[..], !matches!(epi, Epilogue::Linear));
+        let relu = !matches!(epi, Epilogue::Linear);
+        let product = |residual: Option<&[f32]>| {
+            let e = bf16::Epilogue {
+                bias: &self.bias_host,
+                residual,
+                relu,
+            };
+            bf16::matmul_then(kernel, &a, packed, Some(e))
+        };
         let y = match epi {
-            Epilogue::ResidualRelu(r) => crate::model::cpu_math::with_data(r, |residual| {
-                let e = bf16::Epilogue {
-                    bias,
-                    residual: Some(residual),
-                    relu,
-                };
-                Ok(bf16::matmul_then(kernel, &a, packed, Some(e)))
-            })??,
-            _ => bf16::matmul_then(
-                kernel,
-                &a,
-                packed,
-                Some(bf16::Epilogue {
-                    bias,
-                    residual: None,
-                    relu,
-                }),
-            )?,
+            Epilogue::ResidualRelu(r) => {
+                crate::model::cpu_math::with_data(r, |res| Ok(product(Some(res))))??
+            }
+            _ => product(None)?,
         };
         Ok(Tensor::from_vec(y, (a.m(), packed.n()), x.device())?)
     }
