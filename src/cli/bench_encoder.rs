@@ -166,8 +166,14 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     };
 
     println!(
-        "{} encoder, 224x224 f32, {threads} threads, median of {} iterations (images/s, higher is better)",
-        args.arch, args.iters
+        "{} encoder, 224x224 {}, {threads} threads, median of {} iterations (images/s, higher is better)",
+        args.arch,
+        if bf16.is_some() {
+            "f32 and bf16 (bf16 columns: from layer2 on unless --f32-stages says otherwise)"
+        } else {
+            "f32"
+        },
+        args.iters
     );
     let ips = |b: usize, s: f64| b as f64 / s;
     if args.pause_ms > 0 {
