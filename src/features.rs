@@ -35,6 +35,9 @@ const LEGACY_PARTIAL_DIR: &str = "partial";
 pub const CHUNK_IMAGES: usize = 128;
 
 pub mod chunk;
+pub mod spatial;
+
+pub use spatial::{SpatialFeatures, SPATIAL_FILE};
 
 /// What a feature depends on besides the image itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,6 +74,9 @@ struct CacheIndex {
     /// without loading the network.
     #[serde(default)]
     unreadable: Vec<(ImageIdentity, String)>,
+    /// The grid `[h, w]` of [`SPATIAL_FILE`], when the cache has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    spatial_grid: Option<[usize; 2]>,
 }
 
 /// Options of [`extract`].
@@ -91,6 +97,9 @@ pub struct ExtractOptions {
     /// Compute only this shard's images into chunks and stop (no merge), and where the shard came
     /// from (logged). `None`: every image, then the merge into the standard files.
     pub shard: Option<(Shard, ShardSource)>,
+    /// Also keep the trunk's last feature map before the pool, in [`SPATIAL_FILE`] (f16), for
+    /// the attention decoder. The pooled features are the same either way.
+    pub spatial: bool,
 }
 
 /// What [`extract`] did.
@@ -119,6 +128,10 @@ pub struct FeatureCache {
     pub names: Vec<String>,
     /// [N, D], f32.
     pub features: Tensor,
+    /// The feature maps `[N, P, D]`, memory-mapped, when the cache was made with `--spatial`.
+    pub spatial: Option<SpatialFeatures>,
+    /// The grid `[h, w]` of `spatial` (`P = h·w`).
+    pub grid: Option<[usize; 2]>,
     rows: HashMap<String, usize>,
 }
 
@@ -142,6 +155,25 @@ impl FeatureCache {
                 ),
             ));
         }
+        let spatial = match index.spatial_grid {
+            None => None,
+            Some([h, w]) => {
+                let sp = SpatialFeatures::open(&dir.join(SPATIAL_FILE))?;
+                if (sp.len(), sp.cells(), sp.dim()) != (n, h * w, d) {
+                    return Err(Error::format(
+                        sp.path(),
+                        format!(
+                            "spatial features of shape [{}, {}, {}] do not fit the cache's {n} images, \
+                             {h}×{w} grid and {d} channels: rerun `captioner features --spatial`",
+                            sp.len(),
+                            sp.cells(),
+                            sp.dim()
+                        ),
+                    ));
+                }
+                Some(sp)
+            }
+        };
         let rows = names
             .iter()
             .enumerate()
@@ -151,6 +183,8 @@ impl FeatureCache {
             key: index.key,
             names,
             features,
+            spatial,
+            grid: index.spatial_grid,
             rows,
         })
     }
@@ -190,6 +224,105 @@ fn save_features(path: &Path, rows: &[f32], n: usize, dim: usize, half: bool) ->
     })
 }
 
+/// Where an image's spatial row can be copied from when the cache is assembled.
+#[derive(Debug, Clone)]
+enum SpatialSource {
+    /// A row of the cache's current spatial file.
+    Final(usize),
+    /// A row of a chunk's rows file.
+    Chunk(chunk::SpatialChunkFile, usize),
+}
+
+/// Every image's spatial source known so far, and the grid they share (one cache key means one
+/// architecture and image size, so one grid).
+#[derive(Debug, Default)]
+struct SpatialSources {
+    grid: Option<[usize; 2]>,
+    at: HashMap<ImageIdentity, SpatialSource>,
+    /// The cache's current spatial file, mapped: the rows of [`SpatialSource::Final`].
+    final_file: Option<SpatialFeatures>,
+}
+
+impl SpatialSources {
+    /// Adds the spatial rows of `chunks`; rows already known (from the current file) are kept.
+    fn add_chunks(&mut self, chunks: &[chunk::Chunk]) {
+        for c in chunks {
+            if let (Some(file), Some(grid)) = (c.spatial_file(), c.index.spatial_grid) {
+                self.grid = Some(grid);
+                for (row, id) in c.index.images.iter().enumerate() {
+                    self.at
+                        .entry(id.clone())
+                        .or_insert_with(|| SpatialSource::Chunk(file.clone(), row));
+                }
+            }
+        }
+    }
+}
+
+/// Writes [`SPATIAL_FILE`] in `dir` for `images` (the cache's rows, in order) from their sources,
+/// one chunk in memory at a time; keeps the current file when it already holds exactly these
+/// rows. Returns the grid.
+fn assemble_spatial(
+    dir: &Path,
+    images: &[ImageIdentity],
+    sources: &SpatialSources,
+    dim: usize,
+) -> Result<[usize; 2]> {
+    let grid = sources
+        .grid
+        .ok_or_else(|| Error::Internal("spatial rows without a grid".into()))?;
+    let unchanged = sources
+        .final_file
+        .as_ref()
+        .is_some_and(|f| f.len() == images.len())
+        && images
+            .iter()
+            .enumerate()
+            .all(|(i, id)| matches!(sources.at.get(id), Some(SpatialSource::Final(r)) if *r == i));
+    if unchanged {
+        return Ok(grid);
+    }
+    let cells = grid[0] * grid[1];
+    let row_bytes = cells * dim * 2;
+    fsutil::write_atomic_with(&dir.join(SPATIAL_FILE), |tmp| {
+        let mut out = spatial::SpatialWriter::create(tmp, images.len(), cells, dim)?;
+        let mut by_chunk: std::collections::BTreeMap<
+            &chunk::SpatialChunkFile,
+            Vec<(usize, usize)>,
+        > = Default::default();
+        for (i, id) in images.iter().enumerate() {
+            match (sources.at.get(id), &sources.final_file) {
+                (Some(SpatialSource::Final(r)), Some(file)) => {
+                    out.write_row(i, file.row_bytes(*r))?
+                }
+                (Some(SpatialSource::Chunk(file, r)), _) => {
+                    by_chunk.entry(file).or_default().push((i, *r))
+                }
+                _ => {
+                    return Err(Error::Internal(format!(
+                        "no spatial row for {} in the merge",
+                        id.file
+                    )))
+                }
+            }
+        }
+        for (file, rows) in by_chunk {
+            let bytes = file.read().ok_or_else(|| {
+                Error::Invalid(format!(
+                    "{} changed while the cache was merged (another merge of the same cache at \
+                     once?): rerun `captioner features --spatial`",
+                    file.rows_path.display()
+                ))
+            })?;
+            for (i, r) in rows {
+                out.write_row(i, &bytes[r * row_bytes..(r + 1) * row_bytes])?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(grid)
+}
+
 /// sha256 of an image's bytes, hex.
 fn image_sha256(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
@@ -205,6 +338,7 @@ fn absorb_final(
     wanted: &HashSet<&ImageIdentity>,
     known: &mut HashMap<ImageIdentity, Vec<f32>>,
     failed: &mut HashMap<ImageIdentity, String>,
+    spatial: &mut SpatialSources,
 ) {
     let Ok(index) = fsutil::read_json::<CacheIndex>(&dir.join(INDEX_FILE)) else {
         return;
@@ -215,6 +349,19 @@ fn absorb_final(
     failed.extend(index.unreadable);
     if !index.images.iter().any(|id| wanted.contains(id)) {
         return;
+    }
+    if let Some(grid) = index.spatial_grid {
+        if let Ok(file) = SpatialFeatures::open(&dir.join(SPATIAL_FILE)) {
+            if (file.len(), file.cells(), file.dim())
+                == (index.images.len(), grid[0] * grid[1], index.dim)
+            {
+                spatial.grid = Some(grid);
+                for (row, id) in index.images.iter().enumerate() {
+                    spatial.at.insert(id.clone(), SpatialSource::Final(row));
+                }
+                spatial.final_file = Some(file);
+            }
+        }
     }
     let Ok(t) = load_features(&dir.join(FEATURES_FILE)) else {
         return;
@@ -295,13 +442,22 @@ pub fn extract(
     let chunks = chunk::read_all(&chunks_dir, &key)?;
     let mut known = HashMap::new();
     let mut known_failed = HashMap::new();
+    let mut spatial = SpatialSources::default();
     {
         let wanted: HashSet<&ImageIdentity> = identities
             .iter()
             .filter_map(|(_, id)| id.as_ref().ok())
             .collect();
-        absorb_final(cache_dir, &key, &wanted, &mut known, &mut known_failed);
+        absorb_final(
+            cache_dir,
+            &key,
+            &wanted,
+            &mut known,
+            &mut known_failed,
+            &mut spatial,
+        );
         chunk::absorb(&chunks, &wanted, &mut known, &mut known_failed);
+        spatial.add_chunks(&chunks);
     }
 
     // Failures by corpus position, so the files and the report list them in corpus order.
@@ -309,9 +465,13 @@ pub fn extract(
     let mut unreadable: Vec<(usize, ImageIdentity, String)> = Vec::new();
     let mut todo: Vec<(usize, ImageIdentity)> = Vec::new();
     let mut present: Vec<(usize, ImageIdentity)> = Vec::new();
+    // With --spatial, an image is done only when its spatial row is somewhere too.
+    let done = |id: &ImageIdentity, spatial: &SpatialSources| {
+        known.contains_key(id) && (!opts.spatial || spatial.at.contains_key(id))
+    };
     for (i, id) in identities {
         match id {
-            Ok(id) if known.contains_key(&id) => present.push((i, id)),
+            Ok(id) if done(&id, &spatial) => present.push((i, id)),
             Ok(id) if known_failed.contains_key(&id) => {
                 let error = known_failed[&id].clone();
                 failed.push((i, id.file.clone(), error.clone()));
@@ -342,6 +502,10 @@ pub fn extract(
         for (id, row) in computed.rows {
             known.insert(id, row);
         }
+        if computed.grid.is_some() {
+            spatial.grid = computed.grid;
+        }
+        spatial.at.extend(computed.spatial);
         for (i, id, error) in computed.unreadable {
             failed.push((i, id.file.clone(), error.clone()));
             unreadable.push((i, id, error));
@@ -372,6 +536,15 @@ pub fn extract(
         dim,
         opts.half,
     )?;
+    // Without --spatial, a spatial file is carried over only while it can stay whole.
+    let keep_spatial = opts.spatial
+        || (spatial.final_file.is_some() && images.iter().all(|id| spatial.at.contains_key(id)));
+    let spatial_grid = if keep_spatial && !images.is_empty() {
+        Some(assemble_spatial(cache_dir, &images, &spatial, dim)?)
+    } else {
+        None
+    };
+    let had_spatial = spatial.final_file.take().is_some();
     fsutil::write_json_atomic(&cache_dir.join(IMAGES_FILE), &names)?;
     fsutil::write_json_atomic(
         &cache_dir.join(INDEX_FILE),
@@ -380,8 +553,19 @@ pub fn extract(
             dim,
             images,
             unreadable: unreadable.into_iter().map(|(_, id, e)| (id, e)).collect(),
+            spatial_grid,
         },
     )?;
+    if spatial_grid.is_none() && cache_dir.join(SPATIAL_FILE).exists() {
+        let _ = std::fs::remove_file(cache_dir.join(SPATIAL_FILE));
+        if had_spatial {
+            progress.log(
+                Level::Warn,
+                "features: spatial.safetensors removed (images without spatial features were \
+                 added); rerun with --spatial to rebuild it",
+            );
+        }
+    }
     summary.chunks_merged = chunks.len() + chunks_written;
     // Everything the chunks held is in the standard files now. Each chunk is removed by name (a
     // shard attempt still running may be writing into the folder); a chunk committed after this
@@ -410,6 +594,9 @@ pub fn extract(
 /// corpus position), and how many chunks were committed.
 struct Computed {
     rows: Vec<(ImageIdentity, Vec<f32>)>,
+    /// With `--spatial`: where each computed row's spatial row went, and the grid.
+    spatial: Vec<(ImageIdentity, SpatialSource)>,
+    grid: Option<[usize; 2]>,
     unreadable: Vec<(usize, ImageIdentity, String)>,
     chunks: usize,
 }
@@ -447,12 +634,46 @@ fn compute_missing(
 
     let mut out = Computed {
         rows: Vec::with_capacity(todo.len()),
+        spatial: Vec::new(),
+        grid: None,
         unreadable: Vec::new(),
         chunks: 0,
     };
-    // The chunk being filled: rows, and the images of the same stretch that failed.
+    // The chunk being filled: rows (and their spatial rows, f16 bytes), and the images of the
+    // same stretch that failed.
     let mut rows: Vec<(ImageIdentity, Vec<f32>)> = Vec::new();
+    let mut spatial_rows: Vec<Vec<u8>> = Vec::new();
     let mut bad: Vec<(ImageIdentity, String)> = Vec::new();
+    let commit = |out: &mut Computed,
+                  rows: &mut Vec<(ImageIdentity, Vec<f32>)>,
+                  spatial_rows: &mut Vec<Vec<u8>>,
+                  bad: &mut Vec<(ImageIdentity, String)>|
+     -> Result<()> {
+        let sp = out
+            .grid
+            .filter(|_| opts.spatial)
+            .map(|grid| chunk::SpatialRows {
+                grid,
+                rows: spatial_rows,
+            });
+        let written = chunk::write(chunks_dir, shard, key, dim, rows, sp, bad)?;
+        if let (Some((rows_path, sha256)), Some([h, w]), true) = (written, out.grid, opts.spatial) {
+            let file = chunk::SpatialChunkFile {
+                rows_path,
+                sha256,
+                shape: [rows.len(), h * w, dim],
+            };
+            for (r, (id, _)) in rows.iter().enumerate() {
+                out.spatial
+                    .push((id.clone(), SpatialSource::Chunk(file.clone(), r)));
+            }
+        }
+        out.chunks += 1;
+        out.rows.append(rows);
+        spatial_rows.clear();
+        bad.clear();
+        Ok(())
+    };
     let chunk_images = opts.chunk_images.max(1);
     std::thread::scope(|s| -> Result<()> {
         s.spawn(move || {
@@ -487,10 +708,20 @@ fn compute_missing(
             }
             if !ids.is_empty() {
                 let x = Tensor::from_vec(data, (ids.len(), 3, side, side), device)?;
-                let feats = trunk
-                    .forward(&x)?
-                    .to_device(&Device::Cpu)?
-                    .to_dtype(DType::F32)?;
+                let feats = if opts.spatial {
+                    // The pooled rows as `ResNetTrunk::forward` computes them, bit for bit.
+                    let map = trunk.forward_map(&x)?;
+                    let (b, h, w, d) = map.dims4()?;
+                    let map = map.reshape((b, h * w, d))?;
+                    out.grid = Some([h, w]);
+                    let cells = map.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
+                    let cells = cells.flatten_all()?.to_vec1::<f32>()?;
+                    spatial_rows.extend(cells.chunks(h * w * d).map(spatial::f16_bytes));
+                    map.mean(1)?
+                } else {
+                    trunk.forward(&x)?
+                };
+                let feats = feats.to_device(&Device::Cpu)?.to_dtype(DType::F32)?;
                 let feats = feats.to_vec2::<f32>()?;
                 for (id, row) in ids.into_iter().zip(feats) {
                     let row = if opts.half { round_half(row) } else { row };
@@ -500,19 +731,14 @@ fn compute_missing(
             // Failures count toward the chunk like rows, and the chunk records them: a run killed
             // later decodes neither again.
             if rows.len() + bad.len() >= chunk_images {
-                chunk::write(chunks_dir, shard, key, dim, &rows, &bad)?;
-                out.chunks += 1;
-                out.rows.append(&mut rows);
-                bad.clear();
+                commit(&mut out, &mut rows, &mut spatial_rows, &mut bad)?;
             }
             task.advance(handled);
         }
         Ok(())
     })?;
     if !rows.is_empty() || !bad.is_empty() {
-        chunk::write(chunks_dir, shard, key, dim, &rows, &bad)?;
-        out.chunks += 1;
-        out.rows.append(&mut rows);
+        commit(&mut out, &mut rows, &mut spatial_rows, &mut bad)?;
     }
     task.finish();
     Ok(out)
@@ -598,6 +824,7 @@ mod tests {
             chunk_images: 2,
             image_size: 32,
             shard: None,
+            spatial: false,
         };
         let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             extract(&corpus, &backbone, &cache, &opts, &Device::Cpu, &Killer(10))

@@ -24,7 +24,8 @@ pub struct Args {
     /// torchvision ResNet weights (`.pth` or `.safetensors`).
     #[arg(long, value_name = "FILE")]
     pub backbone: PathBuf,
-    /// Cache directory (features.safetensors + images.json + cache.json).
+    /// Cache directory (features.safetensors + images.json + cache.json, and spatial.safetensors
+    /// with --spatial).
     #[arg(long, value_name = "DIR")]
     pub cache: PathBuf,
     /// ResNet architecture of the backbone.
@@ -36,6 +37,10 @@ pub struct Args {
     /// Store the features as f16 (half the disk and memory).
     #[arg(long)]
     pub half: bool,
+    /// Also keep each image's last feature map before the pool (7×7×2048 for ResNet-50 at 224),
+    /// as f16 in spatial.safetensors, for `train --decoder attention`.
+    #[arg(long)]
+    pub spatial: bool,
     #[command(flatten)]
     pub precision: super::precision_arg::PrecisionArg,
     /// No progress bar.
@@ -77,6 +82,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         chunk_images: args.chunk_images,
         image_size: args.image_size,
         shard: args.shard.resolve()?,
+        spatial: args.spatial,
     };
     let device = captioner::device::default_device();
     let start = std::time::Instant::now();
@@ -99,8 +105,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let cache = FeatureCache::open(&args.cache)?;
+    let spatial = match cache.grid {
+        Some([h, w]) => format!(" + {h}×{w} maps"),
+        None => String::new(),
+    };
     println!(
-        "features: {} images ({} reused, {} computed, {} unreadable), {}-d, in {:.1} s -> {}",
+        "features: {} images ({} reused, {} computed, {} unreadable), {}-d{spatial}, in {:.1} s -> {}",
         summary.images,
         summary.reused,
         summary.computed,

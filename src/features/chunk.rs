@@ -16,10 +16,10 @@
 //! - the index records the sha256 of its rows file, so a rows file that is not the one the index
 //!   was written with is never used.
 
+use super::spatial::SPATIAL_TENSOR;
 use super::{CacheKey, ImageIdentity};
 use crate::shard::Shard;
 use crate::{fsutil, Error, Result};
-use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -44,6 +44,10 @@ pub struct ChunkIndex {
     pub rows_sha256: Option<String>,
     /// Images that failed to decode under this key, with the error.
     pub unreadable: Vec<(ImageIdentity, String)>,
+    /// The grid `[h, w]` of the spatial features the rows file also holds (tensor `spatial`,
+    /// `[images, h·w, dim]` f16), when the chunk was computed with `--spatial`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spatial_grid: Option<[usize; 2]>,
 }
 
 /// A committed chunk found in the folder.
@@ -61,22 +65,42 @@ impl Chunk {
         self.index_path.with_extension("safetensors")
     }
 
+    /// The rows file's bytes, or `None` when it is gone or is not the one the index names (a
+    /// chunk deleted by a merge while it was read).
+    fn rows_file(&self) -> Option<Vec<u8>> {
+        let bytes = std::fs::read(self.rows_path()).ok()?;
+        (Some(hex::encode(Sha256::digest(&bytes))) == self.index.rows_sha256).then_some(bytes)
+    }
+
     /// The rows, or `None` when the rows file is gone or is not the one the index names (a chunk
     /// deleted by a merge while it was read: its images are computed again).
     pub fn rows(&self) -> Option<Vec<Vec<f32>>> {
         if self.index.images.is_empty() {
             return Some(Vec::new());
         }
-        let path = self.rows_path();
-        let bytes = std::fs::read(&path).ok()?;
-        if Some(hex::encode(Sha256::digest(&bytes))) != self.index.rows_sha256 {
+        let bytes = self.rows_file()?;
+        let file = safetensors::SafeTensors::deserialize(&bytes).ok()?;
+        let t = file.tensor("features").ok()?;
+        let dim = self.index.dim;
+        if t.dtype() != safetensors::Dtype::F32 || t.shape() != [self.index.images.len(), dim] {
             return None;
         }
-        let t = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
-            .ok()?
-            .remove("features")?;
-        let rows = t.to_vec2::<f32>().ok()?;
-        (rows.len() == self.index.images.len()).then_some(rows)
+        let flat: Vec<f32> = t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        Some(flat.chunks(dim.max(1)).map(<[f32]>::to_vec).collect())
+    }
+
+    /// Where the chunk's spatial rows are, when it has them.
+    pub fn spatial_file(&self) -> Option<SpatialChunkFile> {
+        let [h, w] = self.index.spatial_grid?;
+        Some(SpatialChunkFile {
+            rows_path: self.rows_path(),
+            sha256: self.index.rows_sha256.clone()?,
+            shape: [self.index.images.len(), h * w, self.index.dim],
+        })
     }
 
     /// Deletes the chunk's files (index first, so no index ever names a missing rows file for
@@ -96,21 +120,112 @@ pub fn tag(shard: Shard) -> String {
     }
 }
 
-/// Writes one chunk into `dir` (created if needed); the rows are f32 `[images, dim]`.
+/// A tensor's raw little-endian bytes, for `safetensors::serialize`.
+struct Raw<'a> {
+    dtype: safetensors::Dtype,
+    shape: Vec<usize>,
+    data: &'a [u8],
+}
+
+impl safetensors::View for Raw<'_> {
+    fn dtype(&self) -> safetensors::Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        self.data.into()
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// Spatial rows to store beside a chunk's pooled rows: the grid `[h, w]` and, per row, its
+/// `h·w·dim` f16 values as little-endian bytes.
+pub struct SpatialRows<'a> {
+    /// Grid `[h, w]`.
+    pub grid: [usize; 2],
+    /// One entry per pooled row, in the same order.
+    pub rows: &'a [Vec<u8>],
+}
+
+/// A chunk's rows file that holds spatial rows: enough to find and check them later.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SpatialChunkFile {
+    /// The rows file.
+    pub rows_path: PathBuf,
+    /// Its sha256, as the chunk's index records it.
+    pub sha256: String,
+    /// `[images, P, dim]` of its `spatial` tensor.
+    pub shape: [usize; 3],
+}
+
+impl SpatialChunkFile {
+    /// The spatial rows as little-endian f16 bytes, `[images, P·dim]` flat, or `None` when the
+    /// rows file is gone or is not the one the index named.
+    pub fn read(&self) -> Option<Vec<u8>> {
+        let bytes = std::fs::read(&self.rows_path).ok()?;
+        if hex::encode(Sha256::digest(&bytes)) != self.sha256 {
+            return None;
+        }
+        let file = safetensors::SafeTensors::deserialize(&bytes).ok()?;
+        let t = file.tensor(SPATIAL_TENSOR).ok()?;
+        (t.dtype() == safetensors::Dtype::F16 && t.shape() == self.shape).then(|| t.data().to_vec())
+    }
+}
+
+/// Where [`write`] put a chunk's rows: the rows file and its sha256 (`None` for a chunk of
+/// failures only).
+pub type Written = Option<(PathBuf, String)>;
+
+/// Writes one chunk into `dir` (created if needed); the rows are f32 `[images, dim]`, with
+/// their spatial rows when `spatial` is given.
 pub fn write(
     dir: &Path,
     shard: Shard,
     key: &CacheKey,
     dim: usize,
     rows: &[(ImageIdentity, Vec<f32>)],
+    spatial: Option<SpatialRows<'_>>,
     unreadable: &[(ImageIdentity, String)],
-) -> Result<()> {
+) -> Result<Written> {
     let rows_bytes = if rows.is_empty() {
         None
     } else {
-        let flat: Vec<f32> = rows.iter().flat_map(|(_, r)| r.iter().copied()).collect();
-        let t = Tensor::from_vec(flat, (rows.len(), dim), &Device::Cpu)?;
-        let bytes = safetensors::serialize([("features", &t)], None)
+        let flat: Vec<u8> = rows
+            .iter()
+            .flat_map(|(_, r)| r.iter().flat_map(|v| v.to_le_bytes()))
+            .collect();
+        let mut tensors = vec![(
+            "features",
+            Raw {
+                dtype: safetensors::Dtype::F32,
+                shape: vec![rows.len(), dim],
+                data: &flat,
+            },
+        )];
+        let spatial_flat: Vec<u8>;
+        if let Some(sp) = &spatial {
+            if sp.rows.len() != rows.len() {
+                return Err(Error::Internal(format!(
+                    "a chunk of {} rows with {} spatial rows",
+                    rows.len(),
+                    sp.rows.len()
+                )));
+            }
+            spatial_flat = sp.rows.concat();
+            tensors.push((
+                SPATIAL_TENSOR,
+                Raw {
+                    dtype: safetensors::Dtype::F16,
+                    shape: vec![rows.len(), sp.grid[0] * sp.grid[1], dim],
+                    data: &spatial_flat,
+                },
+            ));
+        }
+        let bytes = safetensors::serialize(tensors, None)
             .map_err(|e| Error::Internal(format!("cannot serialise a feature chunk: {e}")))?;
         Some(bytes)
     };
@@ -125,6 +240,7 @@ pub fn write(
         images: rows.iter().map(|(id, _)| id.clone()).collect(),
         rows_sha256: rows_bytes.as_ref().map(|b| hex::encode(Sha256::digest(b))),
         unreadable: unreadable.to_vec(),
+        spatial_grid: spatial.map(|s| s.grid).filter(|_| !rows.is_empty()),
     };
     let json = serde_json::to_vec_pretty(&index)
         .map_err(|e| Error::Internal(format!("cannot serialise a chunk index: {e}")))?;
@@ -135,11 +251,13 @@ pub fn write(
         &hex::encode(Sha256::digest(&json))[..16]
     );
     let base = dir.join(name);
-    if let Some(bytes) = rows_bytes {
-        fsutil::write_atomic(&base.with_extension("safetensors"), &bytes)?;
+    let rows_path = base.with_extension("safetensors");
+    if let Some(bytes) = &rows_bytes {
+        fsutil::write_atomic(&rows_path, bytes)?;
     }
     // The index is written last: it is the commit.
-    fsutil::write_atomic(&base.with_extension("json"), &json)
+    fsutil::write_atomic(&base.with_extension("json"), &json)?;
+    Ok(index.rows_sha256.map(|sha| (rows_path, sha)))
 }
 
 /// Every committed chunk in `dir` (none if it does not exist), sorted by file name. An index
@@ -259,6 +377,7 @@ pub fn absorb(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::{Device, Tensor};
 
     fn key() -> CacheKey {
         CacheKey {
@@ -283,9 +402,9 @@ mod tests {
         let shard = Shard::new(1, 4).unwrap();
         let rows = vec![(id(1), vec![1.0, 2.0]), (id(2), vec![3.0, 4.5])];
         let bad = vec![(id(3), "cannot decode".to_string())];
-        write(dir.path(), shard, &key(), 2, &rows, &bad).unwrap();
+        write(dir.path(), shard, &key(), 2, &rows, None, &bad).unwrap();
         // A second attempt of the same shard writing the same chunk: same files, no more.
-        write(dir.path(), shard, &key(), 2, &rows, &bad).unwrap();
+        write(dir.path(), shard, &key(), 2, &rows, None, &bad).unwrap();
         let names: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -300,7 +419,16 @@ mod tests {
         );
         assert_eq!(chunks[0].index.unreadable, bad);
         // A chunk of failures only has no rows file.
-        write(dir.path(), shard, &key(), 2, &[], &[(id(4), "x".into())]).unwrap();
+        write(
+            dir.path(),
+            shard,
+            &key(),
+            2,
+            &[],
+            None,
+            &[(id(4), "x".into())],
+        )
+        .unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3);
     }
 
@@ -313,6 +441,7 @@ mod tests {
             &key(),
             1,
             &[(id(1), vec![1.0])],
+            None,
             &[],
         )
         .unwrap();
@@ -338,6 +467,7 @@ mod tests {
             &theirs,
             1,
             &[(id(1), vec![1.0])],
+            None,
             &[],
         )
         .unwrap();

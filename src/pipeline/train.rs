@@ -349,6 +349,7 @@ pub fn extract_features_shard(
         chunk_images: CHUNK_IMAGES,
         image_size: saved.as_ref().map_or(req.image_size, |s| s.image_size),
         shard: Some(shard),
+        spatial: false,
     };
     let device = crate::device::default_device();
     let summary = extract(&corpus, &backbone, &cache, &opts, &device, progress)?;
@@ -381,6 +382,7 @@ pub fn train_run(
         chunk_images: CHUNK_IMAGES,
         image_size: cfg.image_size,
         shard: None,
+        spatial: false,
     };
     let extract_start = Instant::now();
     let features = extract(

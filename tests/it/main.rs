@@ -30,6 +30,7 @@ mod serve;
 mod serve_batch;
 mod shard;
 mod slurm;
+mod spatial;
 mod synth;
 mod train;
 mod train_cli;

@@ -11,7 +11,7 @@ use crate::model::bf16::{self, Activations, Kernel, PackedWeights};
 use crate::model::precision::Precision;
 use crate::model::weights::load_state_dict;
 use crate::Result;
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::path::Path;
@@ -415,8 +415,17 @@ impl ResNetTrunk {
         self.arch.feature_dim()
     }
 
-    /// Pooled features `[B, D]` of normalised images `[B, 3, H, W]` (f32).
+    /// Pooled features `[B, D]` of normalised images `[B, 3, H, W]` (f32): the mean of
+    /// [`Self::forward_map`] over its cells.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let map = self.forward_map(x)?;
+        let (b, h, w, d) = map.dims4()?;
+        Ok(map.reshape((b, h * w, d))?.mean(1)?)
+    }
+
+    /// The last feature map before the pool, `[B, h, w, D]` (7×7 cells for a 224×224 image),
+    /// for the attention decoder.
+    pub fn forward_map(&self, x: &Tensor) -> Result<Tensor> {
         let x = x.to_dtype(DType::F32)?.to_device(&self.device)?;
         match self.layout {
             TrunkLayout::Nhwc => crate::pool::in_pool(|| self.forward_nhwc(&x)),
@@ -445,8 +454,7 @@ impl ResNetTrunk {
             }
             x = b.convs[n - 1].forward_nhwc(&y, Epilogue::ResidualRelu(&shortcut), kernel)?;
         }
-        let (bs, h, w, c) = x.dims4()?;
-        Ok(x.reshape((bs, h * w, c))?.mean(1)?)
+        Ok(x)
     }
 
     fn forward_nchw(&self, x: &Tensor) -> Result<Tensor> {
@@ -468,6 +476,6 @@ impl ResNetTrunk {
             }
             x = b.convs[n - 1].forward_nchw(&y, Epilogue::ResidualRelu(&shortcut))?;
         }
-        Ok(x.flatten_from(2)?.mean(D::Minus1)?)
+        Ok(x.permute((0, 2, 3, 1))?.contiguous()?)
     }
 }
