@@ -2,6 +2,7 @@
 //! and [`CaptionModel`] (head + decoder), used alike by training and inference.
 
 pub mod activation;
+pub mod attention;
 pub mod bf16;
 pub mod caption_model;
 pub(crate) mod cpu_math;

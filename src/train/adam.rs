@@ -93,20 +93,89 @@ impl InplaceOp2 for Update<'_> {
             self.bc2_sqrt,
             self.eps,
         );
-        p.par_chunks_mut(CHUNK)
-            .zip(g.par_chunks(CHUNK))
-            .zip(m.par_chunks_mut(CHUNK))
-            .zip(v.par_chunks_mut(CHUNK))
-            .for_each(|(((p, g), m), v)| {
-                for i in 0..p.len() {
-                    let gi = g[i];
-                    // torch: exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(...)
-                    m[i] += (gi - m[i]) * (1.0 - b1);
-                    v[i] = v[i] * b2 + (1.0 - b2) * gi * gi;
-                    let denom = v[i].sqrt() / bc2 + eps;
-                    p[i] -= ss * (m[i] / denom);
-                }
-            });
+        update(p, g, &mut m, &mut v, (b1, b2, ss, bc2, eps));
+        Ok(())
+    }
+}
+
+/// The update of one parameter, `(beta1, beta2, step size, √(bias correction 2), eps)`.
+fn update(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], k: (f32, f32, f32, f32, f32)) {
+    let (b1, b2, ss, bc2, eps) = k;
+    p.par_chunks_mut(CHUNK)
+        .zip(g.par_chunks(CHUNK))
+        .zip(m.par_chunks_mut(CHUNK))
+        .zip(v.par_chunks_mut(CHUNK))
+        .for_each(|(((p, g), m), v)| {
+            for i in 0..p.len() {
+                let gi = g[i];
+                // torch: exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(...)
+                m[i] += (gi - m[i]) * (1.0 - b1);
+                v[i] = v[i] * b2 + (1.0 - b2) * gi * gi;
+                let denom = v[i].sqrt() / bc2 + eps;
+                p[i] -= ss * (m[i] / denom);
+            }
+        });
+}
+
+/// Adam over plain buffers (the attention decoder's parameters, whose gradients come from its
+/// hand-written backward pass rather than from candle's graph), with the same arithmetic as
+/// [`Adam`].
+pub struct BufferAdam {
+    cfg: AdamConfig,
+    m: Vec<Vec<f32>>,
+    v: Vec<Vec<f32>>,
+    step: u64,
+}
+
+impl BufferAdam {
+    /// An optimiser for parameters of the given lengths.
+    pub fn new(lengths: impl IntoIterator<Item = usize>, cfg: AdamConfig) -> Self {
+        let m: Vec<Vec<f32>> = lengths.into_iter().map(|n| vec![0.0; n]).collect();
+        Self {
+            cfg,
+            v: m.clone(),
+            m,
+            step: 0,
+        }
+    }
+
+    /// Steps taken so far.
+    pub fn step_count(&self) -> u64 {
+        self.step
+    }
+
+    /// Applies one update of `params` from `grads` (one buffer each, in the same order).
+    pub fn step(&mut self, params: &mut [Vec<f32>], grads: &[Vec<f32>]) -> Result<()> {
+        if params.len() != self.m.len()
+            || grads.len() != self.m.len()
+            || params
+                .iter()
+                .zip(grads)
+                .zip(&self.m)
+                .any(|((p, g), m)| p.len() != m.len() || g.len() != m.len())
+        {
+            return Err(Error::Internal(
+                "adam: parameters and gradients do not fit".into(),
+            ));
+        }
+        self.step += 1;
+        let t = self.step as f64;
+        let c = self.cfg;
+        let k = (
+            c.beta1 as f32,
+            c.beta2 as f32,
+            (c.lr / (1.0 - c.beta1.powf(t))) as f32,
+            (1.0 - c.beta2.powf(t)).sqrt() as f32,
+            c.eps as f32,
+        );
+        for (((p, g), m), v) in params
+            .iter_mut()
+            .zip(grads)
+            .zip(&mut self.m)
+            .zip(&mut self.v)
+        {
+            update(p, g, m, v, k);
+        }
         Ok(())
     }
 }

@@ -5,6 +5,7 @@
 //! change process-wide state (environment variables, the current directory, the Ctrl-C flag
 //! `captioner::train::interrupt::global()`, rayon's global pool) that another test depends on.
 
+mod attention;
 mod browser;
 mod caption;
 mod common;
