@@ -2,11 +2,15 @@
 //! directory or an exported file — captioning images, files or precomputed features in batches.
 
 use crate::data::DatasetSplit;
-use crate::decode::{beam_search, beam_search_all, greedy, BeamOptions, Decoded, LstmSteps};
+use crate::decode::{
+    beam_search, beam_search_all, greedy, AttentionSteps, BeamOptions, Decoded, LstmSteps,
+};
 use crate::export::{load_run_backbone, read_export, run_backbone};
+use crate::model::attention::AttentionDecoder;
 use crate::model::cpu_math::FEW_ROWS;
 use crate::model::resnet::{check_state_dict, Arch, ResNetTrunk};
 use crate::model::{CaptionModel, Precision};
+use crate::run::DecoderKind;
 use crate::run::{RunConfig, RunDir};
 use crate::text::Vocabulary;
 use crate::vision::decode::decode_rgb;
@@ -67,6 +71,8 @@ pub struct ModelInfo {
     pub vocab_size: usize,
     /// Size of the trunk's pooled feature.
     pub feature_dim: usize,
+    /// The decoder (`lstm` or `attention`).
+    pub decoder: DecoderKind,
     /// Embedding size of the decoder.
     pub embed: usize,
     /// LSTM hidden size.
@@ -74,6 +80,53 @@ pub struct ModelInfo {
     /// Arithmetic of the trunk's convolutions (`f32`, or `bf16` after
     /// [`Captioner::with_precision`]).
     pub precision: Precision,
+}
+
+/// The decoder a model file holds.
+#[derive(Debug)]
+pub enum DecoderModel {
+    /// The seed's head + LSTM, fed the pooled feature.
+    Lstm(CaptionModel),
+    /// Soft attention over the trunk's feature map.
+    Attention(AttentionDecoder),
+}
+
+impl DecoderModel {
+    /// Words in its vocabulary.
+    fn vocab_size(&self) -> usize {
+        match self {
+            DecoderModel::Lstm(m) => m.decoder.vocab_size(),
+            DecoderModel::Attention(d) => d.dims().vocab,
+        }
+    }
+
+    /// Size of the image feature (a pooled feature, or a map cell) it reads.
+    fn feature_dim(&self) -> usize {
+        match self {
+            DecoderModel::Lstm(m) => m.head.feature_dim(),
+            DecoderModel::Attention(d) => d.dims().channels,
+        }
+    }
+
+    /// `lstm` or `attention`, as `config.json` names it.
+    pub fn kind(&self) -> DecoderKind {
+        match self {
+            DecoderModel::Lstm(_) => DecoderKind::Lstm,
+            DecoderModel::Attention(_) => DecoderKind::Attention,
+        }
+    }
+
+    /// A model file's decoder: the attention decoder's tensors, or the head + LSTM's.
+    fn from_tensors(tensors: &std::collections::HashMap<String, Tensor>) -> Result<Self> {
+        if AttentionDecoder::is_in(tensors) {
+            Ok(DecoderModel::Attention(AttentionDecoder::from_tensors(
+                tensors,
+                crate::model::attention::FILE_PREFIX,
+            )?))
+        } else {
+            Ok(DecoderModel::Lstm(CaptionModel::from_tensors(tensors)?))
+        }
+    }
 }
 
 /// A loaded captioning model: trunk, head, decoder and vocabulary. Shared across threads (`&self`
@@ -113,7 +166,7 @@ pub struct ModelInfo {
 /// ```
 pub struct Captioner {
     trunk: ResNetTrunk,
-    model: CaptionModel,
+    model: DecoderModel,
     vocab: Vocabulary,
     config: RunConfig,
     split: Option<DatasetSplit>,
@@ -135,7 +188,16 @@ impl Captioner {
         let files = RunDir::new(dir);
         let config = RunConfig::load(dir)?;
         let vocab = Vocabulary::load(&files.vocab())?;
-        let model = CaptionModel::load(&files.best(), device)?;
+        let best = files.best();
+        let tensors =
+            candle_core::safetensors::load(&best, device).map_err(|e| Error::Checkpoint {
+                path: best.clone(),
+                msg: e.to_string(),
+            })?;
+        let model = DecoderModel::from_tensors(&tensors).map_err(|e| Error::Checkpoint {
+            path: best.clone(),
+            msg: e.to_string(),
+        })?;
         let (arch, sd) = load_run_backbone(dir, &config)?;
         let trunk = ResNetTrunk::from_state_dict(arch, &sd, device)?;
         let backbone = run_backbone(dir, &config);
@@ -160,7 +222,7 @@ impl Captioner {
             .into_iter()
             .map(|(n, t)| Ok((n, t.to_device(device)?)))
             .collect::<Result<_>>()?;
-        let model = CaptionModel::from_tensors(&tensors).map_err(|e| Error::Checkpoint {
+        let model = DecoderModel::from_tensors(&tensors).map_err(|e| Error::Checkpoint {
             path: path.to_path_buf(),
             msg: e.to_string(),
         })?;
@@ -175,7 +237,7 @@ impl Captioner {
         source: &'static str,
         backbone: PathBuf,
         trunk: ResNetTrunk,
-        model: CaptionModel,
+        model: DecoderModel,
         vocab: Vocabulary,
         config: RunConfig,
     ) -> Result<Self> {
@@ -183,21 +245,25 @@ impl Captioner {
             path: source_path.to_path_buf(),
             msg,
         };
-        if model.head.feature_dim() != trunk.feature_dim() {
+        if model.feature_dim() != trunk.feature_dim() {
             return Err(mismatch(format!(
-                "the head reads {}-d features, the {} trunk gives {}",
-                model.head.feature_dim(),
+                "the decoder reads {}-d features, the {} trunk gives {}",
+                model.feature_dim(),
                 trunk.arch(),
                 trunk.feature_dim()
             )));
         }
-        if model.decoder.vocab_size() != vocab.len() {
+        if model.vocab_size() != vocab.len() {
             return Err(mismatch(format!(
                 "the decoder has {} words, the vocabulary {}",
-                model.decoder.vocab_size(),
+                model.vocab_size(),
                 vocab.len()
             )));
         }
+        let (embed, hidden) = match &model {
+            DecoderModel::Lstm(m) => (m.decoder.embed_size(), m.decoder.hidden_size()),
+            DecoderModel::Attention(d) => (d.dims().embed, d.dims().hidden),
+        };
         let info = ModelInfo {
             model_file: source_path.to_path_buf(),
             source,
@@ -209,8 +275,9 @@ impl Captioner {
             backbone_sha256: config.backbone_sha256.clone(),
             vocab_size: vocab.len(),
             feature_dim: trunk.feature_dim(),
-            embed: model.decoder.embed_size(),
-            hidden: model.decoder.hidden_size(),
+            decoder: model.kind(),
+            embed,
+            hidden,
             precision: trunk.precision(),
         };
         Ok(Self {
@@ -277,8 +344,8 @@ impl Captioner {
         &self.trunk
     }
 
-    /// The head and the decoder.
-    pub fn model(&self) -> &CaptionModel {
+    /// The decoder (with the LSTM decoder's head).
+    pub fn model(&self) -> &DecoderModel {
         &self.model
     }
 
@@ -287,12 +354,92 @@ impl Captioner {
         self.config.image_size
     }
 
-    /// Trunk features `[B, D]` of preprocessed images (`B` CHW planes of 3×S×S, concatenated, S =
-    /// [`Captioner::image_size`]).
+    /// What the decoder reads of preprocessed images (`B` CHW planes of 3×S×S, concatenated, S =
+    /// [`Captioner::image_size`]): the pooled trunk features `[B, D]` for the LSTM decoder, the
+    /// feature maps `[B, P·D]` (P cells of D channels, row-major) for the attention decoder.
     pub fn encode(&self, pixels: Vec<f32>, images: usize) -> Result<Tensor> {
         let side = self.image_size();
         let x = Tensor::from_vec(pixels, (images, 3, side, side), self.trunk.device())?;
-        self.trunk.forward(&x)
+        match &self.model {
+            DecoderModel::Lstm(_) => self.trunk.forward(&x),
+            DecoderModel::Attention(_) => {
+                let map = self.trunk.forward_map(&x)?;
+                let (b, h, w, d) = map.dims4()?;
+                Ok(map.reshape((b, h * w * d))?)
+            }
+        }
+    }
+
+    /// The feature-map grid `[h, w]` of an image for the attention decoder (`None` for the LSTM
+    /// decoder): the trunk halves the side five times.
+    pub fn grid(&self) -> Option<[usize; 2]> {
+        match &self.model {
+            DecoderModel::Lstm(_) => None,
+            DecoderModel::Attention(_) => {
+                let mut s = self.image_size();
+                for _ in 0..5 {
+                    s = (s - 1) / 2 + 1;
+                }
+                Some([s, s])
+            }
+        }
+    }
+
+    /// Where the attention decoder looked for each word of `decoded[i]` on image `i` of
+    /// `features` (from [`Captioner::encode`]): per caption, one row of P weights per word.
+    /// `None` for the LSTM decoder.
+    pub fn attention(
+        &self,
+        features: &Tensor,
+        decoded: &[Decoded],
+    ) -> Result<Option<Vec<Vec<Vec<f32>>>>> {
+        let DecoderModel::Attention(dec) = &self.model else {
+            return Ok(None);
+        };
+        let n = features.dim(0)?;
+        let maps = features
+            .to_device(&Device::Cpu)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        crate::pool::in_pool(|| {
+            let steps = AttentionSteps::new(dec, maps, n)?;
+            decoded
+                .iter()
+                .enumerate()
+                .map(|(i, d)| steps.attention_of(i, &d.tokens))
+                .collect::<Result<Vec<_>>>()
+                .map(Some)
+        })
+    }
+
+    /// Decodes with whichever decoder the model has.
+    fn search<R>(
+        &self,
+        features: &Tensor,
+        lstm: impl FnOnce(&LstmSteps<'_>, usize) -> Result<R>,
+        attention: impl FnOnce(&AttentionSteps<'_>, usize) -> Result<R>,
+    ) -> Result<R> {
+        let n = features.dim(0)?;
+        match &self.model {
+            DecoderModel::Lstm(m) => lstm(&LstmSteps::new(m, features)?, n),
+            DecoderModel::Attention(d) => {
+                let [h, w] = self.grid().unwrap_or([1, 1]);
+                let expected = h * w * d.dims().channels;
+                if features.dim(1)? != expected {
+                    return Err(Error::Invalid(format!(
+                        "{} values per image: the attention decoder reads {h}×{w} feature maps \
+                         of {} channels ({expected} values)",
+                        features.dim(1)?,
+                        d.dims().channels
+                    )));
+                }
+                let maps = features
+                    .to_device(&Device::Cpu)?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
+                attention(&AttentionSteps::new(d, maps, n)?, n)
+            }
+        }
     }
 
     /// Decodes `features [B, D]` (greedy for beam 1, else beam search) into word ids.
@@ -305,18 +452,18 @@ impl Captioner {
         if n == 0 {
             return Ok(Vec::new());
         }
+        let beam = BeamOptions {
+            beam: opts.beam,
+            length_alpha: opts.length_alpha,
+        };
         crate::pool::in_pool(|| {
-            let steps = LstmSteps::new(&self.model, features)?;
             if opts.beam <= 1 {
-                greedy(&steps, n)
+                self.search(features, |s, n| greedy(s, n), |s, n| greedy(s, n))
             } else {
-                beam_search(
-                    &steps,
-                    n,
-                    BeamOptions {
-                        beam: opts.beam,
-                        length_alpha: opts.length_alpha,
-                    },
+                self.search(
+                    features,
+                    |s, n| beam_search(s, n, beam),
+                    |s, n| beam_search(s, n, beam),
                 )
             }
         })
@@ -340,13 +487,16 @@ impl Captioner {
         if n == 0 {
             return Ok(Vec::new());
         }
+        let beam = BeamOptions {
+            beam: opts.beam,
+            length_alpha: opts.length_alpha,
+        };
         crate::pool::in_pool(|| {
-            let steps = LstmSteps::new(&self.model, features)?;
-            let beam = BeamOptions {
-                beam: opts.beam,
-                length_alpha: opts.length_alpha,
-            };
-            beam_search_all(&steps, n, beam)
+            self.search(
+                features,
+                |s, n| beam_search_all(s, n, beam),
+                |s, n| beam_search_all(s, n, beam),
+            )
         })
     }
 

@@ -129,7 +129,7 @@ pub struct FeatureCache {
     /// [N, D], f32.
     pub features: Tensor,
     /// The feature maps `[N, P, D]`, memory-mapped, when the cache was made with `--spatial`.
-    pub spatial: Option<SpatialFeatures>,
+    pub spatial: Option<std::sync::Arc<SpatialFeatures>>,
     /// The grid `[h, w]` of `spatial` (`P = h·w`).
     pub grid: Option<[usize; 2]>,
     rows: HashMap<String, usize>,
@@ -171,7 +171,7 @@ impl FeatureCache {
                         ),
                     ));
                 }
-                Some(sp)
+                Some(std::sync::Arc::new(sp))
             }
         };
         let rows = names

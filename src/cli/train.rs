@@ -9,7 +9,7 @@ use super::progress::Bars;
 use super::shard_args::ShardArgs;
 use captioner::model::resnet::Arch;
 use captioner::pipeline::{extract_features_shard, train_run, Preset as LibPreset, TrainRequest};
-use captioner::run::BnStatistics;
+use captioner::run::{AttentionConfig, BnStatistics, DecoderKind};
 
 /// Recipes with their own defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -17,6 +17,15 @@ pub enum Preset {
     /// The PyTorch tutorial's recipe: min-freq 1, vocabulary from all captions, 80/20 split,
     /// 50 epochs, no early stopping.
     Tutorial,
+}
+
+/// `--decoder`: see [`DecoderKind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Decoder {
+    /// The seed's: the image is the LSTM's first step.
+    Lstm,
+    /// Soft attention over the trunk's feature map (Show, Attend and Tell).
+    Attention,
 }
 
 /// `--bn-stats`: see [`BnStatistics`].
@@ -51,9 +60,32 @@ pub struct Args {
     /// Captions per batch.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Adam learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f64,
+    /// Adam learning rate (default 1e-3; with --decoder attention 4e-4).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// The decoder: `lstm` (the seed's: the image is the LSTM's first step) or `attention` (soft
+    /// attention over the feature map, Show, Attend and Tell; extracts the maps with the
+    /// features). Fixed when a run starts.
+    #[arg(long, value_enum, default_value = "lstm")]
+    pub decoder: Decoder,
+    /// Word embedding size (default 256; with --decoder attention 512).
+    #[arg(long)]
+    pub embed_dim: Option<usize>,
+    /// LSTM hidden size (default 512).
+    #[arg(long)]
+    pub hidden_dim: Option<usize>,
+    /// Attention layer size (attention decoder).
+    #[arg(long, default_value_t = 512)]
+    pub attention_dim: usize,
+    /// Dropout before the output layer (attention decoder).
+    #[arg(long, default_value_t = 0.5)]
+    pub dropout: f32,
+    /// Weight of the "doubly stochastic" attention regulariser (attention decoder).
+    #[arg(long, default_value_t = 1.0)]
+    pub alpha_c: f32,
+    /// Clamp every gradient element to [-G, G] before Adam (attention decoder).
+    #[arg(long, default_value_t = 5.0, value_name = "G")]
+    pub grad_clip: f32,
     /// Stop after this many epochs without a better validation loss; 0 never stops early
     /// (default 5; the tutorial preset: 0).
     #[arg(long)]
@@ -100,6 +132,18 @@ impl Args {
             epochs: self.epochs,
             batch_size: self.batch_size,
             lr: self.lr,
+            decoder: match self.decoder {
+                Decoder::Lstm => DecoderKind::Lstm,
+                Decoder::Attention => DecoderKind::Attention,
+            },
+            embed_dim: self.embed_dim,
+            hidden_dim: self.hidden_dim,
+            attention: AttentionConfig {
+                attention_dim: self.attention_dim,
+                dropout: self.dropout,
+                alpha_c: self.alpha_c,
+                grad_clip: self.grad_clip,
+            },
             patience: self.patience,
             preset: self.preset.map(|Preset::Tutorial| LibPreset::Tutorial),
             bn_statistics: self.bn_stats.map(|b| match b {

@@ -2,11 +2,13 @@
 //! Both are written against [`StepModel`], so the search logic is tested on small hand-made models and
 //! used unchanged on the real head + LSTM decoder.
 
+pub mod attention_steps;
 pub mod beam;
 pub mod greedy;
 pub mod lstm_steps;
 pub mod step_model;
 
+pub use attention_steps::{AttentionState, AttentionSteps};
 pub use beam::{beam_search, beam_search_all, BeamOptions};
 pub use greedy::greedy;
 pub use lstm_steps::LstmSteps;

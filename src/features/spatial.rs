@@ -106,6 +106,16 @@ impl SpatialFeatures {
         &self.map[self.start + i * n..self.start + (i + 1) * n]
     }
 
+    /// Row `i` as f32 into `out` (`P·C` values).
+    pub fn row_to(&self, i: usize, out: &mut [f32]) {
+        for (o, b) in out
+            .iter_mut()
+            .zip(self.row_bytes(i).chunks_exact(F16_BYTES))
+        {
+            *o = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+        }
+    }
+
     /// Row `i` as f32 `[P·C]`, appended to `out`.
     pub fn row_into(&self, i: usize, out: &mut Vec<f32>) {
         out.extend(

@@ -95,7 +95,8 @@ fn usable_cache(captioner: &Captioner, data_dir: &Path) -> Option<FeatureCache> 
         && key.arch == cfg.arch
         && key.preprocess_version == crate::vision::preprocess_version(cfg.image_size)
         && key.precision == captioner.trunk().precision()
-        && cache.dim() == captioner.trunk().feature_dim())
+        && cache.dim() == captioner.trunk().feature_dim()
+        && (captioner.grid().is_none() || cache.grid == captioner.grid()))
     .then_some(cache)
 }
 
@@ -136,9 +137,22 @@ pub fn evaluate_model(
         }
     }
     if let (Some(c), false) = (&cache, cached.is_empty()) {
-        let idx: Vec<u32> = cached.iter().map(|(_, r)| *r as u32).collect();
-        let idx = Tensor::from_vec(idx, cached.len(), c.features.device())?;
-        let features = c.features.index_select(&idx, 0)?;
+        let features = match &c.spatial {
+            // The attention decoder reads the maps: the rows of spatial.safetensors.
+            Some(maps) if captioner.grid().is_some() => {
+                let width = maps.cells() * maps.dim();
+                let mut data = vec![0f32; cached.len() * width];
+                for ((_, row), out) in cached.iter().zip(data.chunks_mut(width)) {
+                    maps.row_to(*row, out);
+                }
+                Tensor::from_vec(data, (cached.len(), width), &candle_core::Device::Cpu)?
+            }
+            _ => {
+                let idx: Vec<u32> = cached.iter().map(|(_, r)| *r as u32).collect();
+                let idx = Tensor::from_vec(idx, cached.len(), c.features.device())?;
+                c.features.index_select(&idx, 0)?
+            }
+        };
         let captions = captioner.caption_features(&features, &req.options)?;
         for ((name, _), caption) in cached.iter().zip(captions) {
             hyps.insert(name.to_string(), caption);

@@ -8,7 +8,9 @@ use crate::model::resnet::Arch;
 use crate::model::weights::sha256_file;
 use crate::model::Precision;
 use crate::progress::{Level, Progress};
-use crate::run::{BnStatistics, RunConfig, RunDir, TrainConfig, RUN_FORMAT};
+use crate::run::{
+    AttentionConfig, BnStatistics, DecoderKind, RunConfig, RunDir, TrainConfig, RUN_FORMAT,
+};
 use crate::shard::{Shard, ShardSource};
 use crate::text::{VocabSource, Vocabulary};
 use crate::train::dataset::build_train_data;
@@ -66,8 +68,16 @@ pub struct TrainRequest {
     pub epochs: Option<usize>,
     /// Captions per batch.
     pub batch_size: usize,
-    /// Adam's learning rate.
-    pub lr: f64,
+    /// Adam's learning rate (default: the decoder's, 1e-3 for `lstm`, 4e-4 for `attention`).
+    pub lr: Option<f64>,
+    /// The decoder to train (a new run only; a resumed one keeps its own).
+    pub decoder: DecoderKind,
+    /// Word embedding size (default: 256 for `lstm`, 512 for `attention`).
+    pub embed_dim: Option<usize>,
+    /// LSTM hidden size (default 512).
+    pub hidden_dim: Option<usize>,
+    /// The attention decoder's settings (default: the tutorial's).
+    pub attention: AttentionConfig,
     /// Epochs without a better validation loss before stopping, 0 never ([`DEFAULT_PATIENCE`];
     /// the tutorial preset: 0).
     pub patience: Option<usize>,
@@ -95,7 +105,11 @@ impl TrainRequest {
             cache: None,
             epochs: None,
             batch_size: 64,
-            lr: 1e-3,
+            lr: None,
+            decoder: DecoderKind::Lstm,
+            embed_dim: None,
+            hidden_dim: None,
+            attention: AttentionConfig::default(),
             patience: None,
             preset: None,
             bn_statistics: None,
@@ -227,9 +241,24 @@ pub fn prepare_run(req: &TrainRequest, progress: &dyn Progress) -> Result<Prepar
     let mut cfg = match &saved {
         Some(s) => s.train.clone(),
         None => {
-            let mut c = TrainConfig::new(arch.feature_dim(), vocab.len());
+            let mut c = match req.decoder {
+                DecoderKind::Lstm => TrainConfig::new(arch.feature_dim(), vocab.len()),
+                DecoderKind::Attention => {
+                    let mut c = TrainConfig::attention(arch.feature_dim(), vocab.len());
+                    c.attention = Some(req.attention);
+                    c
+                }
+            };
             c.batch_size = req.batch_size;
-            c.lr = req.lr;
+            if let Some(lr) = req.lr {
+                c.lr = lr;
+            }
+            if let Some(e) = req.embed_dim {
+                c.embed = e;
+            }
+            if let Some(h) = req.hidden_dim {
+                c.hidden = h;
+            }
             c.seed = spec.seed;
             c.epochs = DEFAULT_EPOCHS;
             c.patience = DEFAULT_PATIENCE;
@@ -349,7 +378,7 @@ pub fn extract_features_shard(
         chunk_images: CHUNK_IMAGES,
         image_size: saved.as_ref().map_or(req.image_size, |s| s.image_size),
         shard: Some(shard),
-        spatial: false,
+        spatial: saved.as_ref().map_or(req.decoder, |s| s.train.decoder) == DecoderKind::Attention,
     };
     let device = crate::device::default_device();
     let summary = extract(&corpus, &backbone, &cache, &opts, &device, progress)?;
@@ -382,7 +411,7 @@ pub fn train_run(
         chunk_images: CHUNK_IMAGES,
         image_size: cfg.image_size,
         shard: None,
-        spatial: false,
+        spatial: cfg.train.decoder == DecoderKind::Attention,
     };
     let extract_start = Instant::now();
     let features = extract(

@@ -97,6 +97,51 @@ impl BnStatistics {
     }
 }
 
+/// Which decoder a run trains.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DecoderKind {
+    /// The seed's: the image as the LSTM's first step ([`crate::model::CaptionModel`]).
+    #[default]
+    Lstm,
+    /// Soft attention over the feature map ([`crate::model::attention::AttentionDecoder`]).
+    Attention,
+}
+
+impl DecoderKind {
+    /// The name used on the command line and in `config.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            DecoderKind::Lstm => "lstm",
+            DecoderKind::Attention => "attention",
+        }
+    }
+}
+
+/// The attention decoder's own hyper-parameters (the tutorial's defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct AttentionConfig {
+    /// Size A of the attention layer.
+    pub attention_dim: usize,
+    /// Dropout before the output layer.
+    pub dropout: f32,
+    /// Weight of the attention regulariser `Σ_i (1 − Σ_t α_ti)²`.
+    pub alpha_c: f32,
+    /// Every gradient element is clamped to `[−grad_clip, grad_clip]` before Adam.
+    pub grad_clip: f32,
+}
+
+impl Default for AttentionConfig {
+    fn default() -> Self {
+        Self {
+            attention_dim: 512,
+            dropout: 0.5,
+            alpha_c: 1.0,
+            grad_clip: 5.0,
+        }
+    }
+}
+
 /// Hyper-parameters of a run (saved in `last/state.json` and in `config.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainConfig {
@@ -121,6 +166,12 @@ pub struct TrainConfig {
     /// How the head's BatchNorm statistics are kept (`precise` for new runs).
     #[serde(default)]
     pub bn_statistics: BnStatistics,
+    /// The decoder (runs saved before there was a choice are `lstm`).
+    #[serde(default)]
+    pub decoder: DecoderKind,
+    /// The attention decoder's settings (attention runs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention: Option<AttentionConfig>,
 }
 
 impl TrainConfig {
@@ -138,6 +189,21 @@ impl TrainConfig {
             feature_dim,
             vocab_size,
             bn_statistics: BnStatistics::Precise,
+            decoder: DecoderKind::Lstm,
+            attention: None,
+        }
+    }
+
+    /// The attention decoder's defaults (embedding, attention and hidden 512, lr 4e-4, dropout
+    /// 0.5, α_c 1, gradients clamped to ±5: the tutorial's) for the given sizes.
+    pub fn attention(feature_dim: usize, vocab_size: usize) -> Self {
+        Self {
+            lr: 4e-4,
+            embed: 512,
+            hidden: 512,
+            decoder: DecoderKind::Attention,
+            attention: Some(AttentionConfig::default()),
+            ..Self::new(feature_dim, vocab_size)
         }
     }
 
@@ -152,6 +218,7 @@ impl TrainConfig {
             self.feature_dim,
             self.vocab_size,
             self.bn_statistics,
+            self.decoder,
         ) == (
             other.batch_size,
             other.seed,
@@ -160,6 +227,8 @@ impl TrainConfig {
             other.feature_dim,
             other.vocab_size,
             other.bn_statistics,
+            other.decoder,
         ) && self.lr == other.lr
+            && self.attention == other.attention
     }
 }

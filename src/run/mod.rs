@@ -4,5 +4,5 @@
 mod config;
 mod dir;
 
-pub use config::{BnStatistics, RunConfig, TrainConfig, RUN_FORMAT};
+pub use config::{AttentionConfig, BnStatistics, DecoderKind, RunConfig, TrainConfig, RUN_FORMAT};
 pub use dir::*;

@@ -144,6 +144,43 @@ impl BufferAdam {
         self.step
     }
 
+    /// The moments as tensors `m.<name>` and `v.<name>` (`names` in the parameters' order).
+    pub fn state_tensors(&self, names: &[&str]) -> Result<Vec<(String, Tensor)>> {
+        let mut out = Vec::with_capacity(2 * self.m.len());
+        for ((name, m), v) in names.iter().zip(&self.m).zip(&self.v) {
+            let dev = &candle_core::Device::Cpu;
+            out.push((format!("m.{name}"), Tensor::from_slice(m, m.len(), dev)?));
+            out.push((format!("v.{name}"), Tensor::from_slice(v, v.len(), dev)?));
+        }
+        Ok(out)
+    }
+
+    /// Restores the moments and step count saved by [`BufferAdam::state_tensors`].
+    pub fn load_state(
+        &mut self,
+        names: &[&str],
+        map: &HashMap<String, Tensor>,
+        step: u64,
+    ) -> Result<()> {
+        for ((name, m), v) in names.iter().zip(&mut self.m).zip(&mut self.v) {
+            for (key, dst) in [("m", &mut *m), ("v", &mut *v)] {
+                let full = format!("{key}.{name}");
+                let t = map
+                    .get(&full)
+                    .ok_or_else(|| Error::Invalid(format!("optimizer state lacks {full}")))?;
+                let data = t.flatten_all()?.to_vec1::<f32>()?;
+                if data.len() != dst.len() {
+                    return Err(Error::Invalid(format!(
+                        "optimizer state {full}: wrong size"
+                    )));
+                }
+                *dst = data;
+            }
+        }
+        self.step = step;
+        Ok(())
+    }
+
     /// Applies one update of `params` from `grads` (one buffer each, in the same order).
     pub fn step(&mut self, params: &mut [Vec<f32>], grads: &[Vec<f32>]) -> Result<()> {
         if params.len() != self.m.len()

@@ -26,6 +26,8 @@ pub struct TrainData {
     pub train: Vec<Caption>,
     /// The captions validated on.
     pub val: Vec<Caption>,
+    /// Every image's feature map `[N_images, P, C]`, memory-mapped (attention decoder only).
+    pub spatial: Option<std::sync::Arc<crate::features::SpatialFeatures>>,
 }
 
 impl TrainData {
@@ -36,6 +38,16 @@ impl TrainData {
             return Err(Error::Invalid(format!(
                 "features are {d}-d, the model expects {feature_dim}"
             )));
+        }
+        if let Some(maps) = &self.spatial {
+            if maps.len() != n || maps.dim() != d {
+                return Err(Error::Invalid(format!(
+                    "{} holds {} feature maps of {} channels for {n} features of {d}",
+                    maps.path().display(),
+                    maps.len(),
+                    maps.dim()
+                )));
+            }
         }
         if self.train.is_empty() || self.val.is_empty() {
             return Err(Error::Invalid(

@@ -6,9 +6,7 @@
 //! a folder without it is incomplete. After a kill -9 at any point, [`recover_last`] finds either
 //! the old or the new complete folder and removes the leftovers.
 
-use crate::model::CaptionModel;
 use crate::run::{TrainConfig, LAST_DIR, OPTIMIZER_FILE, STATE_FILE, WEIGHTS_FILE};
-use crate::train::adam::Adam;
 use crate::train::metrics_log::EpochMetrics;
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
@@ -139,8 +137,8 @@ fn save_tensors(path: &Path, tensors: Vec<(String, Tensor)>) -> Result<()> {
 /// either way. A `TempDir` would only add its removal on error, which `recover_last` already does.
 pub fn save_last(
     run_dir: &Path,
-    model: &CaptionModel,
-    opt: &Adam,
+    weights: Vec<(String, Tensor)>,
+    optimizer: Vec<(String, Tensor)>,
     state: &TrainState,
 ) -> Result<()> {
     let pid = std::process::id();
@@ -151,8 +149,8 @@ pub fn save_last(
         std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
     }
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
-    save_tensors(&tmp.join(WEIGHTS_FILE), model.tensors())?;
-    save_tensors(&tmp.join(OPTIMIZER_FILE), opt.state_tensors()?)?;
+    save_tensors(&tmp.join(WEIGHTS_FILE), weights)?;
+    save_tensors(&tmp.join(OPTIMIZER_FILE), optimizer)?;
     crate::fsutil::write_json_atomic(&tmp.join(STATE_FILE), state)?;
     if last.exists() {
         std::fs::rename(&last, &old).map_err(|e| Error::io(&last, e))?;
@@ -214,15 +212,25 @@ pub fn recover_last(run_dir: &Path) -> Result<bool> {
     Ok(found)
 }
 
-/// Reads `last/`: the model, the optimiser state (applied to a fresh `Adam` by the caller) and
-/// the training state.
+/// A saved model's tensors and the file they came from (for errors).
+pub struct SavedTensors {
+    /// The file.
+    pub path: PathBuf,
+    /// Its tensors by name.
+    pub tensors: HashMap<String, Tensor>,
+}
+
+/// Reads `last/`: the model's tensors, the optimiser state (applied to a fresh optimiser by the
+/// caller) and the training state.
 pub fn load_last(
     run_dir: &Path,
     device: &Device,
-) -> Result<(CaptionModel, HashMap<String, Tensor>, TrainState)> {
+) -> Result<(SavedTensors, HashMap<String, Tensor>, TrainState)> {
     let last = run_dir.join(LAST_DIR);
     let state: TrainState = crate::fsutil::read_json(&last.join(STATE_FILE))?;
-    let model = CaptionModel::load(&last.join(WEIGHTS_FILE), device)?;
+    let path = last.join(WEIGHTS_FILE);
+    let tensors = candle_core::safetensors::load(&path, device).map_err(|e| ckpt_err(&path, e))?;
+    let model = SavedTensors { path, tensors };
     let opt_path = last.join(OPTIMIZER_FILE);
     let opt =
         candle_core::safetensors::load(&opt_path, device).map_err(|e| ckpt_err(&opt_path, e))?;

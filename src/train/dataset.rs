@@ -57,6 +57,7 @@ pub fn build_train_data(
             features: cache.features.clone(),
             train,
             val,
+            spatial: cache.spatial.clone(),
         },
         missing_features: missing,
     })

@@ -4,6 +4,7 @@ pub mod adam;
 pub mod batches;
 pub mod checkpoint;
 pub mod dataset;
+pub mod learner;
 pub mod loss;
 pub mod metrics_log;
 pub mod plot;

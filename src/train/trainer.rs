@@ -3,10 +3,10 @@
 
 use crate::model::CaptionModel;
 use crate::progress::{Level, Progress, Unit};
-use crate::run::{BnStatistics, RunDir, TrainConfig};
-use crate::train::adam::{Adam, AdamConfig};
+use crate::run::{DecoderKind, RunDir, TrainConfig};
 use crate::train::batches::{epoch_order, make_batch, Caption, TrainData};
 use crate::train::checkpoint::{self, RngState, TrainState};
+use crate::train::learner::learner;
 use crate::train::loss::batch_loss;
 use crate::train::metrics_log::{write_metrics, EpochMetrics};
 use crate::{Error, Result};
@@ -93,7 +93,7 @@ pub fn train(
 ) -> Result<TrainOutcome> {
     let files = RunDir::new(run_dir);
     data.validate(cfg.feature_dim, cfg.vocab_size)?;
-    if cfg.batch_size < 2 {
+    if cfg.batch_size < 2 && cfg.decoder == DecoderKind::Lstm {
         return Err(Error::Invalid(
             "batch size must be at least 2 (BatchNorm)".into(),
         ));
@@ -101,28 +101,25 @@ pub fn train(
     std::fs::create_dir_all(run_dir).map_err(|e| Error::io(run_dir, e))?;
     let have_last = checkpoint::recover_last(run_dir)?;
     let device = data.features.device().clone();
-    let adam_cfg = AdamConfig {
-        lr: cfg.lr,
-        ..AdamConfig::default()
-    };
-    let (mut model, mut opt, mut st) = if opts.resume {
+    let (mut learner, mut st) = if opts.resume {
         if !have_last {
             return Err(Error::Checkpoint {
                 path: files.last(),
                 msg: "nothing to resume: no complete last/ checkpoint".into(),
             });
         }
-        let (model, opt_state, mut st) = checkpoint::load_last(run_dir, &device)?;
+        let (weights, opt_state, mut st) = checkpoint::load_last(run_dir, &device)?;
         if !st.config.same_model(cfg) {
             return Err(Error::Checkpoint {
                 path: files.last(),
                 msg: "the run was started with a different configuration".into(),
             });
         }
-        let mut opt = Adam::new(model.vars(), adam_cfg)?;
-        opt.load_state(&opt_state, st.adam_step)?;
+        let mut unused = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let restore = Some((weights, opt_state, st.adam_step));
+        let learner = learner(cfg, data, restore, &mut unused, &device)?;
         st.config = cfg.clone();
-        (model, opt, st)
+        (learner, st)
     } else {
         if have_last {
             return Err(Error::Invalid(format!(
@@ -131,15 +128,7 @@ pub fn train(
             )));
         }
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-        let model = CaptionModel::new(
-            cfg.feature_dim,
-            cfg.vocab_size,
-            cfg.embed,
-            cfg.hidden,
-            &mut rng,
-            &device,
-        )?;
-        let opt = Adam::new(model.vars(), adam_cfg)?;
+        let learner = learner(cfg, data, None, &mut rng, &device)?;
         let rng = RngState::capture(&rng);
         let st = TrainState {
             config: cfg.clone(),
@@ -156,7 +145,7 @@ pub fn train(
             adam_step: 0,
             history: Vec::new(),
         };
-        (model, opt, st)
+        (learner, st)
     };
 
     let n_batches = data.train.len().div_ceil(cfg.batch_size);
@@ -185,17 +174,13 @@ pub fn train(
             .enumerate()
             .skip(st.batches_done)
         {
-            // BatchNorm cannot train on one row; PyTorch would fail, we skip that last caption.
-            if idx.len() >= 2 {
-                let (f, b) = make_batch(&data.features, &data.train, idx)?;
-                let l = crate::pool::in_pool(|| -> Result<f64> {
-                    let loss = batch_loss(&mut model, &f, &b, true)?;
-                    let grads = loss.backward()?;
-                    opt.step(&grads)?;
-                    Ok(loss.to_scalar::<f32>()? as f64)
-                })?;
-                st.partial_loss_sum += l * b.tokens as f64;
-                st.partial_tokens += b.tokens as u64;
+            // Dropout draws from a generator of this epoch and batch alone, so a resumed run
+            // draws what the uninterrupted one would have.
+            let mut batch_rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+            batch_rng.set_stream(((epoch as u64) << 32) | bi as u64);
+            if let Some((l, tokens)) = learner.train_batch(data, idx, &mut batch_rng)? {
+                st.partial_loss_sum += l * tokens as f64;
+                st.partial_tokens += tokens as u64;
                 let secs = seconds_before + start.elapsed().as_secs_f64();
                 task.set_message(&format!(
                     "loss {l:.4} {:.0} tok/s",
@@ -206,21 +191,24 @@ pub fn train(
             task.advance(1);
             if opts.stop.load(Ordering::SeqCst) {
                 st.partial_seconds = seconds_before + start.elapsed().as_secs_f64();
-                st.adam_step = opt.step_count();
-                checkpoint::save_last(run_dir, &model, &opt, &st)?;
+                st.adam_step = learner.steps();
+                checkpoint::save_last(
+                    run_dir,
+                    learner.weights()?,
+                    learner.optimizer_state()?,
+                    &st,
+                )?;
                 return Err(Error::Interrupted);
             }
         }
         task.finish();
-        if cfg.bn_statistics == BnStatistics::Precise {
-            set_bn_statistics(&mut model, &data.features, &data.train)?;
-        }
+        learner.end_epoch(data)?;
         let train_secs = seconds_before + start.elapsed().as_secs_f64();
-        let val_loss = evaluate(&mut model, &data.features, &data.val, cfg.batch_size)?;
+        let val_loss = learner.val_loss(data, cfg.batch_size)?;
         let seconds = seconds_before + start.elapsed().as_secs_f64();
         let improved = st.best_val_loss.is_none_or(|b| val_loss < b);
         if improved {
-            model.save(&files.best())?;
+            learner.save(&files.best())?;
             st.best_val_loss = Some(val_loss);
             st.best_epoch = Some(epoch);
             st.epochs_without_improvement = 0;
@@ -241,13 +229,13 @@ pub fn train(
         st.partial_loss_sum = 0.0;
         st.partial_tokens = 0;
         st.partial_seconds = 0.0;
-        st.adam_step = opt.step_count();
+        st.adam_step = learner.steps();
         write_metrics(&files.metrics(), &st.history)?;
         let title = crate::train::plot::run_title(run_dir, cfg.embed, cfg.hidden);
         if let Err(e) = crate::train::plot::draw_loss(&files.plot(), &title, &st.history) {
             progress.log(Level::Warn, &format!("warning: {e}"));
         }
-        checkpoint::save_last(run_dir, &model, &opt, &st)?;
+        checkpoint::save_last(run_dir, learner.weights()?, learner.optimizer_state()?, &st)?;
         stopped_early = cfg.patience > 0 && st.epochs_without_improvement >= cfg.patience;
         let line = format!(
             "epoch {epoch}/{}: train loss {:.4}, val loss {:.4}{}, {:.1} s, {:.0} tokens/s{}",

@@ -6,6 +6,7 @@
 
 use crate::common;
 use candle_core::{Device, Tensor};
+use captioner::decode::{beam_search, greedy, AttentionSteps, BeamOptions};
 use captioner::model::attention::step::{initial_state, project_cells, step, word_gates, StepOut};
 use captioner::model::attention::teacher::{backward, forward, PassOptions, TeacherBatch};
 use captioner::model::attention::{AttentionDecoder, PARAMS};
@@ -313,4 +314,30 @@ fn attention_decoder_matches_pytorch_forward_backward_adam_and_greedy() {
         1e-4,
         0.0,
     );
+
+    // The same through the decoding API: greedy search over AttentionSteps (image 0 of two, so
+    // rows are selected by image), its maps replayed, and a beam of 1.
+    let steps = AttentionSteps::new(&dec, maps[..2 * P * C].to_vec(), 2).unwrap();
+    let decoded = greedy(&steps, 2).unwrap();
+    let tokens: Vec<i64> = decoded[0].tokens.iter().map(|&t| t as i64).collect();
+    assert_eq!(tokens, words);
+    let replayed: Vec<f32> = steps.attention_of(0, &decoded[0].tokens).unwrap().concat();
+    assert_close(
+        "replayed alphas",
+        &replayed,
+        &f32s(&f["greedy.alphas"])[..replayed.len()],
+        1e-4,
+        0.0,
+    );
+    let beam1 = beam_search(
+        &steps,
+        2,
+        BeamOptions {
+            beam: 1,
+            length_alpha: 0.0,
+        },
+    )
+    .unwrap();
+    assert_eq!(beam1[0].tokens, decoded[0].tokens);
+    assert_eq!(beam1[1].tokens, decoded[1].tokens);
 }

@@ -154,7 +154,10 @@ fn beam_one_equals_greedy_and_wider_beams_score_no_worse_on_the_real_model() {
         .flat_map(|p| captioner::vision::preprocess::preprocess_file(p).unwrap())
         .collect();
     let features = c.encode(pixels, 12).unwrap();
-    let steps = LstmSteps::new(c.model(), &features).unwrap();
+    let captioner::DecoderModel::Lstm(model) = c.model() else {
+        panic!("the fixture's run has the LSTM decoder");
+    };
+    let steps = LstmSteps::new(model, &features).unwrap();
     let g = greedy(&steps, 12).unwrap();
     let opts = |beam| BeamOptions {
         beam,

@@ -91,6 +91,21 @@ pub fn model_tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
     t
 }
 
+/// Every tensor of any safetensors file, flattened to f32, sorted by name.
+pub fn file_tensors(path: &Path) -> Vec<(String, Vec<f32>)> {
+    let map = candle_core::safetensors::load(path, &Device::Cpu)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut t: Vec<(String, Vec<f32>)> = map
+        .into_iter()
+        .map(|(n, t)| {
+            let v = t.to_dtype(candle_core::DType::F32).unwrap();
+            (n, v.flatten_all().unwrap().to_vec1().unwrap())
+        })
+        .collect();
+    t.sort_by(|a, b| a.0.cmp(&b.0));
+    t
+}
+
 /// Largest |a - b| over two [`model_tensors`] lists with the same names.
 pub fn max_diff(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
     assert_eq!(a.len(), b.len());

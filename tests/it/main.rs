@@ -34,5 +34,6 @@ mod slurm;
 mod spatial;
 mod synth;
 mod train;
+mod train_attention;
 mod train_cli;
 mod webdriver;

@@ -40,6 +40,7 @@ fn data() -> TrainData {
     let train = caps(0..10);
     let val = caps(10..12);
     TrainData {
+        spatial: None,
         features: Tensor::from_vec(feats, (n_images, 16), &Device::Cpu).unwrap(),
         train,
         val,

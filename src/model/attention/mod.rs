@@ -122,6 +122,10 @@ impl AttentionDims {
     }
 }
 
+/// The prefix of the decoder's tensor names in model files (`decoder.attention.full_att.weight`):
+/// strip it and the names are the tutorial's state dict.
+pub const FILE_PREFIX: &str = "decoder.";
+
 /// The decoder: its sizes and one f32 buffer per parameter.
 #[derive(Debug, Clone)]
 pub struct AttentionDecoder {
@@ -221,6 +225,35 @@ impl AttentionDecoder {
                 Ok((format!("{prefix}{name}"), t))
             })
             .collect()
+    }
+
+    /// Whether a model file's tensors are an attention decoder's (its `decoder.` names).
+    pub fn is_in(map: &HashMap<String, Tensor>) -> bool {
+        map.contains_key(&format!("{FILE_PREFIX}{}", PARAMS[0].1))
+    }
+
+    /// Reads a model file written by [`Self::save`].
+    pub fn load(path: &std::path::Path) -> Result<Self> {
+        let map =
+            candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| Error::Checkpoint {
+                path: path.to_path_buf(),
+                msg: e.to_string(),
+            })?;
+        Self::from_tensors(&map, FILE_PREFIX).map_err(|e| Error::Checkpoint {
+            path: path.to_path_buf(),
+            msg: e.to_string(),
+        })
+    }
+
+    /// Writes the parameters atomically, named [`FILE_PREFIX`] + their PyTorch names.
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        let map: HashMap<String, Tensor> = self.tensors(FILE_PREFIX)?.into_iter().collect();
+        crate::fsutil::write_atomic_with(path, |tmp| {
+            candle_core::safetensors::save(&map, tmp).map_err(|e| Error::Checkpoint {
+                path: tmp.to_path_buf(),
+                msg: e.to_string(),
+            })
+        })
     }
 
     /// The sizes.
