@@ -6,10 +6,9 @@ use crate::decode::{
     beam_search, beam_search_all, greedy, AttentionSteps, BeamOptions, Decoded, LstmSteps,
 };
 use crate::export::{load_run_backbone, read_export, run_backbone};
-use crate::model::attention::AttentionDecoder;
 use crate::model::cpu_math::FEW_ROWS;
 use crate::model::resnet::{check_state_dict, Arch, ResNetTrunk};
-use crate::model::{CaptionModel, Precision};
+use crate::model::{DecoderModel, Precision};
 use crate::run::DecoderKind;
 use crate::run::{RunConfig, RunDir};
 use crate::text::Vocabulary;
@@ -82,53 +81,6 @@ pub struct ModelInfo {
     pub precision: Precision,
 }
 
-/// The decoder a model file holds.
-#[derive(Debug)]
-pub enum DecoderModel {
-    /// The seed's head + LSTM, fed the pooled feature.
-    Lstm(CaptionModel),
-    /// Soft attention over the trunk's feature map.
-    Attention(AttentionDecoder),
-}
-
-impl DecoderModel {
-    /// Words in its vocabulary.
-    fn vocab_size(&self) -> usize {
-        match self {
-            DecoderModel::Lstm(m) => m.decoder.vocab_size(),
-            DecoderModel::Attention(d) => d.dims().vocab,
-        }
-    }
-
-    /// Size of the image feature (a pooled feature, or a map cell) it reads.
-    fn feature_dim(&self) -> usize {
-        match self {
-            DecoderModel::Lstm(m) => m.head.feature_dim(),
-            DecoderModel::Attention(d) => d.dims().channels,
-        }
-    }
-
-    /// `lstm` or `attention`, as `config.json` names it.
-    pub fn kind(&self) -> DecoderKind {
-        match self {
-            DecoderModel::Lstm(_) => DecoderKind::Lstm,
-            DecoderModel::Attention(_) => DecoderKind::Attention,
-        }
-    }
-
-    /// A model file's decoder: the attention decoder's tensors, or the head + LSTM's.
-    fn from_tensors(tensors: &std::collections::HashMap<String, Tensor>) -> Result<Self> {
-        if AttentionDecoder::is_in(tensors) {
-            Ok(DecoderModel::Attention(AttentionDecoder::from_tensors(
-                tensors,
-                crate::model::attention::FILE_PREFIX,
-            )?))
-        } else {
-            Ok(DecoderModel::Lstm(CaptionModel::from_tensors(tensors)?))
-        }
-    }
-}
-
 /// A loaded captioning model: trunk, head, decoder and vocabulary. Shared across threads (`&self`
 /// everywhere).
 ///
@@ -188,16 +140,7 @@ impl Captioner {
         let files = RunDir::new(dir);
         let config = RunConfig::load(dir)?;
         let vocab = Vocabulary::load(&files.vocab())?;
-        let best = files.best();
-        let tensors =
-            candle_core::safetensors::load(&best, device).map_err(|e| Error::Checkpoint {
-                path: best.clone(),
-                msg: e.to_string(),
-            })?;
-        let model = DecoderModel::from_tensors(&tensors).map_err(|e| Error::Checkpoint {
-            path: best.clone(),
-            msg: e.to_string(),
-        })?;
+        let model = DecoderModel::load(&files.best(), device)?;
         let (arch, sd) = load_run_backbone(dir, &config)?;
         let trunk = ResNetTrunk::from_state_dict(arch, &sd, device)?;
         let backbone = run_backbone(dir, &config);

@@ -5,7 +5,7 @@
 use crate::data::DatasetSplit;
 use crate::model::resnet::{check_state_dict, Arch};
 use crate::model::weights::{load_state_dict, sha256_file};
-use crate::model::CaptionModel;
+use crate::model::DecoderModel;
 use crate::run::{RunConfig, RunDir};
 use crate::text::Vocabulary;
 use crate::{fsutil, Error, Result};
@@ -88,13 +88,13 @@ pub fn export_run(run_dir: &Path, out: &Path) -> Result<ExportSummary> {
     let files = RunDir::new(run_dir);
     let cfg = RunConfig::load(run_dir)?;
     let vocab = Vocabulary::load(&files.vocab())?;
-    let model = CaptionModel::load(&files.best(), &Device::Cpu)?;
-    if model.decoder.vocab_size() != vocab.len() {
+    let model = DecoderModel::load(&files.best(), &Device::Cpu)?;
+    if model.vocab_size() != vocab.len() {
         return Err(Error::Checkpoint {
             path: files.best(),
             msg: format!(
                 "decoder has {} words, {} has {}",
-                model.decoder.vocab_size(),
+                model.vocab_size(),
                 files.vocab().display(),
                 vocab.len()
             ),
@@ -106,7 +106,7 @@ pub fn export_run(run_dir: &Path, out: &Path) -> Result<ExportSummary> {
         .filter(|(name, _)| !name.starts_with("fc."))
         .map(|(name, t)| (format!("{TRUNK_PREFIX}{name}"), t))
         .collect();
-    tensors.extend(model.tensors());
+    tensors.extend(model.tensors()?);
     let mut metadata = HashMap::from([
         ("format".to_string(), EXPORT_FORMAT.to_string()),
         ("vocab".to_string(), to_json(&vocab)?),

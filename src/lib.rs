@@ -70,5 +70,6 @@ pub mod text;
 pub mod train;
 pub mod vision;
 
-pub use captioner::{CaptionOptions, Captioner, DecoderModel, ModelInfo};
+pub use captioner::{CaptionOptions, Captioner, ModelInfo};
 pub use error::{Error, Fault, Result};
+pub use model::DecoderModel;

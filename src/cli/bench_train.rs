@@ -34,6 +34,13 @@ pub struct Args {
     /// Vocabulary size (the seed's Flickr8k vocabulary has about 9000 words; a synth corpus ~60).
     #[arg(long, default_value_t = VOCAB)]
     vocab: usize,
+    /// The decoder: `lstm` (the seed's step) or `attention` (the soft-attention decoder's step,
+    /// against the PyTorch tutorial's own training step).
+    #[arg(long, value_enum, default_value = "lstm")]
+    decoder: super::train::Decoder,
+    /// Feature-map cells of the attention decoder (7×7 for ResNet-50 at 224).
+    #[arg(long, default_value_t = 49)]
+    cells: usize,
 }
 
 const BATCH: usize = 64;
@@ -86,23 +93,15 @@ fn bench_captioner(steps: usize, vocab: usize) -> anyhow::Result<[f64; 4]> {
     Ok(phases.map(|mut p| median(&mut p)))
 }
 
-/// PyTorch's median ms/step, or why it could not run.
-fn bench_torch(
+/// PyTorch's median ms/step of `script` (fed on stdin, with `args`), or why it could not run.
+pub(super) fn bench_torch(
     python: &str,
-    threads: usize,
-    steps: usize,
-    vocab: usize,
+    script: &str,
+    args: &[String],
 ) -> Result<(f64, String), String> {
     let mut child = Command::new(python)
-        .args([
-            "-",
-            "--threads",
-            &threads.to_string(),
-            "--steps",
-            &steps.to_string(),
-            "--vocab",
-            &vocab.to_string(),
-        ])
+        .arg("-")
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -110,7 +109,7 @@ fn bench_torch(
         .map_err(|e| format!("cannot run {python}: {e}"))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
-            .write_all(PY_BENCH.as_bytes())
+            .write_all(script.as_bytes())
             .map_err(|e| format!("cannot feed {python}: {e}"))?;
     }
     let out = child
@@ -146,6 +145,19 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         "--threads and --steps must be >= 1, --vocab >= 5"
     );
     let vocab = args.vocab;
+    if args.decoder == super::train::Decoder::Attention {
+        return super::bench_train_attention::run(
+            threads,
+            args.steps,
+            vocab,
+            args.cells,
+            if args.no_python {
+                None
+            } else {
+                Some(&args.python)
+            },
+        );
+    }
     println!(
         "training step: batch {BATCH}, {} LSTM steps, vocab {vocab}, feature {FEATURE}, Adam; \
          {threads} threads, median of {} steps",
@@ -156,7 +168,15 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let torch = if args.no_python {
         Err("skipped (--no-python)".to_string())
     } else {
-        bench_torch(&args.python, threads, args.steps, vocab)
+        let flags = [
+            "--threads".to_string(),
+            threads.to_string(),
+            "--steps".into(),
+            args.steps.to_string(),
+            "--vocab".into(),
+            vocab.to_string(),
+        ];
+        bench_torch(&args.python, PY_BENCH, &flags)
     };
     println!("{:<22} {:>10}", "implementation", "ms/step");
     println!("{:<22} {:>10.1}", "captioner", total);

@@ -8,6 +8,7 @@ mod bench_index;
 mod bench_precision;
 mod bench_search;
 mod bench_train;
+mod bench_train_attention;
 mod caption;
 mod data_args;
 mod demo;

@@ -7,6 +7,7 @@ pub mod bf16;
 pub mod caption_model;
 pub(crate) mod cpu_math;
 pub mod decoder;
+pub mod decoder_model;
 pub mod head;
 pub mod lstm;
 pub mod precision;
@@ -16,4 +17,5 @@ pub(crate) mod token_projection;
 pub mod weights;
 
 pub use caption_model::{CaptionModel, Scratch};
+pub use decoder_model::DecoderModel;
 pub use precision::Precision;

@@ -1,0 +1,139 @@
+//! `captioner bench train --decoder attention`: one training step of the soft-attention decoder
+//! (batch 64 captions of 19 words = 20 steps, P cells of 2048 channels, embedding, attention and
+//! hidden 512, dropout 0.5, the attention regulariser, gradients clamped to ±5, Adam) in ms/step,
+//! beside the PyTorch tutorial's own step on the same shapes
+//! (scripts/reference/bench_train_attention.py).
+
+use super::bench_common::median;
+use super::bench_train::bench_torch;
+use captioner::model::attention::teacher::{backward, forward, PassOptions, TeacherBatch};
+use captioner::model::attention::{AttentionDecoder, AttentionDims};
+use captioner::text::{END, START};
+use captioner::train::adam::{AdamConfig, BufferAdam};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::time::Instant;
+
+const PY_BENCH: &str = include_str!("../../scripts/reference/bench_train_attention.py");
+
+const BATCH: usize = 64;
+const WORDS: usize = 19;
+const CHANNELS: usize = 2048;
+const SIZE: usize = 512;
+
+/// Median ms of captioner's step and its phases: (total, forward with the loss, backward,
+/// clamp + Adam).
+fn bench_captioner(steps: usize, vocab: usize, cells: usize) -> anyhow::Result<[f64; 4]> {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    let dims = AttentionDims {
+        vocab,
+        channels: CHANNELS,
+        embed: SIZE,
+        attention: SIZE,
+        hidden: SIZE,
+    };
+    let mut dec = AttentionDecoder::new(dims, &mut rng);
+    let mut opt = BufferAdam::new(
+        dec.zeros_like().iter().map(Vec::len),
+        AdamConfig {
+            lr: 4e-4,
+            ..AdamConfig::default()
+        },
+    );
+    let maps: Vec<f32> = (0..BATCH * cells * CHANNELS)
+        .map(|_| rng.random_range(0.0..1.0))
+        .collect();
+    let caps: Vec<Vec<u32>> = (0..BATCH)
+        .map(|_| {
+            (0..WORDS)
+                .map(|_| rng.random_range(4..vocab as u32))
+                .collect()
+        })
+        .collect();
+    let refs: Vec<&[u32]> = caps.iter().map(Vec::as_slice).collect();
+    let opts = PassOptions {
+        dropout: 0.5,
+        alpha_c: 1.0,
+    };
+    let mut phases: [Vec<f64>; 4] = Default::default();
+    for k in 0..steps + 2 {
+        let times = captioner::pool::in_pool(|| -> anyhow::Result<[Instant; 4]> {
+            let t0 = Instant::now();
+            let batch = TeacherBatch {
+                maps: &maps,
+                cells,
+                captions: &refs,
+                start: START,
+                end: END,
+            };
+            let pass = forward(&dec, &batch, opts, &mut rng)?;
+            let t1 = Instant::now();
+            let mut grads = backward(&dec, &pass)?;
+            let t2 = Instant::now();
+            for g in &mut grads {
+                for x in g.iter_mut() {
+                    *x = x.clamp(-5.0, 5.0);
+                }
+            }
+            opt.step(dec.params_mut(), &grads)?;
+            Ok([t0, t1, t2, Instant::now()])
+        })?;
+        if k >= 2 {
+            let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
+            let [t0, t1, t2, t3] = times;
+            for (p, v) in phases
+                .iter_mut()
+                .zip([ms(t0, t3), ms(t0, t1), ms(t1, t2), ms(t2, t3)])
+            {
+                p.push(v);
+            }
+        }
+    }
+    Ok(phases.map(|mut p| median(&mut p)))
+}
+
+/// Runs the bench and prints its table.
+pub fn run(
+    threads: usize,
+    steps: usize,
+    vocab: usize,
+    cells: usize,
+    python: Option<&String>,
+) -> anyhow::Result<i32> {
+    anyhow::ensure!(cells >= 1, "--cells must be >= 1");
+    println!(
+        "attention training step: batch {BATCH}, {} steps, vocab {vocab}, {cells} cells of \
+         {CHANNELS}, embedding/attention/hidden {SIZE}, dropout 0.5, clamp 5, Adam; {threads} \
+         threads, median of {steps} steps",
+        WORDS + 1
+    );
+    let [total, fwd, bwd, adam] = bench_captioner(steps, vocab, cells)?;
+    let torch = match python {
+        None => Err("skipped (--no-python)".to_string()),
+        Some(python) => {
+            let flags: Vec<String> = [
+                ("--threads", threads),
+                ("--steps", steps),
+                ("--vocab", vocab),
+                ("--cells", cells),
+            ]
+            .iter()
+            .flat_map(|(k, v)| [k.to_string(), v.to_string()])
+            .collect();
+            bench_torch(python, PY_BENCH, &flags)
+        }
+    };
+    println!("{:<22} {:>10}", "implementation", "ms/step");
+    println!("{:<22} {:>10.1}", "captioner", total);
+    match &torch {
+        Ok((ms, version)) => {
+            println!("{:<22} {:>10.1}", format!("pytorch {version}"), ms);
+            println!("ratio (pytorch ms / captioner ms): {:.2}x", ms / total);
+        }
+        Err(why) => println!("{:<22} {:>10}   ({why})", "pytorch", "-"),
+    }
+    println!(
+        "captioner phases (ms): forward with loss {fwd:.1}, backward {bwd:.1}, clamp + adam {adam:.1}"
+    );
+    Ok(0)
+}
