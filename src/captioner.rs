@@ -81,6 +81,26 @@ pub struct ModelInfo {
     pub precision: Precision,
 }
 
+/// A caption with its words and, for the attention decoder, where each word looked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attended {
+    /// The caption.
+    pub caption: String,
+    /// Its words, one per decoded token (`<unk>` included).
+    pub words: Vec<String>,
+    /// The attention of each word (attention decoder only).
+    pub attention: Option<WordAttention>,
+}
+
+/// Where the attention decoder looked for each word of a caption.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WordAttention {
+    /// The feature-map grid `[h, w]`.
+    pub grid: [usize; 2],
+    /// Per word, its `h·w` weights (row-major cells; they sum to 1).
+    pub weights: Vec<Vec<f32>>,
+}
+
 /// A loaded captioning model: trunk, head, decoder and vocabulary. Shared across threads (`&self`
 /// everywhere).
 ///
@@ -353,6 +373,45 @@ impl Captioner {
                 .collect::<Result<Vec<_>>>()
                 .map(Some)
         })
+    }
+
+    /// Captions of decoded images with where the attention decoder looked for each word
+    /// (`attention: None` for the LSTM decoder), decoded `opts.batch_size` images at a time as
+    /// [`Captioner::caption_images`] does.
+    pub fn caption_images_attended(
+        &self,
+        images: &[RgbImage],
+        opts: &CaptionOptions,
+    ) -> Result<Vec<Attended>> {
+        let side = self.image_size();
+        let mut out = Vec::with_capacity(images.len());
+        for chunk in images.chunks(opts.batch_size.max(1)) {
+            let planes: Vec<Vec<f32>> = chunk
+                .par_iter()
+                .map(|img| preprocess_sized(img, side))
+                .collect();
+            let features = self.encode(planes.concat(), chunk.len())?;
+            let decoded = self.decode_features(&features, opts)?;
+            let maps = self.attention(&features, &decoded)?;
+            for (k, d) in decoded.iter().enumerate() {
+                out.push(Attended {
+                    caption: self.vocab.decode(&d.tokens),
+                    words: d
+                        .tokens
+                        .iter()
+                        .map(|&t| self.vocab.word(t).unwrap_or("<unk>").to_string())
+                        .collect(),
+                    attention: match (&maps, self.grid()) {
+                        (Some(m), Some(grid)) => Some(WordAttention {
+                            grid,
+                            weights: m[k].clone(),
+                        }),
+                        _ => None,
+                    },
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Decodes with whichever decoder the model has.

@@ -70,6 +70,6 @@ pub mod text;
 pub mod train;
 pub mod vision;
 
-pub use captioner::{CaptionOptions, Captioner, ModelInfo};
+pub use captioner::{Attended, CaptionOptions, Captioner, ModelInfo, WordAttention};
 pub use error::{Error, Fault, Result};
 pub use model::DecoderModel;

@@ -9,9 +9,12 @@
 use super::exit::UsageContext;
 use super::progress::Bars;
 use super::shard_args::ShardArgs;
+use anyhow::Context;
 use captioner::data::walk::walk_images;
 use captioner::progress::{Level, Progress, Unit};
-use captioner::{CaptionOptions, Captioner};
+use captioner::report::attention_png::write_attention_png;
+use captioner::vision::decode::load_rgb;
+use captioner::{CaptionOptions, Captioner, WordAttention};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -51,6 +54,10 @@ pub struct Args {
     pub shard: ShardArgs,
     #[command(flatten)]
     pub precision: super::precision_arg::PrecisionArg,
+    /// Attention models: write DIR/<image stem>.png, the image and one panel per word with
+    /// where the model looked for it.
+    #[arg(long, value_name = "DIR")]
+    pub attention_out: Option<PathBuf>,
     /// Image files, or folders searched recursively for images (by extension).
     #[arg(required = true, value_name = "PATH")]
     pub paths: Vec<PathBuf>,
@@ -113,21 +120,27 @@ fn collect_images(paths: &[PathBuf]) -> (Vec<Found>, Vec<(Found, String)>) {
     (files, bad)
 }
 
-/// Writes one result in the chosen format; errors (whose message names the file) of text and CSV go to stderr.
+/// Writes one result in the chosen format; errors (whose message names the file) of text and CSV
+/// go to stderr. An attention model's JSONL line also has `"grid": [h, w]` and `"attention"`,
+/// one row of `h·w` weights per word.
 fn emit(
     out: &mut impl Write,
     format: Format,
     several: bool,
     image: &Path,
     result: Result<&str, &str>,
+    attention: Option<&WordAttention>,
 ) -> anyhow::Result<()> {
     let name = image.display().to_string();
     match (format, result) {
-        (Format::Jsonl, Ok(caption)) => writeln!(
-            out,
-            "{}",
-            serde_json::json!({ "image": name, "caption": caption })
-        )?,
+        (Format::Jsonl, Ok(caption)) => {
+            let mut line = serde_json::json!({ "image": name, "caption": caption });
+            if let Some(a) = attention {
+                line["grid"] = serde_json::json!(a.grid);
+                line["attention"] = serde_json::json!(a.weights);
+            }
+            writeln!(out, "{line}")?
+        }
         (Format::Jsonl, Err(e)) => {
             writeln!(out, "{}", serde_json::json!({ "image": name, "error": e }))?
         }
@@ -171,7 +184,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     }
     let mut failed = 0usize;
     for (f, e) in &bad {
-        emit(&mut out, args.format, several, &f.path, Err(e))?;
+        emit(&mut out, args.format, several, &f.path, Err(e), None)?;
         failed += 1;
     }
     let bars = Bars::new(several && !args.no_progress);
@@ -185,6 +198,24 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         );
     }
     let task = bars.task("caption", Some(files.len() as u64), Unit::Images);
+    let attention_model = captioner.grid().is_some();
+    if let Some(dir) = &args.attention_out {
+        if !attention_model {
+            return Err(super::exit::usage(format!(
+                "--attention-out needs an attention model; {} has the lstm decoder",
+                args.model.display()
+            )));
+        }
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    if attention_model && (args.format == Format::Jsonl || args.attention_out.is_some()) {
+        let failed_now = caption_attended(
+            &captioner, &files, &opts, &args, several, &mut out, &bars, &*task,
+        )?;
+        task.finish();
+        out.flush()?;
+        return finish(failed + failed_now, files.len() + bad.len());
+    }
     let mut write_err = None;
     let mut internal = None;
     captioner.caption_paths_each(&files, &opts, |i, result| {
@@ -202,7 +233,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                 Err(&msg)
             }
         };
-        let written = bars.suspend(|| emit(&mut out, args.format, several, &files[i], r));
+        let written = bars.suspend(|| emit(&mut out, args.format, several, &files[i], r, None));
         if let Err(e) = written {
             write_err.get_or_insert(e);
         }
@@ -216,13 +247,76 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     if let Some(e) = internal {
         anyhow::bail!("{e}");
     }
+    finish(failed, files.len() + bad.len())
+}
+
+/// The exit status after `failed` of `total` images failed (said on stderr).
+fn finish(failed: usize, total: usize) -> anyhow::Result<i32> {
     if failed > 0 {
         eprintln!(
-            "captioned {} of {} images; {failed} failed",
-            files.len() + bad.len() - failed,
-            files.len() + bad.len()
+            "captioned {} of {total} images; {failed} failed",
+            total - failed
         );
         return Ok(1);
     }
     Ok(0)
+}
+
+/// Captions `files` with an attention model, keeping where each word looked: for the JSONL
+/// fields and the `--attention-out` pictures. Batches of `opts.batch_size` images, as the plain
+/// path. Returns how many images failed.
+#[allow(clippy::too_many_arguments)]
+fn caption_attended(
+    captioner: &Captioner,
+    files: &[PathBuf],
+    opts: &CaptionOptions,
+    args: &Args,
+    several: bool,
+    out: &mut impl Write,
+    bars: &Bars,
+    task: &dyn captioner::progress::Task,
+) -> anyhow::Result<usize> {
+    let mut failed = 0;
+    for chunk in files.chunks(opts.batch_size.max(1)) {
+        let images: Vec<Result<image::RgbImage, captioner::Error>> =
+            chunk.iter().map(|p| load_rgb(p)).collect();
+        let good: Vec<image::RgbImage> = images
+            .iter()
+            .filter_map(|r| r.as_ref().ok().cloned())
+            .collect();
+        let mut attended = captioner.caption_images_attended(&good, opts)?.into_iter();
+        for (path, image) in chunk.iter().zip(&images) {
+            match image {
+                Err(e) => {
+                    failed += 1;
+                    let msg = e.to_string();
+                    bars.suspend(|| emit(out, args.format, several, path, Err(&msg), None))?;
+                }
+                Ok(img) => {
+                    let a = attended
+                        .next()
+                        .ok_or_else(|| anyhow::anyhow!("internal: a caption went missing"))?;
+                    bars.suspend(|| {
+                        emit(
+                            out,
+                            args.format,
+                            several,
+                            path,
+                            Ok(&a.caption),
+                            a.attention.as_ref(),
+                        )
+                    })?;
+                    if let (Some(dir), Some(att)) = (&args.attention_out, &a.attention) {
+                        let stem = path
+                            .file_stem()
+                            .map(|s| s.to_string_lossy().into_owned())
+                            .unwrap_or_else(|| "image".into());
+                        write_attention_png(img, &a.words, att, &dir.join(format!("{stem}.png")))?;
+                    }
+                }
+            }
+            task.advance(1);
+        }
+    }
+    Ok(failed)
 }

@@ -2,6 +2,7 @@
 //! `DIR/images/`, the loss curve in `DIR/loss.svg`) with the corpus scores, the run's loss curve
 //! and every evaluated image beside its caption, its references and its own CIDEr-D and BLEU-4.
 
+pub mod attention_png;
 mod html;
 
 pub use html::escape;

@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 const W: u32 = 640;
 const H: u32 = 400;
 /// The family name the embedded font is registered under; plotters looks fonts up by this name.
-const FONT: &str = "sans-serif";
+pub(crate) const FONT: &str = "sans-serif";
 /// DejaVu Sans 2.37 (Bitstream Vera licence, see assets/fonts/DejaVuSans-LICENSE.txt).
 static DEJAVU_SANS: &[u8] = include_bytes!("../../assets/fonts/DejaVuSans.ttf");
 
@@ -29,7 +29,7 @@ fn plot_err(path: &Path, e: impl std::fmt::Display) -> Error {
 
 /// Registers the embedded font with plotters, once per process. Without it every text element
 /// fails with "FontUnavailable" (the `ab_glyph` feature has no system-font fallback).
-fn register_font() -> std::result::Result<(), String> {
+pub(crate) fn register_font() -> std::result::Result<(), String> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
     let ok = *REGISTERED.get_or_init(|| {
         plotters::style::register_font(FONT, FontStyle::Normal, DEJAVU_SANS).is_ok()

@@ -503,3 +503,35 @@ fn the_server_captions_with_the_real_model() {
     assert!(body["error"].is_string());
     server.shutdown().unwrap();
 }
+
+#[test]
+fn attention_output_needs_an_attention_model() {
+    let t = trained();
+    let image = images(t).remove(0);
+    let dir = tempfile::tempdir().unwrap();
+    let out = exe()
+        .args(["caption", "--attention-out"])
+        .arg(dir.path().join("maps"))
+        .arg("--model")
+        .arg(&t.run)
+        .arg(&image)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("needs an attention model") && err.contains("lstm"),
+        "{err}"
+    );
+    // The LSTM decoder's JSONL has no attention fields.
+    let out = exe()
+        .args(["caption", "--format", "jsonl", "--model"])
+        .arg(&t.run)
+        .arg(&image)
+        .output()
+        .unwrap();
+    let rows = jsonl(&out);
+    assert_eq!(rows.len(), 1);
+    assert!(rows[0].get("attention").is_none() && rows[0].get("grid").is_none());
+    assert!(rows[0]["caption"].is_string());
+}

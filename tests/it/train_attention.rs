@@ -169,6 +169,38 @@ fn attention_runs_record_their_decoder_learn_and_resume_exactly_after_ctrl_c() {
         .to_string();
     assert!(err.contains("2×2 feature maps"), "{err}");
 
+    // Where each word looked: JSONL rows of 2×2 weights, one per word, and the picture.
+    let pictures = dir.path().join("attention");
+    let line = ok(exe()
+        .arg("caption")
+        .arg("--model")
+        .arg(&whole)
+        .args(["--format", "jsonl", "--attention-out"])
+        .arg(&pictures)
+        .arg(&image)
+        .output()
+        .unwrap());
+    let v: Value = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(v["caption"], greedy.as_str());
+    assert_eq!(v["grid"], serde_json::json!([2, 2]));
+    let rows = v["attention"].as_array().unwrap();
+    assert_eq!(rows.len(), greedy.split(' ').count());
+    for row in rows {
+        let w: Vec<f64> = row
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        assert_eq!(w.len(), 4);
+        assert!((w.iter().sum::<f64>() - 1.0).abs() < 1e-4, "{w:?}");
+    }
+    let png = image::open(pictures.join("scene_000003.png")).unwrap();
+    assert!(
+        png.width() > 2 * png.height(),
+        "one panel per word and the image"
+    );
+
     // The run says what it trained; the cache holds the maps; the model file the tutorial's names.
     let cfg = json(&whole.join("config.json"));
     assert_eq!(cfg["train"]["decoder"], "attention");
