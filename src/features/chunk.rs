@@ -176,7 +176,7 @@ impl SpatialChunkFile {
     }
 }
 
-/// Where [`write`] put a chunk's rows: the rows file and its sha256 (`None` for a chunk of
+/// Where [`write()`] put a chunk's rows: the rows file and its sha256 (`None` for a chunk of
 /// failures only).
 pub type Written = Option<(PathBuf, String)>;
 

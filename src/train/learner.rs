@@ -1,7 +1,7 @@
 //! What the training loop needs of a decoder, whichever it is: train on a batch, finish an epoch,
 //! score the validation captions, and hand over its weights and optimiser state for checkpoints.
-//! [`LstmLearner`] is the seed's head + LSTM with candle's autograd and [`Adam`];
-//! [`AttentionLearner`] the attention decoder with its hand-written backward pass and
+//! `LstmLearner` is the seed's head + LSTM with candle's autograd and [`Adam`];
+//! `AttentionLearner` the attention decoder with its hand-written backward pass and
 //! [`BufferAdam`].
 
 use crate::model::attention::teacher::{backward, forward, PassOptions, TeacherBatch};
