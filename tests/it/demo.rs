@@ -86,3 +86,40 @@ fn demo_trains_evaluates_reports_and_reruns() {
     assert!(all.contains("replacing the previous demo run"), "{all}");
     assert!(all.contains("60 reused, 0 computed"), "{all}");
 }
+
+/// `demo --decoder attention` trains the attention decoder on the same tiny corpus and scores it
+/// like the default demo.
+#[test]
+fn demo_with_the_attention_decoder_trains_and_scores_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("demo");
+    let o = run_ok(
+        exe()
+            .args([
+                "demo",
+                "--no-progress",
+                "--images",
+                "40",
+                "--epochs",
+                "1",
+                "--decoder",
+                "attention",
+                "--out",
+            ])
+            .arg(&out),
+    );
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("BLEU-4"), "{stdout}");
+    let cfg: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(cfg["train"]["decoder"], "attention");
+    let metrics: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("metrics.json")).unwrap()).unwrap();
+    for key in ["bleu4", "cider"] {
+        let v = metrics[key].as_f64().unwrap_or(-1.0);
+        assert!((0.0..=10.0).contains(&v), "{key} = {v}");
+    }
+    assert_eq!(metrics["images"], 4, "10% of 40 scenes are held out");
+    assert!(out.join("features/spatial.safetensors").is_file());
+}
