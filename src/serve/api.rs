@@ -33,18 +33,27 @@ pub async fn caption(
     let started = Instant::now();
     let Query(query) = query.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let beam = parse_beam(query.get("beam").map(String::as_str))?;
+    let attention = parse_flag("attention", query.get("attention").map(String::as_str))?;
+    if attention && !app.engine.has_attention() {
+        return Err(ApiError::bad_request(
+            "attention=1 needs an attention model; this server's model has the lstm decoder",
+        ));
+    }
     let bytes = read_image(&app, request).await?;
-    let answer = app.pool.submit(bytes, beam).map_err(|r| match r {
-        Rejected::QueueFull => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "busy: {} captions running and {} waiting; try again shortly",
-                app.cfg.workers, app.cfg.queue
+    let answer = app
+        .pool
+        .submit(bytes, beam, attention)
+        .map_err(|r| match r {
+            Rejected::QueueFull => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "busy: {} captions running and {} waiting; try again shortly",
+                    app.cfg.workers, app.cfg.queue
+                ),
             ),
-        ),
-        Rejected::Closed => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
-    })?;
-    let caption = match tokio::time::timeout(app.cfg.timeout, answer).await {
+            Rejected::Closed => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting down"),
+        })?;
+    let answered = match tokio::time::timeout(app.cfg.timeout, answer).await {
         Err(_) => {
             return Err(ApiError::new(
                 StatusCode::GATEWAY_TIMEOUT,
@@ -62,8 +71,26 @@ pub async fn caption(
         Ok(Ok(Some(result))) => result?,
     };
     let ms = (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0;
-    let body = json!({ "caption": caption, "ms": ms, "beam": beam });
+    let mut body = json!({ "caption": answered.caption, "ms": ms, "beam": beam });
+    if attention {
+        body["words"] = json!(answered.words);
+        if let Some(a) = &answered.attention {
+            body["grid"] = json!(a.grid);
+            body["attention"] = json!(a.weights);
+        }
+    }
     Ok(json_response(StatusCode::OK, &body))
+}
+
+/// A yes/no query parameter: absent, `0` or `false` is no; `1` or `true` is yes.
+fn parse_flag(name: &str, raw: Option<&str>) -> Result<bool, ApiError> {
+    match raw {
+        None | Some("0") | Some("false") => Ok(false),
+        Some("1") | Some("true") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "{name} must be 1 or 0, got {other:?}"
+        ))),
+    }
 }
 
 /// `?beam=K`: absent means greedy (1).

@@ -2,7 +2,7 @@
 //! ResNet + LSTM captioner implements [`CaptionEngine`]; [`FakeEngine`] stands in for it in tests
 //! and load runs.
 
-use crate::captioner::{CaptionOptions, Captioner};
+use crate::captioner::{Attended, CaptionOptions, Captioner};
 use crate::vision::header::probe_bytes;
 use crate::{Error, Result};
 use std::time::Duration;
@@ -25,6 +25,21 @@ pub trait CaptionEngine: Send + Sync + 'static {
     }
     /// Facts for GET /api/info: backbone, vocabulary size, model file, ...
     fn info(&self) -> serde_json::Value;
+    /// Whether [`CaptionEngine::caption_attended`] gives where each word looked (an attention
+    /// model).
+    fn has_attention(&self) -> bool {
+        false
+    }
+    /// The caption of one upload with its words and, for an attention model, where each word
+    /// looked. The default has no attention.
+    fn caption_attended(&self, bytes: &[u8], beam: usize) -> Result<Attended> {
+        let caption = self.caption_bytes(bytes, beam)?;
+        Ok(Attended {
+            words: caption.split_whitespace().map(str::to_string).collect(),
+            caption,
+            attention: None,
+        })
+    }
 }
 
 /// Checks a beam size against `1..=MAX_BEAM`.
@@ -55,6 +70,22 @@ impl CaptionEngine for Captioner {
             ..CaptionOptions::default()
         };
         self.caption_bytes_batch(images, &opts)
+    }
+
+    fn has_attention(&self) -> bool {
+        self.grid().is_some()
+    }
+
+    fn caption_attended(&self, bytes: &[u8], beam: usize) -> Result<Attended> {
+        check_beam(beam)?;
+        let opts = CaptionOptions {
+            beam,
+            ..CaptionOptions::default()
+        };
+        let image = crate::vision::decode::decode_rgb(bytes, std::path::Path::new("upload"))?;
+        self.caption_images_attended(std::slice::from_ref(&image), &opts)?
+            .pop()
+            .ok_or_else(|| Error::Internal("no caption came back".into()))
     }
 
     fn info(&self) -> serde_json::Value {

@@ -7,6 +7,7 @@
 //! arriving together), a batch may wait up to [`Batching::wait`] to fill.
 
 use super::engine::CaptionEngine;
+use crate::captioner::Attended;
 use crate::{Error, Result};
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -30,11 +31,23 @@ pub struct Batching {
 struct Job {
     bytes: axum::body::Bytes,
     beam: usize,
+    /// Whether the requester wants where each word looked (run alone, not in a batch).
+    attention: bool,
     reply: oneshot::Sender<Answer>,
 }
 
-/// A worker's answer: the engine's result, or `None` when the engine panicked.
-pub type Answer = Option<Result<String>>;
+/// A worker's answer: the engine's result (with `words` and `attention` only for a job that
+/// asked for them), or `None` when the engine panicked.
+pub type Answer = Option<Result<Attended>>;
+
+/// A plain caption as an answer.
+fn plain(caption: String) -> Attended {
+    Attended {
+        caption,
+        words: Vec::new(),
+        attention: None,
+    }
+}
 
 /// Why a job was not accepted.
 #[derive(Debug, PartialEq, Eq)]
@@ -93,11 +106,18 @@ impl Pool {
         &self,
         bytes: axum::body::Bytes,
         beam: usize,
+        attention: bool,
     ) -> std::result::Result<oneshot::Receiver<Answer>, Rejected> {
         let (reply, answer) = oneshot::channel();
         // Counted before sending, so a fast worker never finishes a job that is not counted yet.
         self.load.admitted.fetch_add(1, Ordering::SeqCst);
-        let refused = match self.jobs.try_send(Job { bytes, beam, reply }) {
+        let job = Job {
+            bytes,
+            beam,
+            attention,
+            reply,
+        };
+        let refused = match self.jobs.try_send(job) {
             Ok(()) => return Ok(answer),
             Err(TrySendError::Full(_)) => Rejected::QueueFull,
             Err(TrySendError::Disconnected(_)) => Rejected::Closed,
@@ -123,6 +143,17 @@ fn work(rx: &Mutex<Receiver<Job>>, engine: &dyn CaptionEngine, load: &Load, batc
         let taken = batch.len();
         // Jobs whose requester timed out while they were queued are skipped: nobody waits.
         let live: Vec<Job> = batch.into_iter().filter(|j| !j.reply.is_closed()).collect();
+        // Those that want the attention, one by one.
+        let (attended, live): (Vec<Job>, Vec<Job>) = live.into_iter().partition(|j| j.attention);
+        for job in attended {
+            load.running.fetch_add(1, Ordering::SeqCst);
+            let answer = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                engine.caption_attended(&job.bytes, job.beam)
+            }))
+            .ok();
+            load.running.fetch_sub(1, Ordering::SeqCst);
+            let _ = job.reply.send(answer);
+        }
         // One engine call per beam size, in arrival order.
         let mut beams: Vec<usize> = live.iter().map(|j| j.beam).collect();
         beams.sort_unstable();
@@ -178,14 +209,18 @@ fn next_batch(rx: &Receiver<Job>, load: &Load, batching: Batching) -> Option<Vec
 /// request, not a worker nor the whole batch: after a panic each job is run alone.
 fn run_group(engine: &dyn CaptionEngine, group: &[Job], beam: usize) -> Vec<Answer> {
     let alone = |job: &Job| -> Answer {
-        std::panic::catch_unwind(AssertUnwindSafe(|| engine.caption_bytes(&job.bytes, beam))).ok()
+        std::panic::catch_unwind(AssertUnwindSafe(|| engine.caption_bytes(&job.bytes, beam)))
+            .ok()
+            .map(|r| r.map(plain))
     };
     if group.len() == 1 {
         return vec![alone(&group[0])];
     }
     let images: Vec<&[u8]> = group.iter().map(|j| j.bytes.as_ref()).collect();
     match std::panic::catch_unwind(AssertUnwindSafe(|| engine.caption_batch(&images, beam))) {
-        Ok(results) if results.len() == group.len() => results.into_iter().map(Some).collect(),
+        Ok(results) if results.len() == group.len() => {
+            results.into_iter().map(|r| Some(r.map(plain))).collect()
+        }
         _ => group.iter().map(alone).collect(),
     }
 }
@@ -231,25 +266,39 @@ mod tests {
             wait: Duration::ZERO,
         };
         let pool = Pool::new(engine.clone(), 1, 16, batching).unwrap();
-        let slow = pool.submit("slow".into(), 1).unwrap();
+        let slow = pool.submit("slow".into(), 1, false).unwrap();
         while !engine.slow_started.load(Ordering::SeqCst) {
             std::thread::sleep(Duration::from_millis(1));
         }
         let waiting: Vec<_> = ["a", "boom", "b", "c"]
             .iter()
-            .map(|s| pool.submit(s.as_bytes().to_vec().into(), 1).unwrap())
+            .map(|s| pool.submit(s.as_bytes().to_vec().into(), 1, false).unwrap())
             .collect();
-        let beam3 = pool.submit("d".into(), 3).unwrap();
-        assert_eq!(slow.blocking_recv().unwrap().unwrap().unwrap(), "slow");
+        let beam3 = pool.submit("d".into(), 3, false).unwrap();
+        let attended = pool.submit("e f".into(), 1, true).unwrap();
+        assert_eq!(
+            slow.blocking_recv().unwrap().unwrap().unwrap().caption,
+            "slow"
+        );
         let answers: Vec<Answer> = waiting
             .into_iter()
             .map(|r| r.blocking_recv().unwrap())
             .collect();
-        assert_eq!(answers[0].as_ref().unwrap().as_ref().unwrap(), "a");
+        let caption = |a: &Answer| a.as_ref().unwrap().as_ref().unwrap().caption.clone();
+        assert_eq!(caption(&answers[0]), "a");
         assert!(answers[1].is_none(), "the panicking request fails");
-        assert_eq!(answers[2].as_ref().unwrap().as_ref().unwrap(), "b");
-        assert_eq!(answers[3].as_ref().unwrap().as_ref().unwrap(), "c");
-        assert_eq!(beam3.blocking_recv().unwrap().unwrap().unwrap(), "d");
+        assert_eq!(caption(&answers[2]), "b");
+        assert_eq!(caption(&answers[3]), "c");
+        assert_eq!(
+            beam3.blocking_recv().unwrap().unwrap().unwrap().caption,
+            "d"
+        );
+        // The attention job ran alone, through caption_attended (the default: words, no maps).
+        let a = attended.blocking_recv().unwrap().unwrap().unwrap();
+        assert_eq!(
+            (a.caption.as_str(), a.words.len(), a.attention),
+            ("e f", 2, None)
+        );
         // The four greedy jobs went in as one batch (which panicked, then ran one by one); the
         // beam-3 job alone, so not through caption_batch.
         assert_eq!(*engine.batches.lock().unwrap(), vec![4]);

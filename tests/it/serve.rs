@@ -451,3 +451,37 @@ fn a_server_fault_is_a_500_with_a_generic_message_and_the_detail_in_the_log() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn attention_is_refused_by_a_model_without_it() {
+    let server = serve::start(Arc::new(FakeEngine::new()), config()).unwrap();
+    let (status, body) = post_raw(
+        &agent(),
+        &server,
+        "?attention=1",
+        Some("image/png"),
+        &png(8, 8, [200, 0, 0]),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("attention model"),
+        "{body}"
+    );
+    let (status, body) = post_raw(
+        &agent(),
+        &server,
+        "?attention=maybe",
+        Some("image/png"),
+        &png(8, 8, [200, 0, 0]),
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = post_raw(
+        &agent(),
+        &server,
+        "?attention=0",
+        Some("image/png"),
+        &png(8, 8, [200, 0, 0]),
+    );
+    assert_eq!(status, 200, "{body}");
+    server.shutdown().unwrap();
+}

@@ -201,6 +201,50 @@ fn attention_runs_record_their_decoder_learn_and_resume_exactly_after_ctrl_c() {
         "one panel per word and the image"
     );
 
+    // The server: ?attention=1 returns the words, the grid and a row of weights per word, with
+    // the caption the command line gives; without it, the caption alone.
+    let server = captioner::serve::start(
+        std::sync::Arc::new(model),
+        captioner::serve::ServeConfig {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let bytes = std::fs::read(&image).unwrap();
+    let post = |query: &str| -> Value {
+        agent
+            .post(&format!("http://{}/api/caption{query}", server.addr()))
+            .header("Content-Type", "image/jpeg")
+            .send(&bytes[..])
+            .unwrap()
+            .body_mut()
+            .read_json()
+            .unwrap()
+    };
+    let v = post("?attention=1");
+    assert_eq!(v["caption"], greedy.as_str(), "{v}");
+    assert_eq!(v["grid"], serde_json::json!([2, 2]));
+    let words = v["words"].as_array().unwrap();
+    assert_eq!(words.len(), greedy.split(' ').count());
+    assert_eq!(v["attention"].as_array().unwrap().len(), words.len());
+    let plain = post("?beam=1");
+    assert_eq!(plain["caption"], greedy.as_str());
+    assert!(plain.get("attention").is_none() && plain.get("words").is_none());
+    let info: Value = agent
+        .get(&format!("http://{}/api/info", server.addr()))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    assert_eq!(info["engine"]["decoder"], "attention");
+    server.shutdown().unwrap();
+
     // The run says what it trained; the cache holds the maps; the model file the tutorial's names.
     let cfg = json(&whole.join("config.json"));
     assert_eq!(cfg["train"]["decoder"], "attention");
