@@ -7,6 +7,11 @@ Linear + BatchNorm1d head, and the seed's DecoderRNN (Embedding, LSTM, Linear) d
 tutorial's inference loop fixed to carry the LSTM state (one LSTM step per word, nothing re-fed).
 Random weights, vocabulary 9000; endofseq is suppressed (its bias is -1e4) so every caption is the
 full 25 words on both sides: equal work. Prints one JSON object per mode: {"mode", "ms", "words"}.
+
+With --decoder attention: the trunk without its pool and fc (the 7x7x2048 map), and the soft-attention
+decoder of sgrvinod's tutorial (Attention, LSTMCell, f_beta gate; E = A = H = 512) decoded as its
+caption.py does (k = 1 is greedy), its attention recomputing encoder_att(a) at every step as the
+tutorial's module does.
 """
 
 import argparse
@@ -36,7 +41,11 @@ class Model(nn.Module):
         self.linear = nn.Linear(hidden, vocab)
         with torch.no_grad():
             self.linear.bias[END] = -1e4
-        self.transform = transforms.Compose(
+        self.transform = Model.transform_of()
+
+    @staticmethod
+    def transform_of():
+        return transforms.Compose(
             [
                 transforms.Resize((224, 224)),
                 transforms.ToTensor(),
@@ -83,6 +92,64 @@ class Model(nn.Module):
         return seqs[0]
 
 
+class AttentionModel(nn.Module):
+    """The tutorial's DecoderWithAttention at inference, behind a ResNet trunk without pool and fc."""
+
+    def __init__(self, arch, vocab, size=512):
+        super().__init__()
+        net = getattr(torchvision.models, arch)(weights=None)
+        dim = net.fc.in_features
+        self.trunk = nn.Sequential(*list(net.children())[:-2])
+        self.encoder_att = nn.Linear(dim, size)
+        self.decoder_att = nn.Linear(size, size)
+        self.full_att = nn.Linear(size, 1)
+        self.embedding = nn.Embedding(vocab, size)
+        self.decode_step = nn.LSTMCell(size + dim, size)
+        self.init_h, self.init_c = nn.Linear(dim, size), nn.Linear(dim, size)
+        self.f_beta = nn.Linear(size, dim)
+        self.fc = nn.Linear(size, vocab)
+        with torch.no_grad():
+            self.fc.bias[END] = -1e4
+        self.transform = Model.transform_of()
+
+    def encode(self, path):
+        img = Image.open(path).convert("RGB")
+        x = self.transform(img).unsqueeze(0)
+        a = self.trunk(x)  # [1, C, 7, 7]
+        return a.permute(0, 2, 3, 1).reshape(1, -1, a.shape[1])
+
+    def step(self, a, tok, h, c):
+        att = self.full_att(torch.relu(self.encoder_att(a) + self.decoder_att(h).unsqueeze(1))).squeeze(2)
+        alpha = torch.softmax(att, 1)
+        awe = (a * alpha.unsqueeze(2)).sum(1)
+        awe = torch.sigmoid(self.f_beta(h)) * awe
+        h, c = self.decode_step(torch.cat([self.embedding(tok), awe], 1), (h, c))
+        return torch.log_softmax(self.fc(h), 1), h, c
+
+    def greedy(self, path):
+        return self.beam(path, 1)
+
+    def beam(self, path, k):
+        a = self.encode(path)
+        mean = a.mean(1)
+        h, c = self.init_h(mean), self.init_c(mean)
+        a = a.expand(k, -1, -1) if k > 1 else a
+        h, c = h.expand(k, -1).contiguous(), c.expand(k, -1).contiguous()
+        toks = torch.full((k,), START, dtype=torch.long)
+        scores = torch.zeros(k)
+        seqs = [[] for _ in range(k)]
+        for t in range(MAX_WORDS):
+            logp, h, c = self.step(a, toks, h, c)
+            total = scores[:, None] + logp if t > 0 else logp[:1]
+            best = total.flatten().topk(k)
+            rows = best.indices // logp.shape[1]
+            words = best.indices % logp.shape[1]
+            scores = best.values
+            seqs = [seqs[r] + [int(w)] for r, w in zip(rows.tolist(), words.tolist())]
+            h, c, toks = h[rows], c[rows], words
+        return seqs[0]
+
+
 def median_ms(iters, f):
     f()  # warm-up
     times = []
@@ -102,10 +169,14 @@ def main():
     ap.add_argument("--arch", default="resnet50")
     ap.add_argument("--vocab", type=int, default=9000)
     ap.add_argument("--beam", type=int, default=3)
+    ap.add_argument("--decoder", default="lstm", choices=["lstm", "attention"])
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    model = Model(a.arch, a.vocab).eval()
+    if a.decoder == "attention":
+        model = AttentionModel(a.arch, a.vocab).eval()
+    else:
+        model = Model(a.arch, a.vocab).eval()
     with torch.no_grad():
         words = len(model.greedy(a.image))
         ms = median_ms(a.iters, lambda: model.greedy(a.image))

@@ -8,7 +8,8 @@
 use super::bench_common::{json_lines, median_seconds, use_threads};
 use anyhow::Context;
 use candle_core::{Device, Tensor};
-use captioner::decode::{beam_search, greedy, BeamOptions, LstmSteps, MAX_WORDS};
+use captioner::decode::{beam_search, greedy, AttentionSteps, BeamOptions, LstmSteps, MAX_WORDS};
+use captioner::model::attention::{AttentionDecoder, AttentionDims, Param};
 use captioner::model::resnet::{formula, Arch, ResNetTrunk};
 use captioner::model::CaptionModel;
 use captioner::pool::in_pool;
@@ -47,6 +48,51 @@ pub struct Args {
     /// Skip the PyTorch column.
     #[arg(long)]
     pub no_python: bool,
+    /// The decoder: `lstm` (the seed's, embedding 256) or `attention` (the tutorial's
+    /// soft-attention decoder over the 7×7 map, sizes 512, against its own inference loop).
+    #[arg(long, value_enum, default_value = "lstm")]
+    pub decoder: super::train::Decoder,
+}
+
+/// The random decoder being timed, endofseq suppressed.
+enum Decoder {
+    Lstm(CaptionModel),
+    Attention(AttentionDecoder),
+}
+
+impl Decoder {
+    /// What it reads of a normalised image `[1, 3, S, S]`: the pooled feature or the flat map.
+    fn features(&self, trunk: &ResNetTrunk, x: &Tensor) -> anyhow::Result<Tensor> {
+        Ok(match self {
+            Decoder::Lstm(_) => trunk.forward(x)?,
+            Decoder::Attention(_) => trunk.forward_map(x)?.flatten_all()?.unsqueeze(0)?,
+        })
+    }
+
+    /// Words of the greedy caption of `f`.
+    fn greedy(&self, f: &Tensor) -> anyhow::Result<usize> {
+        Ok(in_pool(|| match self {
+            Decoder::Lstm(m) => greedy(&LstmSteps::new(m, f)?, 1),
+            Decoder::Attention(d) => {
+                greedy(&AttentionSteps::new(d, f.flatten_all()?.to_vec1()?, 1)?, 1)
+            }
+        })?[0]
+            .tokens
+            .len())
+    }
+
+    /// Beam search of `f`.
+    fn beam(&self, f: &Tensor, opts: BeamOptions) -> anyhow::Result<()> {
+        in_pool(|| match self {
+            Decoder::Lstm(m) => beam_search(&LstmSteps::new(m, f)?, 1, opts),
+            Decoder::Attention(d) => beam_search(
+                &AttentionSteps::new(d, f.flatten_all()?.to_vec1()?, 1)?,
+                1,
+                opts,
+            ),
+        })?;
+        Ok(())
+    }
 }
 
 /// A 500×375 JPEG with smooth gradients and texture, like a photo's size and entropy.
@@ -84,7 +130,14 @@ fn pytorch(args: &Args, image: &Path, threads: usize) -> Result<Vec<(String, f64
             .args(["--iters", &args.iters.to_string()])
             .args(["--arch", &args.arch.to_string()])
             .args(["--vocab", &args.vocab.to_string()])
-            .args(["--beam", &args.beam.to_string()]),
+            .args(["--beam", &args.beam.to_string()])
+            .args([
+                "--decoder",
+                match args.decoder {
+                    super::train::Decoder::Lstm => "lstm",
+                    super::train::Decoder::Attention => "attention",
+                },
+            ]),
     )?;
     lines
         .into_iter()
@@ -112,27 +165,39 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let dev = Device::Cpu;
     let trunk = ResNetTrunk::from_state_dict(args.arch, &formula::state_dict(args.arch)?, &dev)?;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
-    let model = CaptionModel::new(trunk.feature_dim(), args.vocab, 256, 512, &mut rng, &dev)?;
-    let mut bias = model.decoder.linear_bias.as_tensor().to_vec1::<f32>()?;
-    bias[END as usize] = -1e4;
-    model
-        .decoder
-        .linear_bias
-        .set(&Tensor::from_vec(bias, args.vocab, &dev)?)?;
+    let model = if args.decoder == super::train::Decoder::Attention {
+        let dims = AttentionDims {
+            vocab: args.vocab,
+            channels: trunk.feature_dim(),
+            embed: 512,
+            attention: 512,
+            hidden: 512,
+        };
+        let mut dec = AttentionDecoder::new(dims, &mut rng);
+        dec.params_mut()[Param::FcB as usize][END as usize] = -1e4;
+        Decoder::Attention(dec)
+    } else {
+        let model = CaptionModel::new(trunk.feature_dim(), args.vocab, 256, 512, &mut rng, &dev)?;
+        let mut bias = model.decoder.linear_bias.as_tensor().to_vec1::<f32>()?;
+        bias[END as usize] = -1e4;
+        model
+            .decoder
+            .linear_bias
+            .set(&Tensor::from_vec(bias, args.vocab, &dev)?)?;
+        Decoder::Lstm(model)
+    };
 
     let features = |path: &Path| -> anyhow::Result<Tensor> {
         let bytes = std::fs::read(path)?;
         let rgb = decode_rgb(&bytes, path)?;
         let x = Tensor::from_vec(preprocess(&rgb), (1, 3, IMAGE_SIZE, IMAGE_SIZE), &dev)?;
-        Ok(trunk.forward(&x)?)
+        model.features(&trunk, &x)
     };
     let mut words = 0;
     let greedy_ms = median_ms(args.iters, || {
         let f = features(&image)?;
         // On a rayon worker, as `Captioner::decode_features` decodes (see `captioner::pool`).
-        words = in_pool(|| greedy(&LstmSteps::new(&model, &f)?, 1))?[0]
-            .tokens
-            .len();
+        words = model.greedy(&f)?;
         Ok(())
     })?;
     let beam_opts = BeamOptions {
@@ -141,8 +206,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     };
     let beam_ms = median_ms(args.iters, || {
         let f = features(&image)?;
-        in_pool(|| beam_search(&LstmSteps::new(&model, &f)?, 1, beam_opts))?;
-        Ok(())
+        model.beam(&f, beam_opts)
     })?;
     // Where the time goes (captioner only).
     let bytes = std::fs::read(&image)?;
@@ -161,12 +225,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     })?;
     let x = Tensor::from_vec(preprocess(&rgb), (1, 3, IMAGE_SIZE, IMAGE_SIZE), &dev)?;
     let enc_ms = median_ms(args.iters, || {
-        trunk.forward(&x)?;
+        model.features(&trunk, &x)?;
         Ok(())
     })?;
-    let f = trunk.forward(&x)?;
+    let f = model.features(&trunk, &x)?;
     let words_ms = median_ms(args.iters, || {
-        in_pool(|| greedy(&LstmSteps::new(&model, &f)?, 1))?;
+        model.greedy(&f)?;
         Ok(())
     })?;
     let torch = if args.no_python {
@@ -176,13 +240,17 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     };
 
     println!(
-        "caption one {} end to end ({} trunk, vocabulary {}, {MAX_WORDS} words), {threads} threads, \
-         median of {} runs (ms, lower is better)",
+        "caption one {} end to end ({} trunk, {} decoder, vocabulary {}, {MAX_WORDS} words), \
+         {threads} threads, median of {} runs (ms, lower is better)",
         match &args.image {
             Some(p) => p.display().to_string(),
             None => "generated 500x375 JPEG".to_string(),
         },
         args.arch,
+        match model {
+            Decoder::Lstm(_) => "lstm",
+            Decoder::Attention(_) => "attention",
+        },
         args.vocab,
         args.iters
     );
