@@ -69,22 +69,22 @@ pub struct Args {
     #[arg(long, value_enum, default_value = "lstm")]
     pub decoder: Decoder,
     /// Word embedding size (default 256; with --decoder attention 512).
-    #[arg(long)]
+    #[arg(long, value_parser = size_parser())]
     pub embed_dim: Option<usize>,
     /// LSTM hidden size (default 512).
-    #[arg(long)]
+    #[arg(long, value_parser = size_parser())]
     pub hidden_dim: Option<usize>,
     /// Attention layer size (attention decoder).
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = size_parser())]
     pub attention_dim: usize,
-    /// Dropout before the output layer (attention decoder).
-    #[arg(long, default_value_t = 0.5)]
+    /// Dropout before the output layer (attention decoder), from 0 up to but not including 1.
+    #[arg(long, default_value_t = 0.5, value_parser = parse_dropout)]
     pub dropout: f32,
-    /// Weight of the "doubly stochastic" attention regulariser (attention decoder).
-    #[arg(long, default_value_t = 1.0)]
+    /// Weight of the "doubly stochastic" attention regulariser (attention decoder), 0 or more.
+    #[arg(long, default_value_t = 1.0, value_parser = parse_alpha_c)]
     pub alpha_c: f32,
-    /// Clamp every gradient element to [-G, G] before Adam (attention decoder).
-    #[arg(long, default_value_t = 5.0, value_name = "G")]
+    /// Clamp every gradient element to [-G, G] before Adam (attention decoder); G > 0.
+    #[arg(long, default_value_t = 5.0, value_name = "G", value_parser = parse_grad_clip)]
     pub grad_clip: f32,
     /// Stop after this many epochs without a better validation loss; 0 never stops early
     /// (default 5; the tutorial preset: 0).
@@ -118,6 +118,38 @@ pub struct Args {
     /// the shards and train.
     #[command(flatten)]
     pub shard: ShardArgs,
+}
+
+/// A layer size: 1 to 65536.
+fn size_parser() -> impl clap::builder::TypedValueParser<Value = usize> {
+    use clap::builder::TypedValueParser;
+    clap::value_parser!(u32)
+        .range(1..=65536)
+        .map(|v| v as usize)
+}
+
+/// A finite number within `ok`, or a message naming the flag's rule.
+fn parse_f32(raw: &str, ok: impl Fn(f32) -> bool, rule: &str) -> Result<f32, String> {
+    let v: f32 = raw
+        .parse()
+        .map_err(|_| format!("{raw:?} is not a number"))?;
+    if v.is_finite() && ok(v) {
+        Ok(v)
+    } else {
+        Err(format!("{raw} is outside {rule}"))
+    }
+}
+
+fn parse_dropout(raw: &str) -> Result<f32, String> {
+    parse_f32(raw, |v| (0.0..1.0).contains(&v), "[0, 1)")
+}
+
+fn parse_alpha_c(raw: &str) -> Result<f32, String> {
+    parse_f32(raw, |v| v >= 0.0, "[0, ∞)")
+}
+
+fn parse_grad_clip(raw: &str) -> Result<f32, String> {
+    parse_f32(raw, |v| v > 0.0, "(0, ∞)")
 }
 
 impl Args {

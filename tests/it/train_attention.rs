@@ -269,3 +269,32 @@ fn attention_runs_record_their_decoder_learn_and_resume_exactly_after_ctrl_c() {
         assert!(names.iter().any(|x| x == n), "{n} missing from {names:?}");
     }
 }
+
+#[test]
+fn out_of_range_attention_settings_are_usage_errors_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, value, rule) in [
+        ("--dropout", "1.5", "[0, 1)"),
+        ("--dropout", "-0.1", "[0, 1)"),
+        ("--grad-clip", "0", "(0, ∞)"),
+        ("--alpha-c", "nan", "[0, ∞)"),
+        ("--attention-dim", "0", "1..=65536"),
+    ] {
+        let run = dir.path().join("run");
+        let out = exe()
+            .args(["train", "--data"])
+            .arg(dir.path().join("no-data"))
+            .args(["--backbone", "x", "--run"])
+            .arg(&run)
+            .args(["--decoder", "attention", &format!("{flag}={value}")])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {err}");
+        assert!(
+            err.contains(flag) && err.contains(rule),
+            "{flag} {value}: {err}"
+        );
+        assert!(!run.exists(), "{flag} {value} created the run directory");
+    }
+}
