@@ -298,3 +298,41 @@ fn out_of_range_attention_settings_are_usage_errors_before_any_work() {
         assert!(!run.exists(), "{flag} {value} created the run directory");
     }
 }
+
+#[test]
+fn kill_9_mid_epoch_then_resume_finishes_the_attention_run() {
+    let c = corpus();
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let run = dir.path().join("run");
+    let mut child = train_cmd(&c, &run, &cache, &["--epochs", "1000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while metrics(&run).is_empty() {
+        assert!(Instant::now() < deadline, "no epoch finished in time");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(80));
+    child.kill().unwrap(); // SIGKILL: no chance to write anything
+    child.wait().unwrap();
+    let done = metrics(&run).len();
+    let target = (done + 1).to_string();
+    ok(
+        train_cmd(&c, &run, &cache, &["--resume", "--epochs", &target])
+            .output()
+            .unwrap(),
+    );
+    let epochs: Vec<u64> = metrics(&run)
+        .iter()
+        .map(|m| m["epoch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(epochs, (1..=done as u64 + 1).collect::<Vec<_>>());
+    assert!(run.join("best.safetensors").is_file());
+    assert_eq!(
+        json(&run.join("last/state.json"))["epochs_done"].as_u64(),
+        Some(done as u64 + 1)
+    );
+}
