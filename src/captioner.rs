@@ -333,6 +333,16 @@ impl Captioner {
         }
     }
 
+    /// [`Captioner::encode`] of decoded images, preprocessed in parallel.
+    fn encode_images(&self, images: &[RgbImage]) -> Result<Tensor> {
+        let side = self.image_size();
+        let planes: Vec<Vec<f32>> = images
+            .par_iter()
+            .map(|img| preprocess_sized(img, side))
+            .collect();
+        self.encode(planes.concat(), images.len())
+    }
+
     /// The feature-map grid `[h, w]` of an image for the attention decoder (`None` for the LSTM
     /// decoder): the trunk halves the side five times.
     pub fn grid(&self) -> Option<[usize; 2]> {
@@ -383,14 +393,9 @@ impl Captioner {
         images: &[RgbImage],
         opts: &CaptionOptions,
     ) -> Result<Vec<Attended>> {
-        let side = self.image_size();
         let mut out = Vec::with_capacity(images.len());
         for chunk in images.chunks(opts.batch_size.max(1)) {
-            let planes: Vec<Vec<f32>> = chunk
-                .par_iter()
-                .map(|img| preprocess_sized(img, side))
-                .collect();
-            let features = self.encode(planes.concat(), chunk.len())?;
+            let features = self.encode_images(chunk)?;
             let decoded = self.decode_features(&features, opts)?;
             let maps = self.attention(&features, &decoded)?;
             for (k, d) in decoded.iter().enumerate() {
@@ -532,13 +537,8 @@ impl Captioner {
         opts: &CaptionOptions,
     ) -> Result<Vec<String>> {
         let mut out = Vec::with_capacity(images.len());
-        let side = self.image_size();
         for chunk in images.chunks(opts.batch_size.max(1)) {
-            let planes: Vec<Vec<f32>> = chunk
-                .par_iter()
-                .map(|img| preprocess_sized(img, side))
-                .collect();
-            let features = self.encode(planes.concat(), chunk.len())?;
+            let features = self.encode_images(chunk)?;
             let decoded = self.decode_features(&features, opts)?;
             out.extend(decoded.iter().map(|d| self.vocab.decode(&d.tokens)));
         }
@@ -717,12 +717,7 @@ impl Captioner {
         images: &[RgbImage],
         opts: &CaptionOptions,
     ) -> Result<Vec<String>> {
-        let side = self.image_size();
-        let planes: Vec<Vec<f32>> = images
-            .par_iter()
-            .map(|img| preprocess_sized(img, side))
-            .collect();
-        let features = self.encode(planes.concat(), images.len())?;
+        let features = self.encode_images(images)?;
         let group = (FEW_ROWS / opts.beam.max(1)).max(1);
         let mut out = Vec::with_capacity(images.len());
         for start in (0..images.len()).step_by(group) {

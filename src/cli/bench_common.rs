@@ -67,3 +67,43 @@ pub fn json_lines(cmd: &mut std::process::Command) -> Result<Vec<serde_json::Val
         })
         .collect()
 }
+
+/// Median milliseconds of a training step and its three phases over `steps` timed steps after 2
+/// warm-up steps: `step` runs one on a rayon worker (as the trainer does, see `captioner::pool`)
+/// and returns the instants that bound its phases. Returns (total, phase 1, phase 2, phase 3).
+pub fn step_phase_medians(
+    steps: usize,
+    mut step: impl FnMut() -> anyhow::Result<[std::time::Instant; 4]> + Send,
+) -> anyhow::Result<[f64; 4]> {
+    let mut phases: [Vec<f64>; 4] = Default::default();
+    for k in 0..steps + 2 {
+        let [t0, t1, t2, t3] = captioner::pool::in_pool(&mut step)?;
+        if k >= 2 {
+            let ms = |a: std::time::Instant, b: std::time::Instant| (b - a).as_secs_f64() * 1e3;
+            for (p, v) in phases
+                .iter_mut()
+                .zip([ms(t0, t3), ms(t0, t1), ms(t1, t2), ms(t2, t3)])
+            {
+                p.push(v);
+            }
+        }
+    }
+    Ok(phases.map(|mut p| median(&mut p)))
+}
+
+/// The two-row table of a training-step bench: captioner's ms/step, PyTorch's (or why it is
+/// missing) and their ratio.
+pub fn print_step_table(captioner_ms: f64, torch: &Result<(f64, String), String>) {
+    println!("{:<22} {:>10}", "implementation", "ms/step");
+    println!("{:<22} {:>10.1}", "captioner", captioner_ms);
+    match torch {
+        Ok((ms, version)) => {
+            println!("{:<22} {:>10.1}", format!("pytorch {version}"), ms);
+            println!(
+                "ratio (pytorch ms / captioner ms): {:.2}x",
+                ms / captioner_ms
+            );
+        }
+        Err(why) => println!("{:<22} {:>10}   ({why})", "pytorch", "-"),
+    }
+}

@@ -2,7 +2,7 @@
 //! words = 21 LSTM steps, vocab 9000, feature 2048 → head → decoder, loss, backward, Adam) in
 //! ms/step, and PyTorch's on the same shapes and thread count when `python3` has torch.
 
-use super::bench_common::{median, use_threads};
+use super::bench_common::{median, print_step_table, step_phase_medians, use_threads};
 use candle_core::{Device, Tensor};
 use captioner::model::decoder::TeacherBatch;
 use captioner::model::CaptionModel;
@@ -66,31 +66,16 @@ fn bench_captioner(steps: usize, vocab: usize) -> anyhow::Result<[f64; 4]> {
         })
         .collect();
     let refs: Vec<&[u32]> = caps.iter().map(|c| c.as_slice()).collect();
-    let mut phases: [Vec<f64>; 4] = Default::default();
-    for k in 0..steps + 2 {
-        // On a rayon worker, as the trainer runs its steps (see `captioner::pool`).
-        let times = captioner::pool::in_pool(|| -> anyhow::Result<[Instant; 4]> {
-            let t0 = Instant::now();
-            let batch = TeacherBatch::new(&refs, &dev)?;
-            let loss = batch_loss(&mut model, &feats, &batch, true)?;
-            let t1 = Instant::now();
-            let grads = loss.backward()?;
-            let t2 = Instant::now();
-            opt.step(&grads)?;
-            Ok([t0, t1, t2, Instant::now()])
-        })?;
-        if k >= 2 {
-            let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
-            let [t0, t1, t2, t3] = times;
-            for (p, v) in phases
-                .iter_mut()
-                .zip([ms(t0, t3), ms(t0, t1), ms(t1, t2), ms(t2, t3)])
-            {
-                p.push(v);
-            }
-        }
-    }
-    Ok(phases.map(|mut p| median(&mut p)))
+    step_phase_medians(steps, || {
+        let t0 = Instant::now();
+        let batch = TeacherBatch::new(&refs, &dev)?;
+        let loss = batch_loss(&mut model, &feats, &batch, true)?;
+        let t1 = Instant::now();
+        let grads = loss.backward()?;
+        let t2 = Instant::now();
+        opt.step(&grads)?;
+        Ok([t0, t1, t2, Instant::now()])
+    })
 }
 
 /// PyTorch's median ms/step of `script` (fed on stdin, with `args`), or why it could not run.
@@ -178,15 +163,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         ];
         bench_torch(&args.python, PY_BENCH, &flags)
     };
-    println!("{:<22} {:>10}", "implementation", "ms/step");
-    println!("{:<22} {:>10.1}", "captioner", total);
-    match &torch {
-        Ok((ms, version)) => {
-            println!("{:<22} {:>10.1}", format!("pytorch {version}"), ms);
-            println!("ratio (pytorch ms / captioner ms): {:.2}x", ms / total);
-        }
-        Err(why) => println!("{:<22} {:>10}   ({why})", "pytorch", "-"),
-    }
+    print_step_table(total, &torch);
     println!(
         "captioner phases (ms): forward with loss {fwd:.1}, backward {bwd:.1}, adam {adam:.1}"
     );

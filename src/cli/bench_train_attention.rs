@@ -4,7 +4,7 @@
 //! beside the PyTorch tutorial's own step on the same shapes
 //! (scripts/reference/bench_train_attention.py).
 
-use super::bench_common::median;
+use super::bench_common::{print_step_table, step_phase_medians};
 use super::bench_train::bench_torch;
 use captioner::model::attention::teacher::{backward, forward, PassOptions, TeacherBatch};
 use captioner::model::attention::{AttentionDecoder, AttentionDims};
@@ -55,41 +55,27 @@ fn bench_captioner(steps: usize, vocab: usize, cells: usize) -> anyhow::Result<[
         dropout: 0.5,
         alpha_c: 1.0,
     };
-    let mut phases: [Vec<f64>; 4] = Default::default();
-    for k in 0..steps + 2 {
-        let times = captioner::pool::in_pool(|| -> anyhow::Result<[Instant; 4]> {
-            let t0 = Instant::now();
-            let batch = TeacherBatch {
-                maps: &maps,
-                cells,
-                captions: &refs,
-                start: START,
-                end: END,
-            };
-            let pass = forward(&dec, &batch, opts, &mut rng)?;
-            let t1 = Instant::now();
-            let mut grads = backward(&dec, &pass)?;
-            let t2 = Instant::now();
-            for g in &mut grads {
-                for x in g.iter_mut() {
-                    *x = x.clamp(-5.0, 5.0);
-                }
-            }
-            opt.step(dec.params_mut(), &grads)?;
-            Ok([t0, t1, t2, Instant::now()])
-        })?;
-        if k >= 2 {
-            let ms = |a: Instant, b: Instant| (b - a).as_secs_f64() * 1e3;
-            let [t0, t1, t2, t3] = times;
-            for (p, v) in phases
-                .iter_mut()
-                .zip([ms(t0, t3), ms(t0, t1), ms(t1, t2), ms(t2, t3)])
-            {
-                p.push(v);
+    step_phase_medians(steps, || {
+        let t0 = Instant::now();
+        let batch = TeacherBatch {
+            maps: &maps,
+            cells,
+            captions: &refs,
+            start: START,
+            end: END,
+        };
+        let pass = forward(&dec, &batch, opts, &mut rng)?;
+        let t1 = Instant::now();
+        let mut grads = backward(&dec, &pass)?;
+        let t2 = Instant::now();
+        for g in &mut grads {
+            for x in g.iter_mut() {
+                *x = x.clamp(-5.0, 5.0);
             }
         }
-    }
-    Ok(phases.map(|mut p| median(&mut p)))
+        opt.step(dec.params_mut(), &grads)?;
+        Ok([t0, t1, t2, Instant::now()])
+    })
 }
 
 /// Runs the bench and prints its table.
@@ -123,15 +109,7 @@ pub fn run(
             bench_torch(python, PY_BENCH, &flags)
         }
     };
-    println!("{:<22} {:>10}", "implementation", "ms/step");
-    println!("{:<22} {:>10.1}", "captioner", total);
-    match &torch {
-        Ok((ms, version)) => {
-            println!("{:<22} {:>10.1}", format!("pytorch {version}"), ms);
-            println!("ratio (pytorch ms / captioner ms): {:.2}x", ms / total);
-        }
-        Err(why) => println!("{:<22} {:>10}   ({why})", "pytorch", "-"),
-    }
+    print_step_table(total, &torch);
     println!(
         "captioner phases (ms): forward with loss {fwd:.1}, backward {bwd:.1}, clamp + adam {adam:.1}"
     );

@@ -73,6 +73,29 @@ fn metrics(run: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// Starts a long attention training into `run` (stderr to `stderr`) and returns `ms` after its
+/// first epoch ended: mid-way through the second.
+fn train_past_first_epoch(
+    c: &Corpus,
+    run: &Path,
+    cache: &Path,
+    stderr: Stdio,
+    ms: u64,
+) -> std::process::Child {
+    let child = train_cmd(c, run, cache, &["--epochs", "1000"])
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while metrics(run).is_empty() {
+        assert!(Instant::now() < deadline, "no epoch finished in time");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(ms));
+    child
+}
+
 fn json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
@@ -85,17 +108,7 @@ fn attention_runs_record_their_decoder_learn_and_resume_exactly_after_ctrl_c() {
 
     // Interrupted mid-epoch, once an epoch has finished.
     let run = dir.path().join("interrupted");
-    let child = train_cmd(&c, &run, &cache, &["--epochs", "1000"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while metrics(&run).is_empty() {
-        assert!(Instant::now() < deadline, "no epoch finished in time");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(60));
+    let child = train_past_first_epoch(&c, &run, &cache, Stdio::piped(), 60);
     assert!(Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -305,17 +318,7 @@ fn kill_9_mid_epoch_then_resume_finishes_the_attention_run() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("cache");
     let run = dir.path().join("run");
-    let mut child = train_cmd(&c, &run, &cache, &["--epochs", "1000"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while metrics(&run).is_empty() {
-        assert!(Instant::now() < deadline, "no epoch finished in time");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(80));
+    let mut child = train_past_first_epoch(&c, &run, &cache, Stdio::null(), 80);
     child.kill().unwrap(); // SIGKILL: no chance to write anything
     child.wait().unwrap();
     let done = metrics(&run).len();
