@@ -43,8 +43,10 @@ pub struct Args {
     cells: usize,
 }
 
-const BATCH: usize = 64;
-const WORDS: usize = 19;
+/// Captions per step of both training-step benches.
+pub(super) const BATCH: usize = 64;
+/// Words per caption of both training-step benches.
+pub(super) const WORDS: usize = 19;
 const VOCAB: usize = 9000;
 const FEATURE: usize = 2048;
 
@@ -58,13 +60,7 @@ fn bench_captioner(steps: usize, vocab: usize) -> anyhow::Result<[f64; 4]> {
         .map(|_| rng.random_range(-1.0..1.0))
         .collect();
     let feats = Tensor::from_vec(feats, (BATCH, FEATURE), &dev)?;
-    let caps: Vec<Vec<u32>> = (0..BATCH)
-        .map(|_| {
-            (0..WORDS)
-                .map(|_| rng.random_range(4..vocab as u32))
-                .collect()
-        })
-        .collect();
+    let caps = random_captions(&mut rng, vocab);
     let refs: Vec<&[u32]> = caps.iter().map(|c| c.as_slice()).collect();
     step_phase_medians(steps, || {
         let t0 = Instant::now();
@@ -76,6 +72,17 @@ fn bench_captioner(steps: usize, vocab: usize) -> anyhow::Result<[f64; 4]> {
         opt.step(&grads)?;
         Ok([t0, t1, t2, Instant::now()])
     })
+}
+
+/// The benches' batch: [`BATCH`] captions of [`WORDS`] random word ids (never a special token).
+pub(super) fn random_captions(rng: &mut ChaCha8Rng, vocab: usize) -> Vec<Vec<u32>> {
+    (0..BATCH)
+        .map(|_| {
+            (0..WORDS)
+                .map(|_| rng.random_range(4..vocab as u32))
+                .collect()
+        })
+        .collect()
 }
 
 /// PyTorch's median ms/step of `script` (fed on stdin, with `args`), or why it could not run.

@@ -5,7 +5,7 @@
 //! (scripts/reference/bench_train_attention.py).
 
 use super::bench_common::{print_step_table, step_phase_medians};
-use super::bench_train::bench_torch;
+use super::bench_train::{bench_torch, random_captions, BATCH, WORDS};
 use captioner::model::attention::teacher::{backward, forward, PassOptions, TeacherBatch};
 use captioner::model::attention::{AttentionDecoder, AttentionDims};
 use captioner::text::{END, START};
@@ -16,8 +16,6 @@ use std::time::Instant;
 
 const PY_BENCH: &str = include_str!("../../scripts/reference/bench_train_attention.py");
 
-const BATCH: usize = 64;
-const WORDS: usize = 19;
 const CHANNELS: usize = 2048;
 const SIZE: usize = 512;
 
@@ -43,13 +41,7 @@ fn bench_captioner(steps: usize, vocab: usize, cells: usize) -> anyhow::Result<[
     let maps: Vec<f32> = (0..BATCH * cells * CHANNELS)
         .map(|_| rng.random_range(0.0..1.0))
         .collect();
-    let caps: Vec<Vec<u32>> = (0..BATCH)
-        .map(|_| {
-            (0..WORDS)
-                .map(|_| rng.random_range(4..vocab as u32))
-                .collect()
-        })
-        .collect();
+    let caps = random_captions(&mut rng, vocab);
     let refs: Vec<&[u32]> = caps.iter().map(Vec::as_slice).collect();
     let opts = PassOptions {
         dropout: 0.5,

@@ -171,3 +171,17 @@ fn crc32(bytes: &[u8]) -> u32 {
     }
     !crc
 }
+
+/// The parity fixtures' captions (scripts/reference/decoder_fixtures.py and
+/// attention_fixtures.py): lengths 5, 3, 7, 1 of word ids from 3 to `vocab - 1`.
+pub fn fixture_captions(vocab: usize) -> Vec<Vec<u32>> {
+    [5usize, 3, 7, 1]
+        .iter()
+        .enumerate()
+        .map(|(b, &n)| {
+            (0..n)
+                .map(|k| (3 + (7 * b + 3 * k) % (vocab - 3)) as u32)
+                .collect()
+        })
+        .collect()
+}

@@ -53,15 +53,7 @@ fn model() -> CaptionModel {
 }
 
 fn captions() -> Vec<Vec<u32>> {
-    [5usize, 3, 7, 1]
-        .iter()
-        .enumerate()
-        .map(|(b, &n)| {
-            (0..n)
-                .map(|k| (3 + (7 * b + 3 * k) % (V - 3)) as u32)
-                .collect()
-        })
-        .collect()
+    common::fixture_captions(V)
 }
 
 fn fixture() -> HashMap<String, Tensor> {
