@@ -11,7 +11,7 @@
 # The corpus is `captioner synth` scenes (a vocabulary of ~60 words at min-freq 5); the backbone a
 # random ResNet-50 at 64×64 pixels (2048-d features like the pretrained one at 224; the decoder's
 # work does not depend on the image size). Prints each side's per-epoch seconds and the ratio of
-# their medians. CI never runs it.
+# their medians. CAPTIONER_BIN overrides the binary (default: target/release/captioner). CI never runs it.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 python=python3 images=2000 epochs=3 threads=2 work=""
@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option: $1" >&2; exit 2 ;;
   esac
 done
-bin="$root/target/release/captioner"
+bin="${CAPTIONER_BIN:-$root/target/release/captioner}"
 [ -x "$bin" ] || (cd "$root" && cargo build --release)
 work="${work:-$(mktemp -d)}"
 mkdir -p "$work"

@@ -212,6 +212,58 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
+    /// Scored rows that end early (captions of mixed lengths, longest first, and one column
+    /// out of order) shrink the recurrence to a live prefix per step; the outputs and every
+    /// gradient are still those of the full step-by-step recurrence.
+    #[test]
+    fn live_prefix_recurrence_matches_the_full_one() {
+        let dev = Device::Cpu;
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let lstm = Lstm::new(5, 6, &mut rng, &dev).unwrap();
+        let (t_len, b) = (6, 4);
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (t_len, b, 5), &dev).unwrap()).unwrap();
+        // Column lengths (last scored step): 5, 3, 1, 4 (the last one out of order).
+        let last = [5usize, 3, 1, 4];
+        let rows: Vec<u32> = (1..t_len)
+            .flat_map(|t| {
+                (0..b)
+                    .filter(move |&c| t <= last[c])
+                    .map(move |c| (t * b + c) as u32)
+            })
+            .collect();
+        assert_eq!(
+            sequence::live_prefixes(b, &rows),
+            vec![4, 4, 4, 4, 4, 1],
+            "step 5 runs column 0 only; steps 2..4 keep column 3, so all four"
+        );
+        assert_eq!(sequence::live_prefixes(3, &[0, 2, 4]), vec![3, 2]);
+        let weights = Tensor::randn(0f32, 1.0, (rows.len(), 6), &dev).unwrap();
+        let want = lstm.forward_rows_stepwise(&x, &rows).unwrap();
+        let got = lstm.forward_rows(&x, &rows).unwrap();
+        let d = (&got - &want).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(d.to_scalar::<f32>().unwrap() < 1e-6);
+        let want_grads = (&want * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let grads = (&got * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let mut vars = vec![("x".to_string(), x.clone())];
+        vars.extend(lstm.vars(""));
+        for (name, var) in &vars {
+            let (g, e) = (grads.get(var).unwrap(), want_grads.get(var).unwrap());
+            let d = (g - e).unwrap().abs().unwrap().max_all().unwrap();
+            let d = d.to_scalar::<f32>().unwrap();
+            assert!(d < 1e-5, "grad of {name} differs by {d}");
+        }
+    }
+
     /// The fused sequence op gives the outputs and gradients of the step-by-step cells, also when
     /// backward runs twice (the second time reruns the recurrence) and for rows in any order.
     #[test]

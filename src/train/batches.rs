@@ -78,12 +78,17 @@ pub fn epoch_order(n: usize, rng: &mut ChaCha8Rng) -> Vec<usize> {
     order
 }
 
-/// The features `[B, D]` and teacher-forced batch of `captions[idx]` for each `idx`.
+/// The features `[B, D]` and teacher-forced batch of `captions[idx]`, longest caption first
+/// (a stable sort, so equal lengths keep `idx`'s order): the recurrence then runs only the
+/// captions still going at each step (`model::lstm`'s live prefix). The loss is a mean over the
+/// batch's tokens, so the order changes nothing but the summation order.
 pub fn make_batch(
     features: &Tensor,
     captions: &[Caption],
     idx: &[usize],
 ) -> Result<(Tensor, TeacherBatch)> {
+    let mut idx = idx.to_vec();
+    idx.sort_by_key(|&i| std::cmp::Reverse(captions[i].tokens.len()));
     let rows: Vec<u32> = idx.iter().map(|&i| captions[i].image as u32).collect();
     let rows = Tensor::from_vec(rows, idx.len(), features.device())?;
     let feats = features.index_select(&rows, 0)?;

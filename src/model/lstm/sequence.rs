@@ -15,6 +15,9 @@ use std::sync::Mutex;
 pub(crate) struct LstmRows {
     batch: usize,
     rows: Vec<u32>,
+    /// Per step, the batch rows the recurrence computes: every row up to the last one whose
+    /// output some scored step still depends on (see [`live_prefixes`]).
+    live: Vec<usize>,
     /// Per step and batch row `h | c | i f g o` (6H) of the last forward pass, for backward.
     saved: Mutex<Option<Vec<f32>>>,
 }
@@ -23,11 +26,38 @@ impl LstmRows {
     /// The op for a time-major sequence of `batch` columns whose outputs are `rows`.
     pub fn new(batch: usize, rows: Vec<u32>) -> Self {
         Self {
+            live: live_prefixes(batch, &rows),
             batch,
             rows,
             saved: Mutex::new(None),
         }
     }
+}
+
+/// Per step `t`, how many leading batch rows the recurrence runs: one past the last column that
+/// has a scored row at `t` or later (a step's state only feeds later steps of its own column).
+/// Steps past a caption's end are padding nobody reads; with the columns sorted longest first
+/// (as `train::batches` lays batches out) the prefix is exactly the captions still running, so
+/// a batch of mixed lengths costs the steps of its captions, not B × the longest (PyTorch's padded
+/// `nn.LSTM` runs them all). Entries past the last scored step are 0.
+pub(crate) fn live_prefixes(batch: usize, rows: &[u32]) -> Vec<usize> {
+    if batch == 0 {
+        return Vec::new();
+    }
+    // The last step each column is scored at.
+    let mut last: Vec<Option<usize>> = vec![None; batch];
+    for &r in rows {
+        let (t, col) = (r as usize / batch, r as usize % batch);
+        last[col] = Some(last[col].map_or(t, |l: usize| l.max(t)));
+    }
+    let steps = last.iter().flatten().max().map_or(0, |&t| t + 1);
+    (0..steps)
+        .map(|t| {
+            last.iter()
+                .rposition(|l| l.is_some_and(|l| l >= t))
+                .map_or(0, |c| c + 1)
+        })
+        .collect()
 }
 
 /// Sizes `(T, B, H)` from the three inputs' shapes and the batch size.
@@ -56,6 +86,7 @@ fn recurrence(
     w: &[f32],
     bias: &[f32],
     (t_len, b, h): (usize, usize, usize),
+    live: &[usize],
 ) -> candle_core::Result<Vec<f32>> {
     let (g4, h6) = (4 * h, 6 * h);
     let mut out = vec![0f32; t_len * b * h6];
@@ -72,22 +103,33 @@ fn recurrence(
         }
     });
     for t in 0..t_len {
+        // Rows past the live prefix stay zero: nothing scored reads them.
+        let n = live.get(t).copied().unwrap_or(0).min(b);
+        if n == 0 {
+            break;
+        }
         let (before, cur) = out.split_at_mut(t * b * h6);
         let prev = (t > 0).then(|| &before[(t - 1) * b * h6..]);
         if let Some(p) = prev {
             // h_{t-1} · W_hhᵀ, reading h_{t-1} in place from the previous step's rows.
             let h_prev = View {
                 data: p,
-                rows: b,
+                rows: n,
                 cols: h,
                 rs: h6,
                 cs: 1,
             };
-            matmul_into(&mut pre, h_prev, View::row_major(&w_t, h, g4), 1.0, false)?;
+            matmul_into(
+                &mut pre[..n * g4],
+                h_prev,
+                View::row_major(&w_t, h, g4),
+                1.0,
+                false,
+            )?;
         }
-        cur[..b * h6]
+        cur[..n * h6]
             .par_chunks_mut(h6)
-            .zip(pre.par_chunks_mut(g4))
+            .zip(pre[..n * g4].par_chunks_mut(g4))
             .enumerate()
             .for_each(|(r, (row, pre))| {
                 let x = &xp[(t * b + r) * g4..(t * b + r + 1) * g4];
@@ -137,6 +179,7 @@ impl CustomOp3 for LstmRows {
             f32_data(s2, l2, "lstm sequence: W_hh")?,
             f32_data(s3, l3, "lstm sequence: bias")?,
             dims,
+            &self.live,
         )?;
         let mut hidden = Vec::with_capacity(self.rows.len() * h);
         for &r in &self.rows {
@@ -178,9 +221,11 @@ impl CustomOp3 for LstmRows {
             let saved = match saved {
                 Some(s) => s,
                 // Backward run twice over the same graph: run the recurrence again.
-                None => with_data(xp, |x| with_data(bias, |bs| recurrence(x, w, bs, dims)))?,
+                None => with_data(xp, |x| {
+                    with_data(bias, |bs| recurrence(x, w, bs, dims, &self.live))
+                })?,
             };
-            through_time(&saved, &gh, w, dims)
+            through_time(&saved, &gh, w, dims, &self.live)
         })?;
         let d_bias = column_sums(&d_xp, 4 * h, 1.0);
         let dev = xp.device();
@@ -194,11 +239,14 @@ impl CustomOp3 for LstmRows {
 
 /// Backward through time from the saved states and the gradient of every step's h →
 /// (d xp `[T, B, 4H]`, d W_hh `[4H, H]`).
+/// Only the live prefix of each step runs (`live`, as in [`recurrence`]): going back in time the
+/// prefix only grows, so the rows of `dh_next` and `dc_next` beyond it are still zero.
 fn through_time(
     saved: &[f32],
     gh: &[f32],
     w: &[f32],
     (t_len, b, h): (usize, usize, usize),
+    live: &[usize],
 ) -> candle_core::Result<(Vec<f32>, Vec<f32>)> {
     let (g4, h6) = (4 * h, 6 * h);
     let mut d_xp = vec![0f32; t_len * b * g4];
@@ -206,10 +254,14 @@ fn through_time(
     let mut dc_next = vec![0f32; b * h];
     let zeros = vec![0f32; h];
     for t in (0..t_len).rev() {
-        let dg = &mut d_xp[t * b * g4..(t + 1) * b * g4];
+        let n = live.get(t).copied().unwrap_or(0).min(b);
+        if n == 0 {
+            continue;
+        }
+        let dg = &mut d_xp[t * b * g4..(t * b + n) * g4];
         dg.par_chunks_mut(g4)
-            .zip(dc_next.par_chunks_mut(h))
-            .zip(dh_next.par_chunks_mut(h))
+            .zip(dc_next[..n * h].par_chunks_mut(h))
+            .zip(dh_next[..n * h].par_chunks_mut(h))
             .enumerate()
             .for_each(|(r, ((dg, dc), dh))| {
                 let at = t * b + r;
@@ -227,8 +279,8 @@ fn through_time(
             });
         if t > 0 {
             matmul_into(
-                &mut dh_next,
-                View::row_major(dg, b, g4),
+                &mut dh_next[..n * h],
+                View::row_major(dg, n, g4),
                 View::row_major(w, g4, h),
                 1.0,
                 false,
