@@ -15,6 +15,7 @@ use captioner::progress::{Level, Progress, Unit};
 use captioner::report::attention_png::write_attention_png;
 use captioner::vision::decode::load_rgb;
 use captioner::{CaptionOptions, Captioner, WordAttention};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -55,7 +56,8 @@ pub struct Args {
     #[command(flatten)]
     pub precision: super::precision_arg::PrecisionArg,
     /// Attention models: write DIR/<image stem>.png, the image and one panel per word with
-    /// where the model looked for it.
+    /// where the model looked for it. Images whose stems collide (a/x.jpg, b/x.jpg) are named by
+    /// their path below the folder they share instead (a__x.jpg.png, b__x.jpg.png).
     #[arg(long, value_name = "DIR")]
     pub attention_out: Option<PathBuf>,
     /// Image files, or folders searched recursively for images (by extension).
@@ -161,6 +163,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let precision = args.precision.checked()?;
     let (mut found, mut bad) = collect_images(&args.paths);
     let listed = found.len() + bad.len();
+    let pictures = picture_names(found.iter().map(|f| f.path.as_path()));
     if let Some((s, _)) = shard {
         found.retain(|f| s.contains(&f.key));
         bad.retain(|(f, _)| s.contains(&f.key));
@@ -210,7 +213,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     }
     if attention_model && (args.format == Format::Jsonl || args.attention_out.is_some()) {
         let failed_now = caption_attended(
-            &captioner, &files, &opts, &args, several, &mut out, &bars, &*task,
+            &captioner, &files, &opts, &args, &pictures, several, &mut out, &bars, &*task,
         )?;
         task.finish();
         out.flush()?;
@@ -271,6 +274,7 @@ fn caption_attended(
     files: &[PathBuf],
     opts: &CaptionOptions,
     args: &Args,
+    pictures: &HashMap<PathBuf, String>,
     several: bool,
     out: &mut impl Write,
     bars: &Bars,
@@ -307,11 +311,10 @@ fn caption_attended(
                         )
                     })?;
                     if let (Some(dir), Some(att)) = (&args.attention_out, &a.attention) {
-                        let stem = path
-                            .file_stem()
-                            .map(|s| s.to_string_lossy().into_owned())
-                            .unwrap_or_else(|| "image".into());
-                        write_attention_png(img, &a.words, att, &dir.join(format!("{stem}.png")))?;
+                        let name = pictures
+                            .get(path)
+                            .ok_or_else(|| anyhow::anyhow!("internal: no picture name"))?;
+                        write_attention_png(img, &a.words, att, &dir.join(format!("{name}.png")))?;
                     }
                 }
             }
@@ -319,4 +322,81 @@ fn caption_attended(
         }
     }
     Ok(failed)
+}
+
+/// The `--attention-out` picture name (without `.png`) of each listed image: its file stem, or,
+/// where several listed images share a stem (a/x.jpg and b/x.jpg, or x.jpg and x.png), its path
+/// below the folder they all share, `/` written `__` (`a__x.jpg`, `b__x.jpg`), so that no picture
+/// overwrites another. Computed over the whole listing before sharding, so that shards writing
+/// into one folder agree.
+fn picture_names<'a>(paths: impl Iterator<Item = &'a Path>) -> HashMap<PathBuf, String> {
+    let stem = |p: &Path| {
+        p.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "image".into())
+    };
+    let mut by_stem: HashMap<String, Vec<&Path>> = HashMap::new();
+    for p in paths {
+        let group = by_stem.entry(stem(p)).or_default();
+        if !group.contains(&p) {
+            group.push(p);
+        }
+    }
+    let mut names = HashMap::new();
+    for (stem, group) in by_stem {
+        if group.len() == 1 {
+            names.insert(group[0].to_path_buf(), stem);
+            continue;
+        }
+        let parts: Vec<Vec<String>> = group
+            .iter()
+            .map(|p| {
+                p.components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .collect();
+        // Components shared by every path, not counting the file name.
+        let shortest = parts.iter().map(|p| p.len() - 1).min().unwrap_or(0);
+        let shared = (0..shortest)
+            .take_while(|&i| parts.iter().all(|p| p[i] == parts[0][i]))
+            .count();
+        for (p, comps) in group.iter().zip(&parts) {
+            names.insert(p.to_path_buf(), comps[shared..].join("__"));
+        }
+    }
+    names
+}
+
+#[cfg(test)]
+mod picture_name_tests {
+    use super::*;
+
+    #[test]
+    fn colliding_stems_are_named_by_their_path_below_the_shared_folder() {
+        let paths = [
+            "photos/2019/beach.jpg",
+            "photos/2020/beach.jpg",
+            "photos/2020/dog.jpg",
+            "photos/cat.jpg",
+            "photos/cat.png",
+            "photos/2020/dog.jpg",
+        ];
+        let names = picture_names(paths.iter().map(Path::new));
+        let name = |p: &str| names[Path::new(p)].as_str();
+        assert_eq!(name("photos/2019/beach.jpg"), "2019__beach.jpg");
+        assert_eq!(name("photos/2020/beach.jpg"), "2020__beach.jpg");
+        assert_eq!(
+            name("photos/2020/dog.jpg"),
+            "dog",
+            "listed twice, still one image"
+        );
+        assert_eq!(name("photos/cat.jpg"), "cat.jpg");
+        assert_eq!(name("photos/cat.png"), "cat.png");
+        assert_eq!(names.len(), 5);
+        let mut all: Vec<&String> = names.values().collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 5, "every picture has its own name: {names:?}");
+    }
 }
