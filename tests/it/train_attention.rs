@@ -182,6 +182,62 @@ fn attention_runs_record_their_decoder_learn_and_resume_exactly_after_ctrl_c() {
         .to_string();
     assert!(err.contains("2×2 feature maps"), "{err}");
 
+    // Batched as `serve --max-batch` and `caption --batch-size` batch them, every image gets the
+    // feature map it gets alone (to the bit), the same caption, greedy and with a beam, and the
+    // same attention weights up to rounding: the decoder's products over 1 row and over many
+    // round differently in the last bits.
+    let mut paths: Vec<_> = std::fs::read_dir(c.data.join("Images"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    let images: Vec<image::RgbImage> = paths
+        .iter()
+        .take(9)
+        .map(|p| image::open(p).unwrap().to_rgb8())
+        .collect();
+    let planes: Vec<Vec<f32>> = images
+        .iter()
+        .map(|i| captioner::vision::preprocess::preprocess_sized(i, model.image_size()))
+        .collect();
+    let maps = |pixels: Vec<f32>, n: usize| -> Vec<Vec<u32>> {
+        let t = model.encode(pixels, n).unwrap().to_vec2::<f32>().unwrap();
+        t.iter()
+            .map(|r| r.iter().map(|v| v.to_bits()).collect())
+            .collect()
+    };
+    let together = maps(planes.concat(), images.len());
+    for (k, p) in planes.iter().enumerate() {
+        assert_eq!(maps(p.clone(), 1)[0], together[k], "image {k}: feature map");
+    }
+    let mut largest = 0f32;
+    for beam in [1, 3] {
+        let opts = captioner::CaptionOptions {
+            beam,
+            ..Default::default()
+        };
+        let together = model.caption_images_attended(&images, &opts).unwrap();
+        assert_eq!(together.len(), images.len());
+        for (k, (img, b)) in images.iter().zip(&together).enumerate() {
+            let alone = model
+                .caption_images_attended(std::slice::from_ref(img), &opts)
+                .unwrap();
+            let a = &alone[0];
+            assert_eq!(a.caption, b.caption, "image {k}, beam {beam}");
+            let (wa, wb) = (
+                &a.attention.as_ref().unwrap().weights,
+                &b.attention.as_ref().unwrap().weights,
+            );
+            assert_eq!(wa.len(), wb.len());
+            for (ra, rb) in wa.iter().zip(wb) {
+                for (x, y) in ra.iter().zip(rb) {
+                    largest = largest.max((x - y).abs());
+                }
+            }
+        }
+    }
+    assert!(largest < 1e-5, "attention weights differ by {largest}");
+
     // Where each word looked: JSONL rows of 2×2 weights, one per word, and the picture.
     let pictures = dir.path().join("attention");
     let line = ok(exe()
