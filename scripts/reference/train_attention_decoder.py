@@ -37,10 +37,8 @@ prints `best val loss X at epoch E`. Nothing is written; CI never runs this.
 """
 
 import argparse
-import csv
 import json
 import os
-import re
 import struct
 import time
 
@@ -49,15 +47,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-PAD, START, END, UNK = 0, 1, 2, 3
-MAX_WORDS = 40  # captioner's MAX_CAPTION_WORDS
+# The run's vocabulary, split and captions are read as the seed decoder's reference reads them.
+from train_seed_decoder import END, PAD, START, read_run_corpus
+
 # captioner's AttentionConfig::default() and TrainConfig::attention(): the tutorial's settings.
 TUTORIAL = {"embed": 512, "hidden": 512, "lr": 4e-4,
             "attention_dim": 512, "dropout": 0.5, "alpha_c": 1.0, "grad_clip": 5.0}
-
-
-def tokenize(s):
-    return re.findall(r"\w+", s.lower())
 
 
 def open_spatial(path):
@@ -193,26 +188,7 @@ def main():
     names = json.load(open(os.path.join(cache, "images.json")))
     if maps.shape[0] != len(names):
         raise SystemExit(f"{cache}: {maps.shape[0]} feature maps for {len(names)} images in images.json")
-    row = {n: i for i, n in enumerate(names)}
-    itos = json.load(open(os.path.join(a.run, "vocab.json")))["itos"]
-    stoi = {w: i for i, w in enumerate(itos)}
-    split = json.load(open(os.path.join(a.run, "split.json")))
-
-    captions = {}
-    with open(os.path.join(a.data, "captions.txt"), newline="") as f:
-        for rec in csv.DictReader(f):
-            captions.setdefault(rec["image"].strip(), []).append(rec["caption"])
-
-    def caps_of(images):
-        out = []
-        for name in images:
-            if name not in row:
-                continue
-            for c in captions.get(name, []):
-                toks = [stoi.get(w, UNK) for w in tokenize(c)][:MAX_WORDS]
-                out.append((row[name], toks))
-        return out
-
+    itos, split, _, caps_of = read_run_corpus(a.data, a.run, names)
     train, val = caps_of(split["train"]), caps_of(split["val"])
     print(f"{len(train)} train / {len(val)} val captions, vocabulary {len(itos)}, maps {tuple(maps.shape)}; "
           f"embed {embed}, attention {attention_dim}, hidden {hidden}, dropout {dropout}, alpha_c {alpha_c}, "

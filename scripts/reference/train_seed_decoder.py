@@ -262,6 +262,32 @@ def hyps_path(path, beam, several):
     return f"{root}.beam{beam}{ext or '.json'}"
 
 
+def read_run_corpus(data, run, names):
+    """What a reference trainer reads of a captioner run (this one and train_attention_decoder.py):
+    the vocabulary `itos`, the split, every image's raw captions from DATA/captions.txt, and
+    `caps_of(images)` -> [(row in the cache's `names`, word ids)], tokenised and cut as captioner does."""
+    row = {n: i for i, n in enumerate(names)}
+    itos = json.load(open(os.path.join(run, "vocab.json")))["itos"]
+    stoi = {w: i for i, w in enumerate(itos)}
+    split = json.load(open(os.path.join(run, "split.json")))
+    captions = {}
+    with open(os.path.join(data, "captions.txt"), newline="") as f:
+        for rec in csv.DictReader(f):
+            captions.setdefault(rec["image"].strip(), []).append(rec["caption"])
+
+    def caps_of(images):
+        out = []
+        for name in images:
+            if name not in row:
+                continue
+            for c in captions.get(name, []):
+                toks = [stoi.get(w, UNK) for w in tokenize(c)][:MAX_WORDS]
+                out.append((row[name], toks))
+        return out
+
+    return itos, split, captions, caps_of
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
@@ -310,15 +336,7 @@ def main():
     cache = a.cache or cfg["feature_cache"]
     feats = load_file(os.path.join(cache, "features.safetensors"))["features"].float()
     names = json.load(open(os.path.join(cache, "images.json")))
-    row = {n: i for i, n in enumerate(names)}
-    itos = json.load(open(os.path.join(a.run, "vocab.json")))["itos"]
-    stoi = {w: i for i, w in enumerate(itos)}
-    split = json.load(open(os.path.join(a.run, "split.json")))
-
-    captions = {}
-    with open(os.path.join(a.data, "captions.txt"), newline="") as f:
-        for rec in csv.DictReader(f):
-            captions.setdefault(rec["image"].strip(), []).append(rec["caption"])
+    itos, split, captions, caps_of = read_run_corpus(a.data, a.run, names)
 
     if a.score_hyps:
         hyps = json.load(open(a.score_hyps))
@@ -329,16 +347,6 @@ def main():
         print(f"scored {a.score_hyps} ({tokenizer} tokenizer)", file=sys.stderr)
         print(json.dumps(s), flush=True)
         return
-
-    def caps_of(images):
-        out = []
-        for name in images:
-            if name not in row:
-                continue
-            for c in captions.get(name, []):
-                toks = [stoi.get(w, UNK) for w in tokenize(c)][:MAX_WORDS]
-                out.append((row[name], toks))
-        return out
 
     train, val = caps_of(split["train"]), caps_of(split["val"])
     print(f"{len(train)} train / {len(val)} val captions, vocabulary {len(itos)}, features {tuple(feats.shape)}")
