@@ -212,6 +212,37 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
+    /// The fused op's outputs for `rows` of `x [T, B, I]`, and its gradients of `x` and every
+    /// parameter over two backward passes of the same graph (the second reruns the recurrence),
+    /// against the step-by-step cells.
+    fn assert_fused_matches_stepwise(lstm: &Lstm, x: &Var, rows: &[u32]) {
+        let dev = Device::Cpu;
+        let h = lstm.hidden_size();
+        let weights = Tensor::randn(0f32, 1.0, (rows.len(), h), &dev).unwrap();
+        let want = lstm.forward_rows_stepwise(x, rows).unwrap();
+        let want_grads = (&want * &weights)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let got = lstm.forward_rows(x, rows).unwrap();
+        let d = (&got - &want).unwrap().abs().unwrap().max_all().unwrap();
+        assert!(d.to_scalar::<f32>().unwrap() < 1e-6);
+        let loss = (&got * &weights).unwrap().sum_all().unwrap();
+        let mut vars = vec![("x".to_string(), x.clone())];
+        vars.extend(lstm.vars(""));
+        for _pass in 0..2 {
+            let grads = loss.backward().unwrap();
+            for (name, var) in &vars {
+                let (g, e) = (grads.get(var).unwrap(), want_grads.get(var).unwrap());
+                let d = (g - e).unwrap().abs().unwrap().max_all().unwrap();
+                let d = d.to_scalar::<f32>().unwrap();
+                assert!(d < 1e-5, "grad of {name} differs by {d}");
+            }
+        }
+    }
+
     /// Scored rows that end early (captions of mixed lengths, longest first, and one column
     /// out of order) shrink the recurrence to a live prefix per step; the outputs and every
     /// gradient are still those of the full step-by-step recurrence.
@@ -237,31 +268,7 @@ mod tests {
             "step 5 runs column 0 only; steps 2..4 keep column 3, so all four"
         );
         assert_eq!(sequence::live_prefixes(3, &[0, 2, 4]), vec![3, 2]);
-        let weights = Tensor::randn(0f32, 1.0, (rows.len(), 6), &dev).unwrap();
-        let want = lstm.forward_rows_stepwise(&x, &rows).unwrap();
-        let got = lstm.forward_rows(&x, &rows).unwrap();
-        let d = (&got - &want).unwrap().abs().unwrap().max_all().unwrap();
-        assert!(d.to_scalar::<f32>().unwrap() < 1e-6);
-        let want_grads = (&want * &weights)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let grads = (&got * &weights)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let mut vars = vec![("x".to_string(), x.clone())];
-        vars.extend(lstm.vars(""));
-        for (name, var) in &vars {
-            let (g, e) = (grads.get(var).unwrap(), want_grads.get(var).unwrap());
-            let d = (g - e).unwrap().abs().unwrap().max_all().unwrap();
-            let d = d.to_scalar::<f32>().unwrap();
-            assert!(d < 1e-5, "grad of {name} differs by {d}");
-        }
+        assert_fused_matches_stepwise(&lstm, &x, &rows);
     }
 
     /// The fused sequence op gives the outputs and gradients of the step-by-step cells, also when
@@ -272,29 +279,6 @@ mod tests {
         let mut rng = ChaCha8Rng::seed_from_u64(3);
         let lstm = Lstm::new(5, 7, &mut rng, &dev).unwrap();
         let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (4, 3, 5), &dev).unwrap()).unwrap();
-        let rows = [11u32, 0, 4, 5, 9, 2, 7];
-        let weights = Tensor::randn(0f32, 1.0, (rows.len(), 7), &dev).unwrap();
-        let want = lstm.forward_rows_stepwise(&x, &rows).unwrap();
-        let want_grads = (&want * &weights)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let got = lstm.forward_rows(&x, &rows).unwrap();
-        let d = (&got - &want).unwrap().abs().unwrap().max_all().unwrap();
-        assert!(d.to_scalar::<f32>().unwrap() < 1e-6);
-        let loss = (&got * &weights).unwrap().sum_all().unwrap();
-        let mut vars = vec![("x".to_string(), x.clone())];
-        vars.extend(lstm.vars(""));
-        for _pass in 0..2 {
-            let grads = loss.backward().unwrap();
-            for (name, var) in &vars {
-                let (g, e) = (grads.get(var).unwrap(), want_grads.get(var).unwrap());
-                let d = (g - e).unwrap().abs().unwrap().max_all().unwrap();
-                let d = d.to_scalar::<f32>().unwrap();
-                assert!(d < 1e-5, "grad of {name} differs by {d}");
-            }
-        }
+        assert_fused_matches_stepwise(&lstm, &x, &[11, 0, 4, 5, 9, 2, 7]);
     }
 }
