@@ -48,7 +48,7 @@ import torch
 import torch.nn as nn
 
 # The run's vocabulary, split and captions are read as the seed decoder's reference reads them.
-from train_seed_decoder import END, PAD, START, read_run_corpus
+from train_seed_decoder import PAD, read_run_corpus, teacher_tensors
 
 # captioner's AttentionConfig::default() and TrainConfig::attention(): the tutorial's settings.
 TUTORIAL = {"embed": 512, "hidden": 512, "lr": 4e-4,
@@ -123,14 +123,7 @@ def batch(caps, idx, maps):
     """Feature maps [B, P, C] (float32), inputs [B, T] = startofseq w1..wn pad..., targets [B, T] =
     w1..wn endofseq pad... and lengths n + 1, sorted by length, longest first (stable)."""
     sel = sorted((caps[i] for i in idx), key=lambda c: -len(c[1]))
-    t = len(sel[0][1]) + 1
-    inputs = torch.full((len(sel), t), PAD, dtype=torch.long)
-    targets = torch.full((len(sel), t), PAD, dtype=torch.long)
-    for r, (_, toks) in enumerate(sel):
-        inputs[r, 0] = START
-        inputs[r, 1 : len(toks) + 1] = torch.tensor(toks, dtype=torch.long)
-        targets[r, : len(toks)] = torch.tensor(toks, dtype=torch.long)
-        targets[r, len(toks)] = END
+    inputs, targets = teacher_tensors(sel)
     a = torch.from_numpy(np.asarray(maps[[c[0] for c in sel]], dtype=np.float32))
     return a, inputs, targets, [len(c[1]) + 1 for c in sel]
 

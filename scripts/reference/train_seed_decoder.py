@@ -91,9 +91,9 @@ class Model(nn.Module):
         return torch.log_softmax(self.out(h[:, 0, :]), dim=-1), state
 
 
-def batch(caps, idx):
-    """inputs [B, T] = startofseq w1..wn pad...; targets [B, T] = w1..wn endofseq pad..."""
-    sel = [caps[i] for i in idx]
+def teacher_tensors(sel):
+    """For captions `sel` [(row, word ids)]: inputs [B, T] = startofseq w1..wn pad... and targets [B, T] =
+    w1..wn endofseq pad..., T = the longest caption + 1 (also train_attention_decoder.py's layout)."""
     t = max(len(c[1]) for c in sel) + 1
     inputs = torch.full((len(sel), t), PAD, dtype=torch.long)
     targets = torch.full((len(sel), t), PAD, dtype=torch.long)
@@ -102,6 +102,13 @@ def batch(caps, idx):
         inputs[r, 1 : len(toks) + 1] = torch.tensor(toks, dtype=torch.long)
         targets[r, : len(toks)] = torch.tensor(toks, dtype=torch.long)
         targets[r, len(toks)] = END
+    return inputs, targets
+
+
+def batch(caps, idx):
+    """Feature rows [B], inputs and targets [B, T] (`teacher_tensors`) of captions `caps[idx]`."""
+    sel = [caps[i] for i in idx]
+    inputs, targets = teacher_tensors(sel)
     rows = torch.tensor([c[0] for c in sel], dtype=torch.long)
     return rows, inputs, targets
 
