@@ -163,7 +163,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let precision = args.precision.checked()?;
     let (mut found, mut bad) = collect_images(&args.paths);
     let listed = found.len() + bad.len();
-    let pictures = picture_names(found.iter().map(|f| f.path.as_path()));
+    // Only for `--attention-out`: a million-image listing need not hold a second copy of its paths.
+    let pictures = match &args.attention_out {
+        Some(_) => picture_names(found.iter().map(|f| f.path.as_path())),
+        None => HashMap::new(),
+    };
     if let Some((s, _)) = shard {
         found.retain(|f| s.contains(&f.key));
         bad.retain(|(f, _)| s.contains(&f.key));
