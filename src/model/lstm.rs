@@ -3,6 +3,7 @@
 
 mod cell;
 mod gates;
+mod recurrent;
 mod sequence;
 
 use crate::{Error, Result};
@@ -268,6 +269,19 @@ mod tests {
             "step 5 runs column 0 only; steps 2..4 keep column 3, so all four"
         );
         assert_eq!(sequence::live_prefixes(3, &[0, 2, 4]), vec![3, 2]);
+        assert_fused_matches_stepwise(&lstm, &x, &rows);
+    }
+
+    /// Batch rows and gate columns that do not fill the recurrent kernel's tiles and panels
+    /// (13 rows, 4H = 84 columns: a partial last panel), through the same comparison.
+    #[test]
+    fn fused_rows_match_the_stepwise_cells_past_whole_tiles() {
+        let dev = Device::Cpu;
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let lstm = Lstm::new(5, 21, &mut rng, &dev).unwrap();
+        let (t_len, b) = (4, 13);
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (t_len, b, 5), &dev).unwrap()).unwrap();
+        let rows: Vec<u32> = (b as u32..(t_len * b) as u32).collect();
         assert_fused_matches_stepwise(&lstm, &x, &rows);
     }
 

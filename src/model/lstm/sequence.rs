@@ -5,6 +5,7 @@
 //! each step's cell and gates itself, for its backward pass.
 
 use super::gates;
+use super::recurrent::{panel_product, staggered_rows, tile_rows, Panels, WIDTH};
 use crate::model::cpu_math::{column_sums, f32_data, matmul_into, with_data, View};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -80,7 +81,27 @@ fn sizes(
     Ok((t_len, b, h))
 }
 
+/// Rows per task of a step's parallel section for `n` live rows: one run of rows per thread,
+/// a multiple of the kernel's tile where that still splits them (fewer remainder tiles).
+fn rows_per_task(n: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    let even = n.div_ceil(threads).max(1);
+    let tiled = even.div_ceil(tile_rows()) * tile_rows();
+    if tiled * (threads - 1) < n {
+        tiled
+    } else {
+        even
+    }
+}
+
 /// Runs the recurrence: `[T, B, 6H]` of `h | c | i f g o`.
+///
+/// Each step is one parallel section over runs of batch rows: a task computes its rows'
+/// recurrent products `h_{t-1} · W_hhᵀ` (W_hhᵀ packed into panels once for the whole pass,
+/// `recurrent.rs`), adds the input projection and the bias, and runs the gate arithmetic on
+/// them while they are in its cache. Every thread reads all of W_hh each step (4 MB at H 512,
+/// from the shared L3 cache); splitting by hidden units instead kept W_hh apart per thread but
+/// made the gate arithmetic read 64-byte pieces of every row, which measured slower.
 fn recurrence(
     xp: &[f32],
     w: &[f32],
@@ -89,19 +110,17 @@ fn recurrence(
     live: &[usize],
 ) -> candle_core::Result<Vec<f32>> {
     let (g4, h6) = (4 * h, 6 * h);
+    // Pre-activation rows, padded to whole panels.
+    let g4p = g4.div_ceil(WIDTH) * WIDTH;
     let mut out = vec![0f32; t_len * b * h6];
-    // Per batch row the gates' pre-activations: x·W_ihᵀ + b, plus h_{t-1}·W_hhᵀ after step 0.
-    let mut pre = vec![0f32; b * g4];
+    // W_hhᵀ [H, 4H].
+    let panels = Panels::pack(
+        h,
+        (0..g4p / WIDTH).map(|p| (p * WIDTH, WIDTH.min(g4 - p * WIDTH))),
+        |k, col| w[col * h + k],
+    );
     let zeros = vec![0f32; h];
-    // W_hhᵀ as a row-major [H, 4H] copy: as the right operand of `h_{t-1} · W_hhᵀ` its rows are
-    // adjacent, so `matmul_into` computes the transposed product and packs neither operand's
-    // large side (2× on the forward recurrence at batch 64 than reading W_hh transposed).
-    let mut w_t = vec![0f32; g4 * h];
-    w_t.par_chunks_mut(g4).enumerate().for_each(|(k, row)| {
-        for (g, x) in row.iter_mut().enumerate() {
-            *x = w[g * h + k];
-        }
-    });
+    let mut h_rows = Vec::new();
     for t in 0..t_len {
         // Rows past the live prefix stay zero: nothing scored reads them.
         let n = live.get(t).copied().unwrap_or(0).min(b);
@@ -110,47 +129,48 @@ fn recurrence(
         }
         let (before, cur) = out.split_at_mut(t * b * h6);
         let prev = (t > 0).then(|| &before[(t - 1) * b * h6..]);
-        if let Some(p) = prev {
-            // h_{t-1} · W_hhᵀ, reading h_{t-1} in place from the previous step's rows.
-            let h_prev = View {
-                data: p,
-                rows: n,
-                cols: h,
-                rs: h6,
-                cs: 1,
-            };
-            matmul_into(
-                &mut pre[..n * g4],
-                h_prev,
-                View::row_major(&w_t, h, g4),
-                1.0,
-                false,
-            )?;
-        }
+        let a_rs = match prev {
+            Some(p) => staggered_rows(&mut h_rows, p, h6, n, h),
+            None => 0,
+        };
+        let h_rows = &h_rows;
+        let task = rows_per_task(n);
         cur[..n * h6]
-            .par_chunks_mut(h6)
-            .zip(pre[..n * g4].par_chunks_mut(g4))
+            .par_chunks_mut(task * h6)
             .enumerate()
-            .for_each(|(r, (row, pre))| {
-                let x = &xp[(t * b + r) * g4..(t * b + r + 1) * g4];
-                let c_prev = match prev {
-                    Some(p) => {
+            .for_each_init(
+                || vec![0f32; task * g4p],
+                |pre, (part, rows)| {
+                    let (r0, m) = (part * task, rows.len() / h6);
+                    let pre = &mut pre[..m * g4p];
+                    pre.fill(0.0);
+                    if prev.is_some() {
+                        // h_{t-1} · W_hhᵀ.
+                        for p in 0..g4p / WIDTH {
+                            let a = &h_rows[r0 * a_rs..];
+                            panel_product(&mut pre[p * WIDTH..], g4p, a, a_rs, m, panels.panel(p));
+                        }
+                    }
+                    for (r, (row, pre)) in rows
+                        .chunks_exact_mut(h6)
+                        .zip(pre.chunks_exact_mut(g4p))
+                        .enumerate()
+                    {
+                        let r = r0 + r;
+                        let x = &xp[(t * b + r) * g4..(t * b + r + 1) * g4];
                         for ((p, &x), &bias) in pre.iter_mut().zip(x).zip(bias) {
                             *p += x + bias;
                         }
-                        &p[r * h6 + h..r * h6 + 2 * h]
+                        let c_prev = match prev {
+                            Some(p) => &p[r * h6 + h..r * h6 + 2 * h],
+                            None => &zeros[..],
+                        };
+                        let (h_out, rest) = row.split_at_mut(h);
+                        let (c_out, acts) = rest.split_at_mut(h);
+                        gates::forward(&pre[..g4], c_prev, h_out, c_out, acts);
                     }
-                    None => {
-                        for ((p, &x), &bias) in pre.iter_mut().zip(x).zip(bias) {
-                            *p = x + bias;
-                        }
-                        &zeros[..]
-                    }
-                };
-                let (h_out, rest) = row.split_at_mut(h);
-                let (c_out, acts) = rest.split_at_mut(h);
-                gates::forward(pre, c_prev, h_out, c_out, acts);
-            });
+                },
+            );
     }
     Ok(out)
 }
