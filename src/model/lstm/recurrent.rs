@@ -12,6 +12,8 @@
 //! Every output element is summed over `k` in the same order whatever the rows, the tile or the
 //! thread count, so a row's result does not depend on the batch around it.
 
+use rayon::prelude::*;
+
 /// Columns per panel: 16 f32, one AVX-512 register or two AVX2 registers per row of a tile.
 pub(super) const WIDTH: usize = 16;
 /// Steps of `k` per pass over a panel: a 256 × 16 panel chunk is 16 KB, so it stays in the L1
@@ -51,19 +53,20 @@ impl Panels {
     pub fn pack(
         k: usize,
         order: impl IntoIterator<Item = (usize, usize)>,
-        at: impl Fn(usize, usize) -> f32,
+        at: impl Fn(usize, usize) -> f32 + Sync,
     ) -> Self {
-        let mut data = Vec::new();
-        for (first, width) in order {
-            let start = data.len();
-            data.resize(start + k * WIDTH, 0.0);
-            for kk in 0..k {
-                let row = &mut data[start + kk * WIDTH..start + kk * WIDTH + width];
-                for (c, x) in row.iter_mut().enumerate() {
-                    *x = at(kk, first + c);
+        let order: Vec<(usize, usize)> = order.into_iter().collect();
+        let mut data = vec![0f32; order.len() * k * WIDTH];
+        // Panels in parallel: packing W_hh once per pass is a few percent of a small step.
+        data.par_chunks_mut((k * WIDTH).max(1))
+            .zip(&order)
+            .for_each(|(panel, &(first, width))| {
+                for (kk, row) in panel.chunks_exact_mut(WIDTH).enumerate() {
+                    for (c, x) in row[..width].iter_mut().enumerate() {
+                        *x = at(kk, first + c);
+                    }
                 }
-            }
-        }
+            });
         Self { data, k }
     }
 

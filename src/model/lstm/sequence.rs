@@ -121,6 +121,9 @@ fn recurrence(
     );
     let zeros = vec![0f32; h];
     let mut h_rows = Vec::new();
+    // Every row's pre-activations, allocated once for the pass (a step's task takes the rows of
+    // its run).
+    let mut pre_rows = vec![0f32; b * g4p];
     for t in 0..t_len {
         // Rows past the live prefix stay zero: nothing scored reads them.
         let n = live.get(t).copied().unwrap_or(0).min(b);
@@ -137,40 +140,38 @@ fn recurrence(
         let task = rows_per_task(n);
         cur[..n * h6]
             .par_chunks_mut(task * h6)
+            .zip(pre_rows.par_chunks_mut(task * g4p))
             .enumerate()
-            .for_each_init(
-                || vec![0f32; task * g4p],
-                |pre, (part, rows)| {
-                    let (r0, m) = (part * task, rows.len() / h6);
-                    let pre = &mut pre[..m * g4p];
-                    pre.fill(0.0);
-                    if prev.is_some() {
-                        // h_{t-1} · W_hhᵀ.
-                        for p in 0..g4p / WIDTH {
-                            let a = &h_rows[r0 * a_rs..];
-                            panel_product(&mut pre[p * WIDTH..], g4p, a, a_rs, m, panels.panel(p));
-                        }
+            .for_each(|(part, (rows, pre))| {
+                let (r0, m) = (part * task, rows.len() / h6);
+                let pre = &mut pre[..m * g4p];
+                pre.fill(0.0);
+                if prev.is_some() {
+                    // h_{t-1} · W_hhᵀ.
+                    for p in 0..g4p / WIDTH {
+                        let a = &h_rows[r0 * a_rs..];
+                        panel_product(&mut pre[p * WIDTH..], g4p, a, a_rs, m, panels.panel(p));
                     }
-                    for (r, (row, pre)) in rows
-                        .chunks_exact_mut(h6)
-                        .zip(pre.chunks_exact_mut(g4p))
-                        .enumerate()
-                    {
-                        let r = r0 + r;
-                        let x = &xp[(t * b + r) * g4..(t * b + r + 1) * g4];
-                        for ((p, &x), &bias) in pre.iter_mut().zip(x).zip(bias) {
-                            *p += x + bias;
-                        }
-                        let c_prev = match prev {
-                            Some(p) => &p[r * h6 + h..r * h6 + 2 * h],
-                            None => &zeros[..],
-                        };
-                        let (h_out, rest) = row.split_at_mut(h);
-                        let (c_out, acts) = rest.split_at_mut(h);
-                        gates::forward(&pre[..g4], c_prev, h_out, c_out, acts);
+                }
+                for (r, (row, pre)) in rows
+                    .chunks_exact_mut(h6)
+                    .zip(pre.chunks_exact_mut(g4p))
+                    .enumerate()
+                {
+                    let r = r0 + r;
+                    let x = &xp[(t * b + r) * g4..(t * b + r + 1) * g4];
+                    for ((p, &x), &bias) in pre.iter_mut().zip(x).zip(bias) {
+                        *p += x + bias;
                     }
-                },
-            );
+                    let c_prev = match prev {
+                        Some(p) => &p[r * h6 + h..r * h6 + 2 * h],
+                        None => &zeros[..],
+                    };
+                    let (h_out, rest) = row.split_at_mut(h);
+                    let (c_out, acts) = rest.split_at_mut(h);
+                    gates::forward(&pre[..g4], c_prev, h_out, c_out, acts);
+                }
+            });
     }
     Ok(out)
 }
