@@ -122,7 +122,7 @@ fn panel_product_on(
         Isa::Avx2 => unsafe { product_avx2(out, out_rs, a, a_rs, rows, panel, k) },
         // SAFETY: the lengths were checked above.
         _ => unsafe {
-            product::<3>(out, out_rs, a, a_rs, rows, panel, k, |x, y, acc| {
+            product::<PORTABLE_ROWS>(out, out_rs, a, a_rs, rows, panel, k, |x, y, acc| {
                 acc + x * y
             })
         },
@@ -133,11 +133,16 @@ fn panel_product_on(
 /// needs no remainder tiles.
 pub(super) fn tile_rows() -> usize {
     match isa() {
-        Isa::Avx512 => 12,
-        Isa::Avx2 => 4,
-        Isa::Portable => 3,
+        Isa::Avx512 => AVX512_ROWS,
+        Isa::Avx2 => AVX2_ROWS,
+        Isa::Portable => PORTABLE_ROWS,
     }
 }
+
+/// Rows per tile of each kernel (see the kernels for why).
+const AVX512_ROWS: usize = 12;
+const AVX2_ROWS: usize = 4;
+const PORTABLE_ROWS: usize = 3;
 
 /// The instruction set the kernel runs with, detected once.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -185,7 +190,7 @@ unsafe fn product_avx512(
     panel: &[f32],
     k: usize,
 ) {
-    product::<12>(out, out_rs, a, a_rs, rows, panel, k, f32::mul_add)
+    product::<AVX512_ROWS>(out, out_rs, a, a_rs, rows, panel, k, f32::mul_add)
 }
 
 /// Four rows per tile: eight 8-lane accumulators, as many chains as two FMA pipes of latency 4
@@ -204,7 +209,7 @@ unsafe fn product_avx2(
     panel: &[f32],
     k: usize,
 ) {
-    product::<4>(out, out_rs, a, a_rs, rows, panel, k, f32::mul_add)
+    product::<AVX2_ROWS>(out, out_rs, a, a_rs, rows, panel, k, f32::mul_add)
 }
 
 /// The blocked loop: chunks of [`KC`] steps of `k`, within each tiles of `MR` rows, then the
