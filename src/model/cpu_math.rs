@@ -129,6 +129,31 @@ pub(crate) fn matmul_into(
     Ok(())
 }
 
+/// `dst [a.rows, b.cols] = a · b` into uninitialised memory, on the calling thread alone, for
+/// callers that run several products side by side (the Winograd convolution's α² products).
+/// Every element of `dst` is written.
+pub(crate) fn matmul_serial_uninit(
+    dst: &mut [std::mem::MaybeUninit<f32>],
+    a: View<'_>,
+    b: View<'_>,
+) {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    assert!(
+        b.rows == k && k > 0 && dst.len() == m * n && a.fits() && b.fits(),
+        "matmul: [{m}, {k}] · [{}, {n}] into {} elements does not fit",
+        b.rows,
+        dst.len()
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: the shapes and strides were checked above to stay inside the three slices, and
+    // `dst` is borrowed mutably, so it aliases neither input. With `read_dst` false and `k > 0`
+    // gemm writes every element of dst without reading it.
+    let dst = dst.as_mut_ptr() as *mut f32;
+    unsafe { gemm_views_strided(dst, n, a, b, 1.0, false, Parallelism::None) };
+}
+
 /// `dst = (dst if read_dst) + beta · a · b` through gemm, `dst` a row-major `[a.rows, b.cols]`
 /// matrix at `dst`.
 ///

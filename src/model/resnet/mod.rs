@@ -9,6 +9,7 @@ pub mod formula;
 pub mod init;
 mod net;
 mod trunk;
+mod winograd;
 
 pub use check::check_state_dict;
 pub use net::ResNet;

@@ -1,11 +1,13 @@
 //! The folded inference graph: eval BatchNorm folded into each convolution's weights and bias at
 //! load, NHWC activations on the CPU so every convolution is one GEMM (1×1 stride-1 ones need no
-//! im2col at all), and a fused bias + residual + ReLU epilogue. On other devices, or when asked,
+//! im2col at all; 3×3 stride-1 ones by Winograd's algorithm, [`super::winograd`]), and a fused
+//! bias + residual + ReLU epilogue. On other devices, or when asked,
 //! the same folded weights run in NCHW through candle's `conv2d`. With [`Precision::Bf16`] the
 //! NHWC convolutions multiply bf16 weights and activations with f32 accumulation
 //! ([`crate::model::bf16`]); activations between layers, the epilogues and the pool stay f32.
 
 use super::cpu_ops::{BiasAct, BiasResidualRelu, Im2Col, MaxPool};
+use super::winograd::{self, After, LazyWinograd};
 use super::{check_state_dict, Arch, ConvSpec};
 use crate::model::bf16::{self, Activations, Kernel, PackedWeights};
 use crate::model::precision::Precision;
@@ -48,6 +50,9 @@ struct FoldedConv {
     bias_host: Vec<f32>,
     /// The NHWC weight in bf16, packed, when the trunk runs in [`Precision::Bf16`].
     packed: Option<PackedWeights>,
+    /// For a 3×3 stride-1 NHWC convolution: its weights in the Winograd domain, for the f32
+    /// products.
+    winograd: Option<LazyWinograd>,
 }
 
 /// What follows a convolution's bias.
@@ -154,6 +159,8 @@ impl FoldedConv {
             TrunkLayout::Nchw => Tensor::from_vec(folded, (cout, cin, k, k), &Device::Cpu)?,
         };
         let bias = Tensor::from_vec(bias, cout, &Device::Cpu)?;
+        let winograd = (layout == TrunkLayout::Nhwc && k == 3 && spec.stride == 1 && spec.pad == 1)
+            .then(LazyWinograd::default);
         Ok(Self {
             stage: spec
                 .conv
@@ -168,6 +175,7 @@ impl FoldedConv {
             bias_host: bias.to_vec1::<f32>()?,
             bias: bias.to_device(dev)?,
             packed: None,
+            winograd,
         })
     }
 
@@ -194,6 +202,14 @@ impl FoldedConv {
             let y = self.product_bf16(x, packed, kernel, &epi)?;
             return Ok(y.reshape((b, ho, wo, packed.n()))?);
         }
+        if let (Some(lazy), Some(tile)) = (&self.winograd, winograd::tile_for(h, w)) {
+            let y = self.winograd_f32(x, lazy, tile, &epi)?;
+            return Ok(Tensor::from_vec(
+                y,
+                (b, ho, wo, self.bias_host.len()),
+                x.device(),
+            )?);
+        }
         let a = if self.k == 1 && self.stride == 1 {
             x.reshape((b * h * w, cin))?
         } else {
@@ -211,6 +227,34 @@ impl FoldedConv {
             Epilogue::ResidualRelu(r) => y.inplace_op2(r, &BiasResidualRelu { bias })?,
         }
         Ok(y.reshape((b, ho, wo, bias.len()))?)
+    }
+
+    /// The 3×3 stride-1 convolution by Winograd's algorithm with `tile`, as NHWC values.
+    fn winograd_f32(
+        &self,
+        x: &Tensor,
+        lazy: &LazyWinograd,
+        tile: winograd::Tile,
+        epi: &Epilogue,
+    ) -> Result<Vec<f32>> {
+        use crate::model::cpu_math::with_data;
+        let dims = x.dims4()?;
+        let bias = &self.bias_host;
+        let cout = bias.len();
+        let wg = with_data(&self.weight, |w| Ok(lazy.get(tile, w, dims.3, cout)))?;
+        Ok(with_data(x, |xs| match epi {
+            Epilogue::Linear => Ok(winograd::conv3x3(xs, dims, wg, bias, After::Linear)),
+            Epilogue::Relu => Ok(winograd::conv3x3(xs, dims, wg, bias, After::Relu)),
+            Epilogue::ResidualRelu(r) => with_data(r, |rs| {
+                Ok(winograd::conv3x3(
+                    xs,
+                    dims,
+                    wg,
+                    bias,
+                    After::ResidualRelu(rs),
+                ))
+            }),
+        })?)
     }
 
     /// The convolution `[B·Ho·Wo, Cout]` in bf16: im2col (or, for 1×1 stride-1, the input
