@@ -35,7 +35,6 @@ impl candle_core::CustomOp1 for Im2Col {
         // so the buffer starts uninitialised: a zero-filled one cost a memset of ~58 MB per
         // batch-1 ResNet-50 image (`bench encoder`, see docs/performance.md).
         let mut out: Vec<f32> = Vec::with_capacity(len);
-        let zeros = vec![0f32; c];
         // One output image row per task: large enough to amortise, many enough to balance.
         out.spare_capacity_mut()[..len]
             .par_chunks_mut(wo * row)
@@ -45,21 +44,32 @@ impl candle_core::CustomOp1 for Im2Col {
                 let img = &x[bi * h * w * c..(bi + 1) * h * w * c];
                 for ox in 0..wo {
                     let dst = &mut chunk[ox * row..(ox + 1) * row];
+                    // The taps of one kernel row that fall inside the image are adjacent in NHWC
+                    // memory (`k · c` values: 21 for the stem's 7 taps of 3 channels), so each
+                    // kernel row is one copy and the padding taps on either side are zeros. Taps
+                    // one at a time made the batch-1 stem's im2col cost as much as its product.
+                    let x0 = (ox * st) as isize - p as isize;
+                    let dx_lo = (-x0).clamp(0, k as isize) as usize;
+                    let dx_hi = (w as isize - x0).clamp(0, k as isize) as usize;
                     for dy in 0..k {
                         let iy = (oy * st + dy) as isize - p as isize;
-                        for dx in 0..k {
-                            let ix = (ox * st + dx) as isize - p as isize;
-                            let inside = iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize;
-                            let src = if inside {
-                                let at = ((iy as usize) * w + ix as usize) * c;
-                                &img[at..at + c]
-                            } else {
-                                &zeros[..]
-                            };
-                            let d = (dy * k + dx) * c;
-                            for (o, &v) in dst[d..d + c].iter_mut().zip(src) {
-                                o.write(v);
-                            }
+                        let d = &mut dst[dy * k * c..(dy + 1) * k * c];
+                        if iy < 0 || iy >= h as isize || dx_lo >= dx_hi {
+                            d.iter_mut().for_each(|o| {
+                                o.write(0.0);
+                            });
+                            continue;
+                        }
+                        let at = ((iy as usize) * w) as isize + x0;
+                        let src = &img[(at + dx_lo as isize) as usize * c
+                            ..(at + dx_hi as isize) as usize * c];
+                        let (before, rest) = d.split_at_mut(dx_lo * c);
+                        let (inside, after) = rest.split_at_mut((dx_hi - dx_lo) * c);
+                        before.iter_mut().chain(after.iter_mut()).for_each(|o| {
+                            o.write(0.0);
+                        });
+                        for (o, &v) in inside.iter_mut().zip(src) {
+                            o.write(v);
                         }
                     }
                 }
@@ -193,5 +203,50 @@ impl InplaceOp2 for BiasResidualRelu<'_> {
                 }
             });
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Tensor};
+
+    /// im2col followed by a product is candle's own `conv2d`, for the stem's shape (3 channels,
+    /// 7 taps, stride 2, padding 3) and for maps narrower than the kernel, where a kernel row has
+    /// no tap inside the image.
+    #[test]
+    fn im2col_then_product_is_candles_conv2d() {
+        let dev = Device::Cpu;
+        for &(b, h, w, c, k, stride, pad, cout) in &[
+            (2, 11, 9, 3, 7, 2, 3, 5),
+            (1, 3, 2, 3, 7, 2, 3, 4),
+            (1, 8, 6, 16, 3, 2, 1, 8),
+            (2, 5, 7, 4, 3, 1, 1, 3),
+            (1, 4, 4, 8, 1, 2, 0, 6),
+        ] {
+            let x = Tensor::randn(0f32, 1.0, (b, h, w, c), &dev).unwrap();
+            let wt = Tensor::randn(0f32, 1.0, (cout, c, k, k), &dev).unwrap();
+            let want = x
+                .permute((0, 3, 1, 2))
+                .unwrap()
+                .conv2d(&wt, pad, stride, 1, 1)
+                .unwrap()
+                .permute((0, 2, 3, 1))
+                .unwrap()
+                .flatten_all()
+                .unwrap();
+            let cols = x.apply_op1_no_bwd(&Im2Col { k, stride, pad }).unwrap();
+            // [Cout, Cin, k, k] → [k, k, Cin, Cout] rows, the order of an im2col row.
+            let w_rows = wt
+                .permute((2, 3, 1, 0))
+                .unwrap()
+                .reshape((k * k * c, cout))
+                .unwrap();
+            let got = cols.matmul(&w_rows).unwrap().flatten_all().unwrap();
+            assert_eq!(got.dims(), want.dims(), "{h}x{w}x{c} k{k} s{stride}");
+            let d = (got - want).unwrap().abs().unwrap().max_all().unwrap();
+            let d = d.to_scalar::<f32>().unwrap();
+            assert!(d < 1e-4, "{h}x{w}x{c} k{k} s{stride}: {d}");
+        }
     }
 }
