@@ -270,6 +270,19 @@ mod tests {
         );
         assert_eq!(sequence::live_prefixes(3, &[0, 2, 4]), vec![3, 2]);
         assert_fused_matches_stepwise(&lstm, &x, &rows);
+
+        // No step after the first is wholly live (column 3 is scored at step 0 only), so the
+        // recurrent weight's gradient comes from the copied live rows alone.
+        let last = [5usize, 2, 3, 0];
+        let rows: Vec<u32> = (0..t_len)
+            .flat_map(|t| {
+                (0..b)
+                    .filter(move |&c| t <= last[c])
+                    .map(move |c| (t * b + c) as u32)
+            })
+            .collect();
+        assert_eq!(sequence::live_prefixes(b, &rows), vec![4, 3, 3, 3, 1, 1]);
+        assert_fused_matches_stepwise(&lstm, &x, &rows);
     }
 
     /// Batch rows and gate columns that do not fill the recurrent kernel's tiles and panels

@@ -308,19 +308,73 @@ fn through_time(
             )?;
         }
     }
-    // dW_hh = Σ_{t≥1} dgates_tᵀ · h_{t-1}, one product over all steps, h read in place.
+    let d_w = recurrent_weight_gradient(&d_xp, saved, (t_len, b, h), live)?;
+    Ok((d_xp, d_w))
+}
+
+/// dW_hh `[4H, H]` = Σ_{t≥1} dgates_tᵀ · h_{t-1} over the live rows (`live`, as in
+/// [`recurrence`]); the rows past a step's live prefix have zero gradients and states.
+///
+/// The steps whose rows are all live are one block of `d_xp` and `saved`, read in place. When
+/// the later, partly live steps leave many dead rows (a batch of Flickr8k captions, 5 to 30+
+/// words, is about half dead rows; the synthetic scenes 30%), their live rows are copied together
+/// and multiplied in a second product, so the dead rows cost nothing. With few dead rows one
+/// product over every row is cheaper than the copy.
+fn recurrent_weight_gradient(
+    d_xp: &[f32],
+    saved: &[f32],
+    (t_len, b, h): (usize, usize, usize),
+    live: &[usize],
+) -> candle_core::Result<Vec<f32>> {
+    let (g4, h6) = (4 * h, 6 * h);
     let mut d_w = vec![0f32; g4 * h];
-    if t_len > 1 {
-        let steps = (t_len - 1) * b;
-        let dg = View::row_major(&d_xp[b * g4..], steps, g4).t();
+    if t_len < 2 {
+        return Ok(d_w);
+    }
+    let live_at = |t: usize| live.get(t).copied().unwrap_or(0).min(b);
+    let all_rows = (t_len - 1) * b;
+    let live_rows: usize = (1..t_len).map(live_at).sum();
+    // Steps 1..=full are wholly live (live prefixes never grow with t).
+    let full = if (all_rows - live_rows) * DEAD_ROWS_WORTH_A_COPY < all_rows {
+        t_len - 1
+    } else {
+        (1..t_len).take_while(|&t| live_at(t) == b).count()
+    };
+    if full > 0 {
+        let rows = full * b;
+        let dg = View::row_major(&d_xp[b * g4..(1 + full) * b * g4], rows, g4).t();
         let h_prev = View {
             data: saved,
-            rows: steps,
+            rows,
             cols: h,
             rs: h6,
             cs: 1,
         };
         matmul_into(&mut d_w, dg, h_prev, 1.0, false)?;
     }
-    Ok((d_xp, d_w))
+    let partial: usize = (1 + full..t_len).map(live_at).sum();
+    if partial > 0 {
+        let mut dg = Vec::with_capacity(partial * g4);
+        let mut h_prev = Vec::with_capacity(partial * h);
+        for t in 1 + full..t_len {
+            let n = live_at(t);
+            dg.extend_from_slice(&d_xp[t * b * g4..(t * b + n) * g4]);
+            for r in 0..n {
+                let at = ((t - 1) * b + r) * h6;
+                h_prev.extend_from_slice(&saved[at..at + h]);
+            }
+        }
+        matmul_into(
+            &mut d_w,
+            View::row_major(&dg, partial, g4).t(),
+            View::row_major(&h_prev, partial, h),
+            1.0,
+            full > 0,
+        )?;
+    }
+    Ok(d_w)
 }
+
+/// [`recurrent_weight_gradient`] copies the partly live steps' rows when at least one row in
+/// this many is dead.
+const DEAD_ROWS_WORTH_A_COPY: usize = 8;
