@@ -15,6 +15,7 @@ pub mod pth;
 pub mod resnet;
 pub(crate) mod token_projection;
 pub mod weights;
+pub(crate) mod wide;
 
 pub use caption_model::{CaptionModel, Scratch};
 pub use decoder_model::DecoderModel;

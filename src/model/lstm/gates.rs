@@ -1,8 +1,11 @@
 //! The LSTM gate arithmetic of one batch row, forward and backward: the one kernel that both the
 //! decoding cell op and the training sequence op run. Written over equal-length slices so that
-//! the loops vectorise (no bounds checks, the activations inlined).
+//! the loops vectorise (no bounds checks, the activations inlined), and compiled again for the
+//! widest vectors the CPU has ([`crate::model::wide`]): the same arithmetic element by element,
+//! so every copy gives the same bits.
 
 use crate::model::activation::{sigmoid, tanh};
+use crate::model::wide::{wide, Wide};
 
 /// The four gate blocks (i, f, g, o) of a 4H row, each exactly `h` long.
 #[inline(always)]
@@ -22,8 +25,58 @@ fn quarters_mut(s: &mut [f32], h: usize) -> [&mut [f32]; 4] {
 /// Forward of one row: the gates' pre-activations `pre` (4H: i f g o) and the previous cell
 /// `c_prev` → `h_out = o ⊙ tanh(c)`, `c_out = c = f ⊙ c_prev + i ⊙ g` (H each) and the
 /// activations `acts` (4H: i = σ, f = σ, g = tanh, o = σ), which [`backward`] takes.
-#[inline(always)]
 pub(super) fn forward(
+    pre: &[f32],
+    c_prev: &[f32],
+    h_out: &mut [f32],
+    c_out: &mut [f32],
+    acts: &mut [f32],
+) {
+    match wide() {
+        // SAFETY: `wide` checked that the CPU has the features.
+        #[cfg(target_arch = "x86_64")]
+        Wide::Avx512 => unsafe { forward_avx512(pre, c_prev, h_out, c_out, acts) },
+        #[cfg(target_arch = "x86_64")]
+        Wide::Avx2 => unsafe { forward_avx2(pre, c_prev, h_out, c_out, acts) },
+        Wide::Baseline => forward_portable(pre, c_prev, h_out, c_out, acts),
+    }
+}
+
+/// [`forward`] compiled for AVX-512.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn forward_avx512(
+    pre: &[f32],
+    c_prev: &[f32],
+    h_out: &mut [f32],
+    c_out: &mut [f32],
+    acts: &mut [f32],
+) {
+    forward_portable(pre, c_prev, h_out, c_out, acts)
+}
+
+/// [`forward`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn forward_avx2(
+    pre: &[f32],
+    c_prev: &[f32],
+    h_out: &mut [f32],
+    c_out: &mut [f32],
+    acts: &mut [f32],
+) {
+    forward_portable(pre, c_prev, h_out, c_out, acts)
+}
+
+/// The arithmetic of [`forward`], for whatever instruction set the caller is compiled for.
+#[inline(always)]
+fn forward_portable(
     pre: &[f32],
     c_prev: &[f32],
     h_out: &mut [f32],
@@ -53,8 +106,61 @@ pub(super) fn forward(
 /// `c_prev`: the gradient `dh` of the row's h → the gradient of the pre-activations `d_pre`
 /// (4H). `dc` holds the gradient of c on entry (from later steps) and that of `c_prev` on exit.
 /// Activations are saved rather than recomputed; only tanh(c) is recomputed.
-#[inline(always)]
 pub(super) fn backward(
+    acts: &[f32],
+    c: &[f32],
+    c_prev: &[f32],
+    dh: &[f32],
+    dc: &mut [f32],
+    d_pre: &mut [f32],
+) {
+    match wide() {
+        // SAFETY: `wide` checked that the CPU has the features.
+        #[cfg(target_arch = "x86_64")]
+        Wide::Avx512 => unsafe { backward_avx512(acts, c, c_prev, dh, dc, d_pre) },
+        #[cfg(target_arch = "x86_64")]
+        Wide::Avx2 => unsafe { backward_avx2(acts, c, c_prev, dh, dc, d_pre) },
+        Wide::Baseline => backward_portable(acts, c, c_prev, dh, dc, d_pre),
+    }
+}
+
+/// [`backward`] compiled for AVX-512.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn backward_avx512(
+    acts: &[f32],
+    c: &[f32],
+    c_prev: &[f32],
+    dh: &[f32],
+    dc: &mut [f32],
+    d_pre: &mut [f32],
+) {
+    backward_portable(acts, c, c_prev, dh, dc, d_pre)
+}
+
+/// [`backward`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn backward_avx2(
+    acts: &[f32],
+    c: &[f32],
+    c_prev: &[f32],
+    dh: &[f32],
+    dc: &mut [f32],
+    d_pre: &mut [f32],
+) {
+    backward_portable(acts, c, c_prev, dh, dc, d_pre)
+}
+
+/// The arithmetic of [`backward`], for whatever instruction set the caller is compiled for.
+#[inline(always)]
+fn backward_portable(
     acts: &[f32],
     c: &[f32],
     c_prev: &[f32],
@@ -76,5 +182,67 @@ pub(super) fn backward(
         d_g[j] = dcj * i * (1.0 - g * g);
         d_o[j] = dh * tc * o * (1.0 - o);
         dc[j] = dcj * f;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    type Forward = unsafe fn(&[f32], &[f32], &mut [f32], &mut [f32], &mut [f32]);
+    type Backward = unsafe fn(&[f32], &[f32], &[f32], &[f32], &mut [f32], &mut [f32]);
+
+    /// Every compiled copy this CPU can run gives the baseline copy's bits, forward and backward,
+    /// for a width that is not a multiple of any vector length; so does the dispatching entry.
+    #[test]
+    fn wide_copies_give_the_baseline_bits() {
+        let h = 37;
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let mut random = |n: usize, scale: f32| -> Vec<f32> {
+            (0..n).map(|_| rng.random_range(-scale..scale)).collect()
+        };
+        let (pre, c_prev, dh, dc0) = (
+            random(4 * h, 8.0),
+            random(h, 2.0),
+            random(h, 1.0),
+            random(h, 1.0),
+        );
+        let mut copies: Vec<(&str, Forward, Backward)> = vec![
+            ("baseline", forward_portable, backward_portable),
+            ("dispatch", forward, backward),
+        ];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                copies.push(("avx512", forward_avx512, backward_avx512));
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                copies.push(("avx2", forward_avx2, backward_avx2));
+            }
+        }
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let mut first: Option<Vec<Vec<u32>>> = None;
+        for (name, fwd, bwd) in copies {
+            let (mut h_out, mut c_out, mut acts) = (vec![0.0; h], vec![0.0; h], vec![0.0; 4 * h]);
+            let (mut dc, mut d_pre) = (dc0.clone(), vec![0.0; 4 * h]);
+            // SAFETY: only the copies whose features the CPU has were listed.
+            unsafe {
+                fwd(&pre, &c_prev, &mut h_out, &mut c_out, &mut acts);
+                bwd(&acts, &c_out, &c_prev, &dh, &mut dc, &mut d_pre);
+            }
+            let got = vec![
+                bits(&h_out),
+                bits(&c_out),
+                bits(&acts),
+                bits(&dc),
+                bits(&d_pre),
+            ];
+            match &first {
+                None => first = Some(got),
+                Some(want) => assert_eq!(&got, want, "{name} differs from the baseline"),
+            }
+        }
     }
 }
