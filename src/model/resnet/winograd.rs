@@ -12,6 +12,7 @@
 //! with the bias, the residual and the ReLU applied on the way.
 
 use crate::model::cpu_math::{matmul_serial_uninit, View};
+use crate::model::wide::{wide, Wide};
 use rayon::prelude::*;
 use std::sync::OnceLock;
 
@@ -212,8 +213,66 @@ pub enum After<'a> {
 }
 
 /// `dst [r, r, c] = L src Lᵀ` for `L [r, n]` and `src [n, n, c]` (channels innermost), through
-/// `tmp [r, n, c]`; zero coefficients are skipped.
+/// `tmp [r, n, c]`; zero coefficients are skipped. Run by the copy compiled for the CPU's widest
+/// vectors ([`crate::model::wide`]; the same bits as the baseline copy, tested below).
 fn sandwich(
+    l: &[f32],
+    r: usize,
+    n: usize,
+    src: &[f32],
+    c: usize,
+    tmp: &mut [f32],
+    dst: &mut [f32],
+) {
+    match wide() {
+        // SAFETY: `wide` checked that the CPU has the features.
+        #[cfg(target_arch = "x86_64")]
+        Wide::Avx512 => unsafe { sandwich_avx512(l, r, n, src, c, tmp, dst) },
+        #[cfg(target_arch = "x86_64")]
+        Wide::Avx2 => unsafe { sandwich_avx2(l, r, n, src, c, tmp, dst) },
+        Wide::Baseline => sandwich_portable(l, r, n, src, c, tmp, dst),
+    }
+}
+
+/// [`sandwich`] compiled for AVX-512.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn sandwich_avx512(
+    l: &[f32],
+    r: usize,
+    n: usize,
+    src: &[f32],
+    c: usize,
+    tmp: &mut [f32],
+    dst: &mut [f32],
+) {
+    sandwich_portable(l, r, n, src, c, tmp, dst)
+}
+
+/// [`sandwich`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn sandwich_avx2(
+    l: &[f32],
+    r: usize,
+    n: usize,
+    src: &[f32],
+    c: usize,
+    tmp: &mut [f32],
+    dst: &mut [f32],
+) {
+    sandwich_portable(l, r, n, src, c, tmp, dst)
+}
+
+/// The arithmetic of [`sandwich`].
+#[inline(always)]
+fn sandwich_portable(
     l: &[f32],
     r: usize,
     n: usize,
@@ -477,6 +536,54 @@ mod tests {
                         rel <= 1e-4,
                         "{tile:?} {b}x{h}x{w}x{cin} -> {cout}: relative error {rel}"
                     );
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod wide_tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    type Sandwich = unsafe fn(&[f32], usize, usize, &[f32], usize, &mut [f32], &mut [f32]);
+
+    /// Every compiled copy of the transform this CPU can run gives the baseline copy's bits, for
+    /// both tiles' input and output transforms and a channel count that fills no vector.
+    #[test]
+    fn wide_sandwiches_give_the_baseline_bits() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let mut copies: Vec<(&str, Sandwich)> =
+            vec![("baseline", sandwich_portable), ("dispatch", sandwich)];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                copies.push(("avx512", sandwich_avx512));
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                copies.push(("avx2", sandwich_avx2));
+            }
+        }
+        let c = 45;
+        for tile in [Tile::F2, Tile::F4] {
+            let t = tile.transforms();
+            for (l, r, n) in [(&t.bt, t.alpha, t.alpha), (&t.at, t.m, t.alpha)] {
+                let l: Vec<f32> = l.iter().map(|&v| v as f32).collect();
+                let src: Vec<f32> = (0..n * n * c)
+                    .map(|_| rng.random_range(-1.0..1.0))
+                    .collect();
+                let mut want: Option<Vec<u32>> = None;
+                for &(name, f) in &copies {
+                    let (mut tmp, mut dst) = (vec![0f32; r * n * c], vec![0f32; r * r * c]);
+                    // SAFETY: only the copies whose features the CPU has were listed.
+                    unsafe { f(&l, r, n, &src, c, &mut tmp, &mut dst) };
+                    let bits: Vec<u32> = dst.iter().map(|x| x.to_bits()).collect();
+                    match &want {
+                        None => want = Some(bits),
+                        Some(w) => assert_eq!(&bits, w, "{name} differs from the baseline"),
+                    }
                 }
             }
         }
