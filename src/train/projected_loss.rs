@@ -7,6 +7,7 @@
 
 use crate::model::activation::exp;
 use crate::model::cpu_math::{f32_data, matmul_into, with_data, View};
+use crate::model::wide::{wide, Wide};
 use crate::model::Scratch;
 use crate::Result;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
@@ -20,6 +21,7 @@ const LANES: usize = 16;
 const BLOCK_ROWS: usize = 32;
 
 /// Adds `bias` to a row of logits and returns the largest element.
+#[inline(always)]
 fn add_bias_and_max(row: &mut [f32], bias: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; LANES];
     let mut rows = row.chunks_exact_mut(LANES);
@@ -39,6 +41,7 @@ fn add_bias_and_max(row: &mut [f32], bias: &[f32]) -> f32 {
 }
 
 /// Replaces a row by `exp(x − m)` and returns the sum.
+#[inline(always)]
 fn exp_in_place(row: &mut [f32], m: f32) -> f32 {
     let mut sums = [0f32; LANES];
     let mut rows = row.chunks_exact_mut(LANES);
@@ -97,24 +100,7 @@ fn loss_and_grad(
     let blocks: Vec<(Vec<f32>, Vec<f32>)> = g
         .par_chunks_mut((BLOCK_ROWS * v).max(1))
         .zip(targets.par_chunks(BLOCK_ROWS))
-        .map(|(block, ts)| {
-            let mut losses = Vec::with_capacity(ts.len());
-            let mut sums = vec![0f32; v];
-            for (row, &t) in block.chunks_exact_mut(v).zip(ts) {
-                let m = add_bias_and_max(row, bias);
-                let x_t = row[t as usize];
-                let s = exp_in_place(row, m);
-                losses.push(m + s.ln() - x_t);
-                let k = scale / s;
-                for (x, sum) in row.iter_mut().zip(sums.iter_mut()) {
-                    *x *= k;
-                    *sum += *x;
-                }
-                row[t as usize] -= scale;
-                sums[t as usize] -= scale;
-            }
-            (losses, sums)
-        })
+        .map(|(block, ts)| softmax_rows(block, ts, bias, scale))
         .collect();
     let mut losses = Vec::with_capacity(n);
     let mut g_sums = vec![0f32; v];
@@ -125,6 +111,78 @@ fn loss_and_grad(
         }
     }
     Ok((losses, Saved { g, g_sums }))
+}
+
+/// Rows of logits `block [rows, V]` (bias not yet added) with their targets → each row's loss,
+/// and in place `scale · (softmax − one-hot)`, with the block's column sums of it. Run by the copy
+/// compiled for the CPU's widest vectors ([`crate::model::wide`]): every reduction here is over a
+/// fixed number of lanes, so each copy gives the same bits (tested below).
+fn softmax_rows(block: &mut [f32], ts: &[u32], bias: &[f32], scale: f32) -> (Vec<f32>, Vec<f32>) {
+    match wide() {
+        // SAFETY: `wide` checked that the CPU has the features.
+        #[cfg(target_arch = "x86_64")]
+        Wide::Avx512 => unsafe { softmax_rows_avx512(block, ts, bias, scale) },
+        #[cfg(target_arch = "x86_64")]
+        Wide::Avx2 => unsafe { softmax_rows_avx2(block, ts, bias, scale) },
+        Wide::Baseline => softmax_rows_portable(block, ts, bias, scale),
+    }
+}
+
+/// [`softmax_rows`] compiled for AVX-512.
+///
+/// # Safety
+/// The CPU has AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn softmax_rows_avx512(
+    block: &mut [f32],
+    ts: &[u32],
+    bias: &[f32],
+    scale: f32,
+) -> (Vec<f32>, Vec<f32>) {
+    softmax_rows_portable(block, ts, bias, scale)
+}
+
+/// [`softmax_rows`] compiled for AVX2.
+///
+/// # Safety
+/// The CPU has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn softmax_rows_avx2(
+    block: &mut [f32],
+    ts: &[u32],
+    bias: &[f32],
+    scale: f32,
+) -> (Vec<f32>, Vec<f32>) {
+    softmax_rows_portable(block, ts, bias, scale)
+}
+
+/// The arithmetic of [`softmax_rows`].
+#[inline(always)]
+fn softmax_rows_portable(
+    block: &mut [f32],
+    ts: &[u32],
+    bias: &[f32],
+    scale: f32,
+) -> (Vec<f32>, Vec<f32>) {
+    let v = bias.len();
+    let mut losses = Vec::with_capacity(ts.len());
+    let mut sums = vec![0f32; v];
+    for (row, &t) in block.chunks_exact_mut(v.max(1)).zip(ts) {
+        let m = add_bias_and_max(row, bias);
+        let x_t = row[t as usize];
+        let s = exp_in_place(row, m);
+        losses.push(m + s.ln() - x_t);
+        let k = scale / s;
+        for (x, sum) in row.iter_mut().zip(sums.iter_mut()) {
+            *x *= k;
+            *sum += *x;
+        }
+        row[t as usize] -= scale;
+        sums[t as usize] -= scale;
+    }
+    (losses, sums)
 }
 
 /// `CustomOp3(hidden [N, H], weight [V, H], bias [V]) → mean loss []`, holding the targets.
@@ -256,6 +314,45 @@ mod tests {
     use super::*;
     use crate::train::loss::cross_entropy;
     use candle_core::{Device, Var};
+
+    type SoftmaxRows = unsafe fn(&mut [f32], &[u32], &[f32], f32) -> (Vec<f32>, Vec<f32>);
+
+    /// Every compiled copy of the row loop this CPU can run gives the baseline copy's bits: the
+    /// losses, the rows and their column sums, for a vocabulary that fills no vector.
+    #[test]
+    fn wide_softmax_rows_give_the_baseline_bits() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(12);
+        let (rows, v) = (5, 53);
+        let logits: Vec<f32> = (0..rows * v).map(|_| rng.random_range(-6.0..6.0)).collect();
+        let bias: Vec<f32> = (0..v).map(|_| rng.random_range(-1.0..1.0)).collect();
+        let targets: Vec<u32> = (0..rows).map(|_| rng.random_range(0..v as u32)).collect();
+        let mut copies: Vec<(&str, SoftmaxRows)> = vec![
+            ("baseline", softmax_rows_portable),
+            ("dispatch", softmax_rows),
+        ];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                copies.push(("avx512", softmax_rows_avx512));
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                copies.push(("avx2", softmax_rows_avx2));
+            }
+        }
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        let mut want = None;
+        for (name, f) in copies {
+            let mut block = logits.clone();
+            // SAFETY: only the copies whose features the CPU has were listed.
+            let (losses, sums) = unsafe { f(&mut block, &targets, &bias, 0.2) };
+            let got = (bits(&losses), bits(&sums), bits(&block));
+            match &want {
+                None => want = Some(got),
+                Some(w) => assert_eq!(&got, w, "{name} differs from the baseline"),
+            }
+        }
+    }
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         let d = (a - b).unwrap().abs().unwrap().max_all().unwrap();
