@@ -37,3 +37,47 @@ pub(crate) fn wide() -> Wide {
         Wide::Baseline
     })
 }
+
+/// Defines `$name`, which runs `$portable` (an `#[inline(always)]` function with the same
+/// signature) by its copy compiled for the CPU's widest vectors, and the two copies `$avx512`
+/// and `$avx2` (`unsafe`: the CPU must have the features), which the tests call directly.
+macro_rules! wide_copies {
+    (
+        $(#[$doc:meta])*
+        $vis:vis fn $name:ident, $avx512:ident, $avx2:ident = $portable:ident
+            ($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)?;
+    ) => {
+        $(#[$doc])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            match $crate::model::wide::wide() {
+                // SAFETY: `wide` checked that the CPU has the features.
+                #[cfg(target_arch = "x86_64")]
+                $crate::model::wide::Wide::Avx512 => unsafe { $avx512($($arg),*) },
+                #[cfg(target_arch = "x86_64")]
+                $crate::model::wide::Wide::Avx2 => unsafe { $avx2($($arg),*) },
+                $crate::model::wide::Wide::Baseline => $portable($($arg),*),
+            }
+        }
+
+        #[doc = concat!("[`", stringify!($name), "`] compiled for AVX-512.")]
+        ///
+        /// # Safety
+        /// The CPU has AVX-512F.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f")]
+        unsafe fn $avx512($($arg: $ty),*) $(-> $ret)? {
+            $portable($($arg),*)
+        }
+
+        #[doc = concat!("[`", stringify!($name), "`] compiled for AVX2.")]
+        ///
+        /// # Safety
+        /// The CPU has AVX2.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        unsafe fn $avx2($($arg: $ty),*) $(-> $ret)? {
+            $portable($($arg),*)
+        }
+    };
+}
+pub(crate) use wide_copies;

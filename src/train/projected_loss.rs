@@ -7,7 +7,7 @@
 
 use crate::model::activation::exp;
 use crate::model::cpu_math::{f32_data, matmul_into, with_data, View};
-use crate::model::wide::{wide, Wide};
+use crate::model::wide::wide_copies;
 use crate::model::Scratch;
 use crate::Result;
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
@@ -113,49 +113,17 @@ fn loss_and_grad(
     Ok((losses, Saved { g, g_sums }))
 }
 
-/// Rows of logits `block [rows, V]` (bias not yet added) with their targets → each row's loss,
-/// and in place `scale · (softmax − one-hot)`, with the block's column sums of it. Run by the copy
-/// compiled for the CPU's widest vectors ([`crate::model::wide`]): every reduction here is over a
-/// fixed number of lanes, so each copy gives the same bits (tested below).
-fn softmax_rows(block: &mut [f32], ts: &[u32], bias: &[f32], scale: f32) -> (Vec<f32>, Vec<f32>) {
-    match wide() {
-        // SAFETY: `wide` checked that the CPU has the features.
-        #[cfg(target_arch = "x86_64")]
-        Wide::Avx512 => unsafe { softmax_rows_avx512(block, ts, bias, scale) },
-        #[cfg(target_arch = "x86_64")]
-        Wide::Avx2 => unsafe { softmax_rows_avx2(block, ts, bias, scale) },
-        Wide::Baseline => softmax_rows_portable(block, ts, bias, scale),
-    }
-}
-
-/// [`softmax_rows`] compiled for AVX-512.
-///
-/// # Safety
-/// The CPU has AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn softmax_rows_avx512(
-    block: &mut [f32],
-    ts: &[u32],
-    bias: &[f32],
-    scale: f32,
-) -> (Vec<f32>, Vec<f32>) {
-    softmax_rows_portable(block, ts, bias, scale)
-}
-
-/// [`softmax_rows`] compiled for AVX2.
-///
-/// # Safety
-/// The CPU has AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn softmax_rows_avx2(
-    block: &mut [f32],
-    ts: &[u32],
-    bias: &[f32],
-    scale: f32,
-) -> (Vec<f32>, Vec<f32>) {
-    softmax_rows_portable(block, ts, bias, scale)
+wide_copies! {
+    /// Rows of logits `block [rows, V]` (bias not yet added) with their targets → each row's loss,
+    /// and in place `scale · (softmax − one-hot)`, with the block's column sums of it. Run by the copy
+    /// compiled for the CPU's widest vectors ([`crate::model::wide`]): every reduction here is over a
+    /// fixed number of lanes, so each copy gives the same bits (tested below).
+    fn softmax_rows, softmax_rows_avx512, softmax_rows_avx2 = softmax_rows_portable(
+        block: &mut [f32],
+        ts: &[u32],
+        bias: &[f32],
+        scale: f32,
+    ) -> (Vec<f32>, Vec<f32>);
 }
 
 /// The arithmetic of [`softmax_rows`].

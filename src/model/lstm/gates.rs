@@ -5,7 +5,7 @@
 //! so every copy gives the same bits.
 
 use crate::model::activation::{sigmoid, tanh};
-use crate::model::wide::{wide, Wide};
+use crate::model::wide::wide_copies;
 
 /// The four gate blocks (i, f, g, o) of a 4H row, each exactly `h` long.
 #[inline(always)]
@@ -22,56 +22,17 @@ fn quarters_mut(s: &mut [f32], h: usize) -> [&mut [f32]; 4] {
     [a, b, c, d]
 }
 
-/// Forward of one row: the gates' pre-activations `pre` (4H: i f g o) and the previous cell
-/// `c_prev` → `h_out = o ⊙ tanh(c)`, `c_out = c = f ⊙ c_prev + i ⊙ g` (H each) and the
-/// activations `acts` (4H: i = σ, f = σ, g = tanh, o = σ), which [`backward`] takes.
-pub(super) fn forward(
-    pre: &[f32],
-    c_prev: &[f32],
-    h_out: &mut [f32],
-    c_out: &mut [f32],
-    acts: &mut [f32],
-) {
-    match wide() {
-        // SAFETY: `wide` checked that the CPU has the features.
-        #[cfg(target_arch = "x86_64")]
-        Wide::Avx512 => unsafe { forward_avx512(pre, c_prev, h_out, c_out, acts) },
-        #[cfg(target_arch = "x86_64")]
-        Wide::Avx2 => unsafe { forward_avx2(pre, c_prev, h_out, c_out, acts) },
-        Wide::Baseline => forward_portable(pre, c_prev, h_out, c_out, acts),
-    }
-}
-
-/// [`forward`] compiled for AVX-512.
-///
-/// # Safety
-/// The CPU has AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn forward_avx512(
-    pre: &[f32],
-    c_prev: &[f32],
-    h_out: &mut [f32],
-    c_out: &mut [f32],
-    acts: &mut [f32],
-) {
-    forward_portable(pre, c_prev, h_out, c_out, acts)
-}
-
-/// [`forward`] compiled for AVX2.
-///
-/// # Safety
-/// The CPU has AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn forward_avx2(
-    pre: &[f32],
-    c_prev: &[f32],
-    h_out: &mut [f32],
-    c_out: &mut [f32],
-    acts: &mut [f32],
-) {
-    forward_portable(pre, c_prev, h_out, c_out, acts)
+wide_copies! {
+    /// Forward of one row: the gates' pre-activations `pre` (4H: i f g o) and the previous cell
+    /// `c_prev` → `h_out = o ⊙ tanh(c)`, `c_out = c = f ⊙ c_prev + i ⊙ g` (H each) and the
+    /// activations `acts` (4H: i = σ, f = σ, g = tanh, o = σ), which [`backward`] takes.
+    pub(super) fn forward, forward_avx512, forward_avx2 = forward_portable(
+        pre: &[f32],
+        c_prev: &[f32],
+        h_out: &mut [f32],
+        c_out: &mut [f32],
+        acts: &mut [f32],
+    );
 }
 
 /// The arithmetic of [`forward`], for whatever instruction set the caller is compiled for.
@@ -102,60 +63,19 @@ fn forward_portable(
     }
 }
 
-/// Backward of one row, from what [`forward`] gave (`acts` 4H, the cell `c` H) and its
-/// `c_prev`: the gradient `dh` of the row's h → the gradient of the pre-activations `d_pre`
-/// (4H). `dc` holds the gradient of c on entry (from later steps) and that of `c_prev` on exit.
-/// Activations are saved rather than recomputed; only tanh(c) is recomputed.
-pub(super) fn backward(
-    acts: &[f32],
-    c: &[f32],
-    c_prev: &[f32],
-    dh: &[f32],
-    dc: &mut [f32],
-    d_pre: &mut [f32],
-) {
-    match wide() {
-        // SAFETY: `wide` checked that the CPU has the features.
-        #[cfg(target_arch = "x86_64")]
-        Wide::Avx512 => unsafe { backward_avx512(acts, c, c_prev, dh, dc, d_pre) },
-        #[cfg(target_arch = "x86_64")]
-        Wide::Avx2 => unsafe { backward_avx2(acts, c, c_prev, dh, dc, d_pre) },
-        Wide::Baseline => backward_portable(acts, c, c_prev, dh, dc, d_pre),
-    }
-}
-
-/// [`backward`] compiled for AVX-512.
-///
-/// # Safety
-/// The CPU has AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn backward_avx512(
-    acts: &[f32],
-    c: &[f32],
-    c_prev: &[f32],
-    dh: &[f32],
-    dc: &mut [f32],
-    d_pre: &mut [f32],
-) {
-    backward_portable(acts, c, c_prev, dh, dc, d_pre)
-}
-
-/// [`backward`] compiled for AVX2.
-///
-/// # Safety
-/// The CPU has AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn backward_avx2(
-    acts: &[f32],
-    c: &[f32],
-    c_prev: &[f32],
-    dh: &[f32],
-    dc: &mut [f32],
-    d_pre: &mut [f32],
-) {
-    backward_portable(acts, c, c_prev, dh, dc, d_pre)
+wide_copies! {
+    /// Backward of one row, from what [`forward`] gave (`acts` 4H, the cell `c` H) and its
+    /// `c_prev`: the gradient `dh` of the row's h → the gradient of the pre-activations `d_pre`
+    /// (4H). `dc` holds the gradient of c on entry (from later steps) and that of `c_prev` on exit.
+    /// Activations are saved rather than recomputed; only tanh(c) is recomputed.
+    pub(super) fn backward, backward_avx512, backward_avx2 = backward_portable(
+        acts: &[f32],
+        c: &[f32],
+        c_prev: &[f32],
+        dh: &[f32],
+        dc: &mut [f32],
+        d_pre: &mut [f32],
+    );
 }
 
 /// The arithmetic of [`backward`], for whatever instruction set the caller is compiled for.

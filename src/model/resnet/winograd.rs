@@ -12,7 +12,7 @@
 //! with the bias, the residual and the ReLU applied on the way.
 
 use crate::model::cpu_math::{matmul_serial_uninit, View};
-use crate::model::wide::{wide, Wide};
+use crate::model::wide::wide_copies;
 use rayon::prelude::*;
 use std::sync::OnceLock;
 
@@ -212,62 +212,19 @@ pub enum After<'a> {
     ResidualRelu(&'a [f32]),
 }
 
-/// `dst [r, r, c] = L src Lᵀ` for `L [r, n]` and `src [n, n, c]` (channels innermost), through
-/// `tmp [r, n, c]`; zero coefficients are skipped. Run by the copy compiled for the CPU's widest
-/// vectors ([`crate::model::wide`]; the same bits as the baseline copy, tested below).
-fn sandwich(
-    l: &[f32],
-    r: usize,
-    n: usize,
-    src: &[f32],
-    c: usize,
-    tmp: &mut [f32],
-    dst: &mut [f32],
-) {
-    match wide() {
-        // SAFETY: `wide` checked that the CPU has the features.
-        #[cfg(target_arch = "x86_64")]
-        Wide::Avx512 => unsafe { sandwich_avx512(l, r, n, src, c, tmp, dst) },
-        #[cfg(target_arch = "x86_64")]
-        Wide::Avx2 => unsafe { sandwich_avx2(l, r, n, src, c, tmp, dst) },
-        Wide::Baseline => sandwich_portable(l, r, n, src, c, tmp, dst),
-    }
-}
-
-/// [`sandwich`] compiled for AVX-512.
-///
-/// # Safety
-/// The CPU has AVX-512F.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn sandwich_avx512(
-    l: &[f32],
-    r: usize,
-    n: usize,
-    src: &[f32],
-    c: usize,
-    tmp: &mut [f32],
-    dst: &mut [f32],
-) {
-    sandwich_portable(l, r, n, src, c, tmp, dst)
-}
-
-/// [`sandwich`] compiled for AVX2.
-///
-/// # Safety
-/// The CPU has AVX2.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn sandwich_avx2(
-    l: &[f32],
-    r: usize,
-    n: usize,
-    src: &[f32],
-    c: usize,
-    tmp: &mut [f32],
-    dst: &mut [f32],
-) {
-    sandwich_portable(l, r, n, src, c, tmp, dst)
+wide_copies! {
+    /// `dst [r, r, c] = L src Lᵀ` for `L [r, n]` and `src [n, n, c]` (channels innermost), through
+    /// `tmp [r, n, c]`; zero coefficients are skipped. Run by the copy compiled for the CPU's widest
+    /// vectors ([`crate::model::wide`]; the same bits as the baseline copy, tested below).
+    fn sandwich, sandwich_avx512, sandwich_avx2 = sandwich_portable(
+        l: &[f32],
+        r: usize,
+        n: usize,
+        src: &[f32],
+        c: usize,
+        tmp: &mut [f32],
+        dst: &mut [f32],
+    );
 }
 
 /// The arithmetic of [`sandwich`].
