@@ -244,6 +244,18 @@ mod tests {
         }
     }
 
+    /// The time-major rows of `steps` scored for columns whose last scored step is `last[c]`.
+    fn scored_rows(steps: std::ops::Range<usize>, last: &[usize]) -> Vec<u32> {
+        let b = last.len();
+        steps
+            .flat_map(|t| {
+                (0..b)
+                    .filter(move |&c| t <= last[c])
+                    .map(move |c| (t * b + c) as u32)
+            })
+            .collect()
+    }
+
     /// Scored rows that end early (captions of mixed lengths, longest first, and one column
     /// out of order) shrink the recurrence to a live prefix per step; the outputs and every
     /// gradient are still those of the full step-by-step recurrence.
@@ -255,14 +267,7 @@ mod tests {
         let (t_len, b) = (6, 4);
         let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (t_len, b, 5), &dev).unwrap()).unwrap();
         // Column lengths (last scored step): 5, 3, 1, 4 (the last one out of order).
-        let last = [5usize, 3, 1, 4];
-        let rows: Vec<u32> = (1..t_len)
-            .flat_map(|t| {
-                (0..b)
-                    .filter(move |&c| t <= last[c])
-                    .map(move |c| (t * b + c) as u32)
-            })
-            .collect();
+        let rows = scored_rows(1..t_len, &[5, 3, 1, 4]);
         assert_eq!(
             sequence::live_prefixes(b, &rows),
             vec![4, 4, 4, 4, 4, 1],
@@ -273,14 +278,7 @@ mod tests {
 
         // No step after the first is wholly live (column 3 is scored at step 0 only), so the
         // recurrent weight's gradient comes from the copied live rows alone.
-        let last = [5usize, 2, 3, 0];
-        let rows: Vec<u32> = (0..t_len)
-            .flat_map(|t| {
-                (0..b)
-                    .filter(move |&c| t <= last[c])
-                    .map(move |c| (t * b + c) as u32)
-            })
-            .collect();
+        let rows = scored_rows(0..t_len, &[5, 2, 3, 0]);
         assert_eq!(sequence::live_prefixes(b, &rows), vec![4, 3, 3, 3, 1, 1]);
         assert_fused_matches_stepwise(&lstm, &x, &rows);
     }
