@@ -11,6 +11,7 @@
 //! inner dimension to a multiple of 32).
 
 use crate::model::cpu_math::SendPtr;
+use crate::model::resnet::cpu_ops::taps_inside;
 use crate::{Error, Result};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -281,24 +282,21 @@ impl Activations {
                         dst[taps].fill(zero);
                         continue;
                     }
-                    let ix0 = (ox * stride) as isize - pad as isize;
-                    let line = (iy as usize) * w;
-                    if ix0 >= 0 && ix0 as usize + k <= w {
-                        // The k taps of this line are side by side in the input: one run.
-                        let at = (line + ix0 as usize) * c;
-                        convert_uninit(&img[at..at + k * c], &mut dst[taps]);
+                    let (x0, lo, hi) = taps_inside(ox, stride, pad, k, w);
+                    let d = &mut dst[taps];
+                    if lo >= hi {
+                        d.fill(zero);
                         continue;
                     }
-                    for dx in 0..k {
-                        let ix = ix0 + dx as isize;
-                        let d = (dy * k + dx) * c;
-                        if ix < 0 || ix >= w as isize {
-                            dst[d..d + c].fill(zero);
-                        } else {
-                            let at = (line + ix as usize) * c;
-                            convert_uninit(&img[at..at + c], &mut dst[d..d + c]);
-                        }
-                    }
+                    // The taps inside the line are side by side in the input: one run.
+                    let at = ((iy as usize) * w) as isize + x0;
+                    let src =
+                        &img[(at + lo as isize) as usize * c..(at + hi as isize) as usize * c];
+                    let (before, rest) = d.split_at_mut(lo * c);
+                    let (inside, after) = rest.split_at_mut((hi - lo) * c);
+                    before.fill(zero);
+                    after.fill(zero);
+                    convert_uninit(src, inside);
                 }
                 dst[cols..].fill(zero);
             }

@@ -316,8 +316,8 @@ fn through_time(
 /// [`recurrence`]); the rows past a step's live prefix have zero gradients and states.
 ///
 /// The steps whose rows are all live are one block of `d_xp` and `saved`, read in place. When
-/// the later, partly live steps leave many dead rows (a batch of Flickr8k captions, 5 to 30+
-/// words, is about half dead rows; the synthetic scenes 30%), their live rows are copied together
+/// the later, partly live steps leave many dead rows (the synthetic scenes' batches ~30%; a batch
+/// of Flickr8k captions, 5 to 30+ words, an estimated half), their live rows are copied together
 /// and multiplied in a second product, so the dead rows cost nothing. With few dead rows one
 /// product over every row is cheaper than the copy.
 fn recurrent_weight_gradient(

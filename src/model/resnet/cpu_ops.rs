@@ -48,9 +48,7 @@ impl candle_core::CustomOp1 for Im2Col {
                     // memory (`k · c` values: 21 for the stem's 7 taps of 3 channels), so each
                     // kernel row is one copy and the padding taps on either side are zeros. Taps
                     // one at a time made the batch-1 stem's im2col cost as much as its product.
-                    let x0 = (ox * st) as isize - p as isize;
-                    let dx_lo = (-x0).clamp(0, k as isize) as usize;
-                    let dx_hi = (w as isize - x0).clamp(0, k as isize) as usize;
+                    let (x0, dx_lo, dx_hi) = taps_inside(ox, st, p, k, w);
                     for dy in 0..k {
                         let iy = (oy * st + dy) as isize - p as isize;
                         let d = &mut dst[dy * k * c..(dy + 1) * k * c];
@@ -80,6 +78,22 @@ impl candle_core::CustomOp1 for Im2Col {
         unsafe { out.set_len(len) };
         Ok((CpuStorage::F32(out), Shape::from((b * ho * wo, row))))
     }
+}
+
+/// For output column `ox` of a `k`-wide kernel at `stride` with `pad` over rows of `w` pixels:
+/// the input column of tap 0 (negative in the padding) and the taps `lo..hi` that fall inside the
+/// row (`lo >= hi` when none does). Those taps are adjacent in NHWC memory, one copy.
+pub(crate) fn taps_inside(
+    ox: usize,
+    stride: usize,
+    pad: usize,
+    k: usize,
+    w: usize,
+) -> (isize, usize, usize) {
+    let x0 = (ox * stride) as isize - pad as isize;
+    let lo = (-x0).clamp(0, k as isize) as usize;
+    let hi = (w as isize - x0).clamp(0, k as isize) as usize;
+    (x0, lo, hi)
 }
 
 /// Max-pool over NHWC with zero padding (exact after a ReLU, see `ResNet::features_t`).
