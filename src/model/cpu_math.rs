@@ -519,6 +519,39 @@ pub(crate) fn with_data<R>(
     }
 }
 
+/// The f32 data of a contiguous CPU tensor, borrowed for as long as this lives (it holds the
+/// storage's read lock: drop it before anything writes the tensor in place).
+pub(crate) struct HostData<'a> {
+    guard: Box<dyn std::ops::Deref<Target = Storage> + 'a>,
+    range: std::ops::Range<usize>,
+}
+
+impl std::ops::Deref for HostData<'_> {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
+        match &**self.guard {
+            Storage::Cpu(CpuStorage::F32(d)) => &d[self.range.clone()],
+            // `host_data` only builds one over CPU f32 storage.
+            _ => &[],
+        }
+    }
+}
+
+/// Borrows `t`'s f32 data without a copy; `t` must be a contiguous f32 CPU tensor (the parameters
+/// and inputs of a training step are).
+pub(crate) fn host_data<'a>(t: &'a Tensor, what: &str) -> candle_core::Result<HostData<'a>> {
+    let (guard, layout) = t.storage_and_layout();
+    let range = match (&*guard, layout.contiguous_offsets()) {
+        (Storage::Cpu(CpuStorage::F32(d)), Some((a, b))) if b <= d.len() => a..b,
+        _ => candle_core::bail!("{what} must be a contiguous f32 CPU tensor"),
+    };
+    Ok(HostData {
+        guard: Box::new(guard),
+        range,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

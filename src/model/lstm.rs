@@ -4,7 +4,7 @@
 mod cell;
 mod gates;
 mod recurrent;
-mod sequence;
+pub(crate) mod sequence;
 
 use crate::{Error, Result};
 use candle_core::{DType, Device, Tensor, Var};

@@ -9,6 +9,7 @@ pub(crate) mod cpu_math;
 pub mod decoder;
 pub mod decoder_model;
 pub mod head;
+pub(crate) mod head_pass;
 pub mod lstm;
 pub mod precision;
 pub mod pth;

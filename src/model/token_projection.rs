@@ -36,7 +36,7 @@ impl TokenProjection {
     }
 
     /// Sizes `(V, E, 4H)`, checked against the op's ids and batch.
-    fn sizes(
+    pub(crate) fn sizes(
         &self,
         embed: &Shape,
         w: &Shape,
@@ -59,6 +59,106 @@ impl TokenProjection {
             candle_core::bail!("token projection: word id {bad} outside vocabulary of {v}");
         }
         Ok((v, e, g4))
+    }
+
+    /// `xp [(1 + S)·B, 4H]` from `embed [V, E]`, `W_ih [4H, E]` and `image [B, E]` (sizes as
+    /// checked by [`TokenProjection::sizes`]).
+    pub(crate) fn forward(
+        &self,
+        embed: &[f32],
+        w: &[f32],
+        image: &[f32],
+        (e, g4): (usize, usize),
+    ) -> candle_core::Result<Vec<f32>> {
+        let (b, u) = (self.batch, self.words.len());
+        let w_t = View::row_major(w, g4, e).t();
+        let mut projected = vec![0f32; u * g4];
+        matmul_into(
+            &mut projected,
+            View::row_major(&self.gather(embed, e), u, e),
+            w_t,
+            1.0,
+            false,
+        )?;
+        let mut xp = vec![0f32; (b + self.slot.len()) * g4];
+        let (first, words) = xp.split_at_mut(b * g4);
+        matmul_into(first, View::row_major(image, b, e), w_t, 1.0, false)?;
+        words
+            .par_chunks_mut(g4)
+            .zip(&self.slot)
+            .for_each(|(row, &s)| {
+                row.copy_from_slice(&projected[s as usize * g4..(s as usize + 1) * g4])
+            });
+        Ok(xp)
+    }
+
+    /// The gradients `(d embed [V, E], d W_ih [4H, E], d image [B, E])` from `dxp`, the gradient
+    /// of [`TokenProjection::forward`]'s output.
+    pub(crate) fn backward(
+        &self,
+        dxp: &[f32],
+        embed: &[f32],
+        w: &[f32],
+        image: &[f32],
+        (v, e, g4): (usize, usize, usize),
+    ) -> candle_core::Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+        let (b, u) = (self.batch, self.words.len());
+        if dxp.len() != (b + self.slot.len()) * g4 {
+            candle_core::bail!("token projection: gradient of {} values", dxp.len());
+        }
+        let (d_first, d_words) = dxp.split_at(b * g4);
+        // Each distinct word's summed gradient row, [U, 4H]: column blocks in parallel, the
+        // positions in time-major order within each, so the sums do not depend on threads.
+        const BLOCK: usize = 256;
+        let mut summed = vec![0f32; u * g4];
+        let mut blocks: Vec<Vec<f32>> = (0..g4.div_ceil(BLOCK))
+            .map(|k| vec![0f32; u * (BLOCK.min(g4 - k * BLOCK))])
+            .collect();
+        blocks.par_iter_mut().enumerate().for_each(|(k, block)| {
+            let (lo, width) = (k * BLOCK, block.len() / u.max(1));
+            for (row, &s) in d_words.chunks_exact(g4).zip(&self.slot) {
+                let dst = &mut block[s as usize * width..(s as usize + 1) * width];
+                for (d, &g) in dst.iter_mut().zip(&row[lo..lo + width]) {
+                    *d += g;
+                }
+            }
+        });
+        for (k, block) in blocks.iter().enumerate() {
+            let (lo, width) = (k * BLOCK, block.len() / u.max(1));
+            for (s, part) in block.chunks_exact(width.max(1)).enumerate() {
+                summed[s * g4 + lo..s * g4 + lo + width].copy_from_slice(part);
+            }
+        }
+        let summed = View::row_major(&summed, u, g4);
+        let d_first = View::row_major(d_first, b, g4);
+        let rows = self.gather(embed, e);
+        let w_v = View::row_major(w, g4, e);
+        // dW_ih = Σ_words summedᵀ · embed[words] + d_firstᵀ · image
+        let mut d_w = vec![0f32; g4 * e];
+        matmul_into(
+            &mut d_w,
+            summed.t(),
+            View::row_major(&rows, u, e),
+            1.0,
+            false,
+        )?;
+        matmul_into(
+            &mut d_w,
+            d_first.t(),
+            View::row_major(image, b, e),
+            1.0,
+            true,
+        )?;
+        // The embedding's gradient: the used rows only.
+        let mut d_rows = vec![0f32; u * e];
+        matmul_into(&mut d_rows, summed, w_v, 1.0, false)?;
+        let mut d_embed = vec![0f32; v * e];
+        for (&word, row) in self.words.iter().zip(d_rows.chunks_exact(e.max(1))) {
+            d_embed[word as usize * e..(word as usize + 1) * e].copy_from_slice(row);
+        }
+        let mut d_image = vec![0f32; b * e];
+        matmul_into(&mut d_image, d_first, w_v, 1.0, false)?;
+        Ok((d_embed, d_w, d_image))
     }
 
     /// The distinct words' embedding rows, `[U, E]`.
@@ -86,29 +186,13 @@ impl CustomOp3 for TokenProjection {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (_, e, g4) = self.sizes(l1.shape(), l2.shape(), l3.shape())?;
-        let embed = f32_data(s1, l1, "token projection: embed")?;
-        let w = f32_data(s2, l2, "token projection: W_ih")?;
-        let image = f32_data(s3, l3, "token projection: image")?;
-        let (b, u) = (self.batch, self.words.len());
-        let w_t = View::row_major(w, g4, e).t();
-        let mut projected = vec![0f32; u * g4];
-        matmul_into(
-            &mut projected,
-            View::row_major(&self.gather(embed, e), u, e),
-            w_t,
-            1.0,
-            false,
+        let xp = self.forward(
+            f32_data(s1, l1, "token projection: embed")?,
+            f32_data(s2, l2, "token projection: W_ih")?,
+            f32_data(s3, l3, "token projection: image")?,
+            (e, g4),
         )?;
-        let mut xp = vec![0f32; (b + self.slot.len()) * g4];
-        let (first, words) = xp.split_at_mut(b * g4);
-        matmul_into(first, View::row_major(image, b, e), w_t, 1.0, false)?;
-        words
-            .par_chunks_mut(g4)
-            .zip(&self.slot)
-            .for_each(|(row, &s)| {
-                row.copy_from_slice(&projected[s as usize * g4..(s as usize + 1) * g4])
-            });
-        let rows = b + self.slot.len();
+        let rows = self.batch + self.slot.len();
         Ok((CpuStorage::F32(xp), Shape::from((rows, g4))))
     }
 
@@ -121,64 +205,11 @@ impl CustomOp3 for TokenProjection {
         grad_res: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (v, e, g4) = self.sizes(embed.shape(), w.shape(), image.shape())?;
-        let (b, u) = (self.batch, self.words.len());
         let grad = grad_res.contiguous()?;
         let (d_embed, d_w, d_image) = with_data(&grad, |dxp| {
-            if dxp.len() != (b + self.slot.len()) * g4 {
-                candle_core::bail!("token projection: gradient of {} values", dxp.len());
-            }
-            let (d_first, d_words) = dxp.split_at(b * g4);
-            // Each distinct word's summed gradient row, [U, 4H]: column blocks in parallel, the
-            // positions in time-major order within each, so the sums do not depend on threads.
-            const BLOCK: usize = 256;
-            let mut summed = vec![0f32; u * g4];
-            let mut blocks: Vec<Vec<f32>> = (0..g4.div_ceil(BLOCK))
-                .map(|k| vec![0f32; u * (BLOCK.min(g4 - k * BLOCK))])
-                .collect();
-            blocks.par_iter_mut().enumerate().for_each(|(k, block)| {
-                let (lo, width) = (k * BLOCK, block.len() / u.max(1));
-                for (row, &s) in d_words.chunks_exact(g4).zip(&self.slot) {
-                    let dst = &mut block[s as usize * width..(s as usize + 1) * width];
-                    for (d, &g) in dst.iter_mut().zip(&row[lo..lo + width]) {
-                        *d += g;
-                    }
-                }
-            });
-            for (k, block) in blocks.iter().enumerate() {
-                let (lo, width) = (k * BLOCK, block.len() / u.max(1));
-                for (s, part) in block.chunks_exact(width.max(1)).enumerate() {
-                    summed[s * g4 + lo..s * g4 + lo + width].copy_from_slice(part);
-                }
-            }
-            let summed = View::row_major(&summed, u, g4);
-            let d_first = View::row_major(d_first, b, g4);
             with_data(embed, |emb| {
                 with_data(w, |wd| {
-                    with_data(image, |img| {
-                        let rows = self.gather(emb, e);
-                        let w_v = View::row_major(wd, g4, e);
-                        // dW_ih = Σ_words summedᵀ · embed[words] + d_firstᵀ · image
-                        let mut d_w = vec![0f32; g4 * e];
-                        matmul_into(
-                            &mut d_w,
-                            summed.t(),
-                            View::row_major(&rows, u, e),
-                            1.0,
-                            false,
-                        )?;
-                        matmul_into(&mut d_w, d_first.t(), View::row_major(img, b, e), 1.0, true)?;
-                        // The embedding's gradient: the used rows only.
-                        let mut d_rows = vec![0f32; u * e];
-                        matmul_into(&mut d_rows, summed, w_v, 1.0, false)?;
-                        let mut d_embed = vec![0f32; v * e];
-                        for (&word, row) in self.words.iter().zip(d_rows.chunks_exact(e.max(1))) {
-                            d_embed[word as usize * e..(word as usize + 1) * e]
-                                .copy_from_slice(row);
-                        }
-                        let mut d_image = vec![0f32; b * e];
-                        matmul_into(&mut d_image, d_first, w_v, 1.0, false)?;
-                        Ok((d_embed, d_w, d_image))
-                    })
+                    with_data(image, |img| self.backward(dxp, emb, wd, img, (v, e, g4)))
                 })
             })
         })?;
@@ -186,7 +217,7 @@ impl CustomOp3 for TokenProjection {
         Ok((
             Some(Tensor::from_vec(d_embed, (v, e), dev)?),
             Some(Tensor::from_vec(d_w, (g4, e), dev)?),
-            Some(Tensor::from_vec(d_image, (b, e), dev)?),
+            Some(Tensor::from_vec(d_image, (self.batch, e), dev)?),
         ))
     }
 }

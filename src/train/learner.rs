@@ -12,7 +12,7 @@ use crate::text::{END, START};
 use crate::train::adam::{Adam, AdamConfig, BufferAdam};
 use crate::train::batches::{make_batch, Caption, TrainData};
 use crate::train::checkpoint::SavedTensors;
-use crate::train::loss::batch_loss;
+use crate::train::teacher_step::loss_and_gradients;
 use crate::train::trainer::{evaluate, set_bn_statistics};
 use crate::{Error, Result};
 use candle_core::{Device, Tensor};
@@ -145,10 +145,9 @@ impl Learner for LstmLearner {
         }
         let (f, b) = make_batch(&data.features, &data.train, idx)?;
         let loss = crate::pool::in_pool(|| -> Result<f64> {
-            let loss = batch_loss(&mut self.model, &f, &b, true)?;
-            let grads = loss.backward()?;
+            let (loss, grads) = loss_and_gradients(&mut self.model, &f, &b)?;
             self.opt.step(&grads)?;
-            Ok(loss.to_scalar::<f32>()? as f64)
+            Ok(loss as f64)
         })?;
         Ok(Some((loss, b.tokens)))
     }

@@ -9,6 +9,7 @@ pub mod loss;
 pub mod metrics_log;
 pub mod plot;
 pub mod projected_loss;
+pub mod teacher_step;
 pub mod trainer;
 
 pub use batches::{Caption, TrainData};

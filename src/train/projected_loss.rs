@@ -60,7 +60,7 @@ fn exp_in_place(row: &mut [f32], m: f32) -> f32 {
 }
 
 /// What the forward pass leaves for the backward pass.
-struct Saved {
+pub(crate) struct Saved {
     /// `G [N, V]`.
     g: Vec<f32>,
     /// Column sums of `G`, the bias gradient for a loss gradient of 1.
@@ -111,6 +111,53 @@ fn loss_and_grad(
         }
     }
     Ok((losses, Saved { g, g_sums }))
+}
+
+/// The mean loss (summed in a fixed order, so it does not depend on the thread count) and what
+/// [`gradients`] needs.
+pub(crate) fn mean_loss(
+    hidden: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    targets: &[u32],
+    h: usize,
+    scratch: &Scratch,
+) -> candle_core::Result<(f32, Saved)> {
+    let (losses, saved) = loss_and_grad(hidden, w, bias, targets, h, scratch)?;
+    let total: f64 = losses.iter().map(|&x| x as f64).sum();
+    Ok(((total / losses.len().max(1) as f64) as f32, saved))
+}
+
+/// `(d hidden [N, H], d W [V, H], d bias [V])` for a loss gradient of `scale`; gives `G`'s
+/// buffer back to `scratch`.
+pub(crate) fn gradients(
+    saved: Saved,
+    hidden: &[f32],
+    w: &[f32],
+    (n, h, v): (usize, usize, usize),
+    scale: f32,
+    scratch: &Scratch,
+) -> candle_core::Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+    let Saved { g, g_sums } = saved;
+    if g.len() < n * v || hidden.len() != n * h || w.len() != v * h {
+        candle_core::bail!("projected loss: gradient operands do not fit {n} × {h} × {v}");
+    }
+    let gv = View::row_major(&g, n, v);
+    // dHidden = G · W
+    let mut d_hidden = vec![0f32; n * h];
+    matmul_into(&mut d_hidden, gv, View::row_major(w, v, h), scale, false)?;
+    // dW = Gᵀ · hidden
+    let mut d_w = vec![0f32; v * h];
+    matmul_into(
+        &mut d_w,
+        gv.t(),
+        View::row_major(hidden, n, h),
+        scale,
+        false,
+    )?;
+    let d_b: Vec<f32> = g_sums.iter().map(|&x| x * scale).collect();
+    scratch.give(g);
+    Ok((d_hidden, d_w, d_b))
 }
 
 wide_copies! {
@@ -185,7 +232,7 @@ impl CustomOp3 for ProjectedCrossEntropy {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (_, h) = l1.shape().dims2()?;
-        let (losses, saved) = loss_and_grad(
+        let (mean, saved) = mean_loss(
             f32_data(s1, l1, "projected loss: hidden")?,
             f32_data(s2, l2, "projected loss: weight")?,
             f32_data(s3, l3, "projected loss: bias")?,
@@ -193,13 +240,10 @@ impl CustomOp3 for ProjectedCrossEntropy {
             h,
             &self.scratch,
         )?;
-        // Summed in a fixed order so the loss does not depend on the thread count.
-        let total: f64 = losses.iter().map(|&x| x as f64).sum();
-        let mean = total / losses.len().max(1) as f64;
         if let Ok(mut slot) = self.saved.lock() {
             *slot = Some(saved);
         }
-        Ok((CpuStorage::F32(vec![mean as f32]), Shape::from(())))
+        Ok((CpuStorage::F32(vec![mean]), Shape::from(())))
     }
 
     fn bwd(
@@ -216,8 +260,8 @@ impl CustomOp3 for ProjectedCrossEntropy {
         let (n, h) = hidden.dims2()?;
         let v = bias.dim(0)?;
         let stored = self.saved.lock().ok().and_then(|mut s| s.take());
-        let Saved { g, g_sums } = match stored {
-            Some(g) => g,
+        let saved = match stored {
+            Some(s) => s,
             // Backward run twice over the same graph: compute G again.
             None => {
                 with_data(hidden, |hd| {
@@ -230,19 +274,11 @@ impl CustomOp3 for ProjectedCrossEntropy {
                 .1
             }
         };
-        let gv = View::row_major(&g, n, v);
-        // dHidden = G · W
-        let mut d_hidden = vec![0f32; n * h];
-        with_data(w, |wd| {
-            matmul_into(&mut d_hidden, gv, View::row_major(wd, v, h), scale, false)
+        let (d_hidden, d_w, d_b) = with_data(hidden, |hd| {
+            with_data(w, |wd| {
+                gradients(saved, hd, wd, (n, h, v), scale, &self.scratch)
+            })
         })?;
-        // dW = Gᵀ · hidden
-        let mut d_w = vec![0f32; v * h];
-        with_data(hidden, |hd| {
-            matmul_into(&mut d_w, gv.t(), View::row_major(hd, n, h), scale, false)
-        })?;
-        let d_b: Vec<f32> = g_sums.iter().map(|&x| x * scale).collect();
-        self.scratch.give(g);
         let dev = hidden.device();
         Ok((
             Some(Tensor::from_vec(d_hidden, (n, h), dev)?),

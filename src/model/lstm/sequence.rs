@@ -35,6 +35,59 @@ impl LstmRows {
     }
 }
 
+impl LstmRows {
+    /// The hidden states `[N, H]` of the op's rows, and every step's `h | c | i f g o` for
+    /// [`LstmRows::backward`]; `dims` `(T, B, H)` as [`sizes`] checks them.
+    pub(crate) fn forward(
+        &self,
+        xp: &[f32],
+        w: &[f32],
+        bias: &[f32],
+        dims: (usize, usize, usize),
+    ) -> candle_core::Result<(Vec<f32>, Vec<f32>)> {
+        let (t_len, b, h) = dims;
+        if let Some(&bad) = self.rows.iter().find(|&&r| r as usize >= t_len * b) {
+            candle_core::bail!("lstm sequence: row {bad} outside {t_len} steps of {b}");
+        }
+        if xp.len() != t_len * b * 4 * h || w.len() != 4 * h * h || bias.len() != 4 * h {
+            candle_core::bail!("lstm sequence: operands do not fit {t_len} steps of {b} × {h}");
+        }
+        let out = recurrence(xp, w, bias, dims, &self.live)?;
+        let mut hidden = Vec::with_capacity(self.rows.len() * h);
+        for &r in &self.rows {
+            let at = r as usize * 6 * h;
+            hidden.extend_from_slice(&out[at..at + h]);
+        }
+        Ok((hidden, out))
+    }
+
+    /// `(d xp [T·B, 4H], d W_hh [4H, H], d bias [4H])` from the saved states of
+    /// [`LstmRows::forward`] and the gradient `grad [N, H]` of its output.
+    pub(crate) fn backward(
+        &self,
+        saved: &[f32],
+        grad: &[f32],
+        w: &[f32],
+        dims: (usize, usize, usize),
+    ) -> candle_core::Result<(Vec<f32>, Vec<f32>, Vec<f32>)> {
+        let (t_len, b, h) = dims;
+        if grad.len() != self.rows.len() * h || saved.len() != t_len * b * 6 * h {
+            candle_core::bail!("lstm sequence: gradient of {} values", grad.len());
+        }
+        // The gradient of every step's h: the scored rows' gradients, zero elsewhere.
+        let mut gh = vec![0f32; t_len * b * h];
+        for (&r, g) in self.rows.iter().zip(grad.chunks_exact(h.max(1))) {
+            let dst = &mut gh[r as usize * h..(r as usize + 1) * h];
+            for (d, &g) in dst.iter_mut().zip(g) {
+                *d += g;
+            }
+        }
+        let (d_xp, d_w) = through_time(saved, &gh, w, dims, &self.live)?;
+        let d_bias = column_sums(&d_xp, 4 * h, 1.0);
+        Ok((d_xp, d_w, d_bias))
+    }
+}
+
 /// Per step `t`, how many leading batch rows the recurrence runs: one past the last column that
 /// has a scored row at `t` or later (a step's state only feeds later steps of its own column).
 /// Steps past a caption's end are padding nobody reads; with the columns sorted longest first
@@ -191,25 +244,16 @@ impl CustomOp3 for LstmRows {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let dims = sizes(l1.shape(), l2.shape(), l3.shape(), self.batch)?;
-        let (t_len, b, h) = dims;
-        if let Some(&bad) = self.rows.iter().find(|&&r| r as usize >= t_len * b) {
-            candle_core::bail!("lstm sequence: row {bad} outside {t_len} steps of {b}");
-        }
-        let out = recurrence(
+        let (hidden, out) = self.forward(
             f32_data(s1, l1, "lstm sequence: input")?,
             f32_data(s2, l2, "lstm sequence: W_hh")?,
             f32_data(s3, l3, "lstm sequence: bias")?,
             dims,
-            &self.live,
         )?;
-        let mut hidden = Vec::with_capacity(self.rows.len() * h);
-        for &r in &self.rows {
-            let at = r as usize * 6 * h;
-            hidden.extend_from_slice(&out[at..at + h]);
-        }
         if let Ok(mut slot) = self.saved.lock() {
             *slot = Some(out);
         }
+        let h = dims.2;
         Ok((CpuStorage::F32(hidden), Shape::from((self.rows.len(), h))))
     }
 
@@ -224,31 +268,18 @@ impl CustomOp3 for LstmRows {
         let dims = sizes(xp.shape(), w_hh.shape(), bias.shape(), self.batch)?;
         let (t_len, b, h) = dims;
         let saved = self.saved.lock().ok().and_then(|mut s| s.take());
-        // The gradient of every step's h: the scored rows' gradients, zero elsewhere.
-        let mut gh = vec![0f32; t_len * b * h];
-        with_data(grad_res, |grad| {
-            if grad.len() != self.rows.len() * h {
-                candle_core::bail!("lstm sequence: gradient of {} values", grad.len());
-            }
-            for (&r, g) in self.rows.iter().zip(grad.chunks_exact(h.max(1))) {
-                let dst = &mut gh[r as usize * h..(r as usize + 1) * h];
-                for (d, &g) in dst.iter_mut().zip(g) {
-                    *d += g;
-                }
-            }
-            Ok(())
+        let (d_xp, d_w, d_bias) = with_data(grad_res, |grad| {
+            with_data(w_hh, |w| {
+                let saved = match saved {
+                    Some(s) => s,
+                    // Backward run twice over the same graph: run the recurrence again.
+                    None => with_data(xp, |x| {
+                        with_data(bias, |bs| recurrence(x, w, bs, dims, &self.live))
+                    })?,
+                };
+                self.backward(&saved, grad, w, dims)
+            })
         })?;
-        let (d_xp, d_w) = with_data(w_hh, |w| {
-            let saved = match saved {
-                Some(s) => s,
-                // Backward run twice over the same graph: run the recurrence again.
-                None => with_data(xp, |x| {
-                    with_data(bias, |bs| recurrence(x, w, bs, dims, &self.live))
-                })?,
-            };
-            through_time(&saved, &gh, w, dims, &self.live)
-        })?;
-        let d_bias = column_sums(&d_xp, 4 * h, 1.0);
         let dev = xp.device();
         Ok((
             Some(Tensor::from_vec(d_xp, (t_len * b, 4 * h), dev)?),
