@@ -6,8 +6,8 @@
 //! every step packed its operands again and ran as its own parallel section, with the gates in a
 //! second one. Here W_hhᵀ is packed once per pass, and each step is one parallel section over
 //! runs of batch rows that computes its rows' products and then their gates while they are in
-//! the cache. The backward pass's per-step product (64 × 2048 × 512) stays on `gemm`: this kernel,
-//! with W_hh packed the same way, measured slower there.
+//! the cache. The backward pass's per-step product (64 × 2048 × 512) uses the same kernel with
+//! W_hh packed as it is where the CPU has AVX-512 ([`panels_pay_backward`]).
 //!
 //! Every output element is summed over `k` in the same order whatever the rows, the tile or the
 //! thread count, so a row's result does not depend on the batch around it.
@@ -137,6 +137,14 @@ pub(super) fn tile_rows() -> usize {
         Isa::Avx2 => AVX2_ROWS,
         Isa::Portable => PORTABLE_ROWS,
     }
+}
+
+/// Whether the backward pass's per-step product `dgates · W_hh` runs on this kernel rather than
+/// `gemm`. Measured (docs/performance.md): on Zen 4 with AVX-512 the backward through time took
+/// 40.7–42.7 ms against gemm's 43.6–47.5 (bench shapes, min of 10, three rounds); on Zen 3 with
+/// AVX2 the kernel made the step's backward slower (77–81 → 89–92 ms).
+pub(super) fn panels_pay_backward() -> bool {
+    isa() == Isa::Avx512
 }
 
 /// Rows per tile of each kernel (see the kernels for why).

@@ -5,7 +5,9 @@
 //! each step's cell and gates itself, for its backward pass.
 
 use super::gates;
-use super::recurrent::{panel_product, staggered_rows, tile_rows, Panels, WIDTH};
+use super::recurrent::{
+    panel_product, panels_pay_backward, staggered_rows, tile_rows, Panels, WIDTH,
+};
 use crate::model::cpu_math::{column_sums, f32_data, matmul_into, with_data, View};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -82,7 +84,7 @@ impl LstmRows {
                 *d += g;
             }
         }
-        let (d_xp, d_w) = through_time(saved, &gh, w, dims, &self.live)?;
+        let (d_xp, d_w) = through_time(saved, &gh, w, dims, &self.live, panels_pay_backward())?;
         let d_bias = column_sums(&d_xp, 4 * h, 1.0);
         Ok((d_xp, d_w, d_bias))
     }
@@ -293,46 +295,98 @@ impl CustomOp3 for LstmRows {
 /// (d xp `[T, B, 4H]`, d W_hh `[4H, H]`).
 /// Only the live prefix of each step runs (`live`, as in [`recurrence`]): going back in time the
 /// prefix only grows, so the rows of `dh_next` and `dc_next` beyond it are still zero.
+///
+/// A batch row's gradients depend on its own row only, so each step is one parallel section over
+/// runs of rows, as in [`recurrence`]: a task runs its rows' gate backward and then, when
+/// `on_panels` (where the CPU has AVX-512, [`panels_pay_backward`]), their `dh_{t-1} = dgates_t · W_hh` with W_hh
+/// packed into panels once for the pass. Elsewhere that product goes through `gemm`, a second
+/// parallel section per step that packs W_hh (4 MB at H 512) again each time.
 fn through_time(
     saved: &[f32],
     gh: &[f32],
     w: &[f32],
     (t_len, b, h): (usize, usize, usize),
     live: &[usize],
+    on_panels: bool,
 ) -> candle_core::Result<(Vec<f32>, Vec<f32>)> {
     let (g4, h6) = (4 * h, 6 * h);
     let mut d_xp = vec![0f32; t_len * b * g4];
     let mut dh_next = vec![0f32; b * h];
     let mut dc_next = vec![0f32; b * h];
     let zeros = vec![0f32; h];
+    // W_hh [4H, H] as it is: K = 4H, N = H, padded to whole panels.
+    let hp = h.div_ceil(WIDTH) * WIDTH;
+    let panels = on_panels.then(|| {
+        Panels::pack(
+            g4,
+            (0..hp / WIDTH).map(|p| (p * WIDTH, WIDTH.min(h - p * WIDTH))),
+            |k, col| w[k * h + col],
+        )
+    });
+    // Each task's copy of its dgates rows and its product rows, kept across steps.
+    let mut buffers: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
     for t in (0..t_len).rev() {
         let n = live.get(t).copied().unwrap_or(0).min(b);
         if n == 0 {
             continue;
         }
+        let task = rows_per_task(n);
+        let parts = n.div_ceil(task);
+        if buffers.len() < parts {
+            buffers.resize_with(parts, Default::default);
+        }
         let dg = &mut d_xp[t * b * g4..(t * b + n) * g4];
-        dg.par_chunks_mut(g4)
-            .zip(dc_next[..n * h].par_chunks_mut(h))
-            .zip(dh_next[..n * h].par_chunks_mut(h))
+        dg.par_chunks_mut(task * g4)
+            .zip(dc_next[..n * h].par_chunks_mut(task * h))
+            .zip(dh_next[..n * h].par_chunks_mut(task * h))
+            .zip(buffers.par_iter_mut())
             .enumerate()
-            .for_each(|(r, ((dg, dc), dh))| {
-                let at = t * b + r;
-                let row = &saved[at * h6..(at + 1) * h6];
-                let c_prev = if t == 0 {
-                    &zeros[..]
-                } else {
-                    &saved[(at - b) * h6 + h..(at - b) * h6 + 2 * h]
-                };
-                // This step's h feeds the loss and the next step.
-                for (d, &g) in dh.iter_mut().zip(&gh[at * h..(at + 1) * h]) {
-                    *d += g;
+            .for_each(|(part, (((dg, dc), dh), (a_rows, product)))| {
+                let r0 = part * task;
+                let m = dg.len() / g4;
+                for (r, ((dg, dc), dh)) in dg
+                    .chunks_exact_mut(g4)
+                    .zip(dc.chunks_exact_mut(h))
+                    .zip(dh.chunks_exact_mut(h))
+                    .enumerate()
+                {
+                    let at = t * b + r0 + r;
+                    let row = &saved[at * h6..(at + 1) * h6];
+                    let c_prev = if t == 0 {
+                        &zeros[..]
+                    } else {
+                        &saved[(at - b) * h6 + h..(at - b) * h6 + 2 * h]
+                    };
+                    // This step's h feeds the loss and the next step.
+                    for (d, &g) in dh.iter_mut().zip(&gh[at * h..(at + 1) * h]) {
+                        *d += g;
+                    }
+                    gates::backward(&row[2 * h..], &row[h..2 * h], c_prev, dh, dc, dg);
                 }
-                gates::backward(&row[2 * h..], &row[h..2 * h], c_prev, dh, dc, dg);
+                if let (true, Some(panels)) = (t > 0, &panels) {
+                    // dh_{t-1} = dgates_t · W_hh for these rows.
+                    let a_rs = staggered_rows(a_rows, dg, g4, m, g4);
+                    product.clear();
+                    product.resize(m * hp, 0.0);
+                    for p in 0..hp / WIDTH {
+                        panel_product(
+                            &mut product[p * WIDTH..],
+                            hp,
+                            a_rows,
+                            a_rs,
+                            m,
+                            panels.panel(p),
+                        );
+                    }
+                    for (d, p) in dh.chunks_exact_mut(h).zip(product.chunks_exact(hp)) {
+                        d.copy_from_slice(&p[..h]);
+                    }
+                }
             });
-        if t > 0 {
+        if t > 0 && panels.is_none() {
             matmul_into(
                 &mut dh_next[..n * h],
-                View::row_major(dg, n, g4),
+                View::row_major(&d_xp[t * b * g4..(t * b + n) * g4], n, g4),
                 View::row_major(w, g4, h),
                 1.0,
                 false,
@@ -409,3 +463,42 @@ fn recurrent_weight_gradient(
 /// [`recurrent_weight_gradient`] copies the partly live steps' rows when at least one row in
 /// this many is dead.
 const DEAD_ROWS_WORTH_A_COPY: usize = 8;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The per-step product on the packed panels and through `gemm` give the same gradients, on a
+    /// hidden size that fills no whole panel and a batch whose later steps have dead rows.
+    #[test]
+    fn backward_on_panels_matches_gemm() {
+        let (t_len, b, h) = (6, 7, 21);
+        let live = vec![7, 7, 6, 4, 4, 1];
+        let mut x = 7u32;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x as f32 / u32::MAX as f32) - 0.5
+        };
+        let xp: Vec<f32> = (0..t_len * b * 4 * h).map(|_| rnd()).collect();
+        let w: Vec<f32> = (0..4 * h * h).map(|_| rnd()).collect();
+        let bias: Vec<f32> = (0..4 * h).map(|_| rnd()).collect();
+        let mut gh: Vec<f32> = (0..t_len * b * h).map(|_| rnd()).collect();
+        for (t, &n) in live.iter().enumerate() {
+            gh[(t * b + n) * h..(t + 1) * b * h].fill(0.0);
+        }
+        let dims = (t_len, b, h);
+        let saved = recurrence(&xp, &w, &bias, dims, &live).unwrap();
+        let panels = through_time(&saved, &gh, &w, dims, &live, true).unwrap();
+        let gemm = through_time(&saved, &gh, &w, dims, &live, false).unwrap();
+        for (name, p, g) in [("d_xp", &panels.0, &gemm.0), ("d_w", &panels.1, &gemm.1)] {
+            let scale = g.iter().fold(0f32, |m, x| m.max(x.abs()));
+            let gap = p.iter().zip(g).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(
+                scale > 0.1 && gap <= 1e-5 * scale,
+                "{name}: {gap} of {scale}"
+            );
+        }
+    }
+}
