@@ -129,16 +129,6 @@ fn panel_product_on(
     }
 }
 
-/// Rows per register tile of [`panel_product`] on this CPU: a product over a multiple of it
-/// needs no remainder tiles.
-pub(super) fn tile_rows() -> usize {
-    match isa() {
-        Isa::Avx512 => AVX512_ROWS,
-        Isa::Avx2 => AVX2_ROWS,
-        Isa::Portable => PORTABLE_ROWS,
-    }
-}
-
 /// Whether the backward pass's per-step product `dgates · W_hh` runs on this kernel rather than
 /// `gemm`. Measured (docs/performance.md): on Zen 4 with AVX-512 the backward through time took
 /// 40.7–42.7 ms against gemm's 43.6–47.5 (bench shapes, min of 10, three rounds); on Zen 3 with

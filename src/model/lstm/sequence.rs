@@ -5,10 +5,8 @@
 //! each step's cell and gates itself, for its backward pass.
 
 use super::gates;
-use super::recurrent::{
-    panel_product, panels_pay_backward, staggered_rows, tile_rows, Panels, WIDTH,
-};
-use crate::model::cpu_math::{column_sums, f32_data, matmul_into, with_data, View};
+use super::recurrent::{panel_product, panels_pay_backward, staggered_rows, Panels, WIDTH};
+use crate::model::cpu_math::{column_sums, f32_data, matmul_into, with_data, SendPtr, View};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 use std::sync::Mutex;
@@ -136,27 +134,41 @@ fn sizes(
     Ok((t_len, b, h))
 }
 
-/// Rows per task of a step's parallel section for `n` live rows: one run of rows per thread,
-/// a multiple of the kernel's tile where that still splits them (fewer remainder tiles).
-fn rows_per_task(n: usize) -> usize {
-    let threads = rayon::current_num_threads().max(1);
-    let even = n.div_ceil(threads).max(1);
-    let tiled = even.div_ceil(tile_rows()) * tile_rows();
-    if tiled * (threads - 1) < n {
-        tiled
-    } else {
-        even
+/// Splits the batch rows `0..b` into `parts` runs of about equal work, a row's work being the
+/// steps it is live at (`live` prefixes shrink with `t`, so the first rows are the longest).
+fn balanced_runs(live: &[usize], b: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    let steps = |r: usize| live.iter().filter(|&&n| r < n).count();
+    let total: usize = (0..b).map(steps).sum();
+    let mut runs = Vec::with_capacity(parts);
+    let (mut start, mut done, mut r) = (0, 0, 0);
+    for k in 1..=parts {
+        let goal = total * k / parts.max(1);
+        while r < b && done + steps(r) / 2 < goal {
+            done += steps(r);
+            r += 1;
+        }
+        if k == parts {
+            r = b;
+        }
+        if r > start {
+            runs.push(start..r);
+        }
+        start = r;
     }
+    runs
 }
 
 /// Runs the recurrence: `[T, B, 6H]` of `h | c | i f g o`.
 ///
-/// Each step is one parallel section over runs of batch rows: a task computes its rows'
-/// recurrent products `h_{t-1} · W_hhᵀ` (W_hhᵀ packed into panels once for the whole pass,
-/// `recurrent.rs`), adds the input projection and the bias, and runs the gate arithmetic on
-/// them while they are in its cache. Every thread reads all of W_hh each step (4 MB at H 512,
-/// from the shared L3 cache); splitting by hidden units instead kept W_hh apart per thread but
-/// made the gate arithmetic read 64-byte pieces of every row, which measured slower.
+/// A batch row's states depend on its own row only, so there is one task per thread for the whole
+/// pass: each thread runs its run of rows (of about equal work, [`balanced_runs`]) through every
+/// step with no barrier between steps. Per step, a task computes its rows' recurrent products
+/// `h_{t-1} · W_hhᵀ` (W_hhᵀ packed into panels once for the pass, `recurrent.rs`), adds the
+/// input projection and the bias, and runs the gate arithmetic on them while they are in its
+/// cache. Every thread reads all of W_hh each step (4 MB at H 512, from the shared L3 cache);
+/// splitting by hidden units instead kept W_hh apart per thread but made the gate arithmetic read
+/// 64-byte pieces of every row, which measured slower. One parallel section per step instead (the rows split anew at each) gave the same bits and
+/// measured 13–15% slower on Zen 4 (29.0–30.3 against 24.8–26.5 ms, bench shapes, min of 10).
 fn recurrence(
     xp: &[f32],
     w: &[f32],
@@ -165,69 +177,67 @@ fn recurrence(
     live: &[usize],
 ) -> candle_core::Result<Vec<f32>> {
     let (g4, h6) = (4 * h, 6 * h);
-    // Pre-activation rows, padded to whole panels.
     let g4p = g4.div_ceil(WIDTH) * WIDTH;
     let mut out = vec![0f32; t_len * b * h6];
-    // W_hhᵀ [H, 4H].
     let panels = Panels::pack(
         h,
         (0..g4p / WIDTH).map(|p| (p * WIDTH, WIDTH.min(g4 - p * WIDTH))),
         |k, col| w[col * h + k],
     );
     let zeros = vec![0f32; h];
-    let mut h_rows = Vec::new();
-    // Every row's pre-activations, allocated once for the pass (a step's task takes the rows of
-    // its run).
-    let mut pre_rows = vec![0f32; b * g4p];
-    for t in 0..t_len {
-        // Rows past the live prefix stay zero: nothing scored reads them.
-        let n = live.get(t).copied().unwrap_or(0).min(b);
-        if n == 0 {
-            break;
-        }
-        let (before, cur) = out.split_at_mut(t * b * h6);
-        let prev = (t > 0).then(|| &before[(t - 1) * b * h6..]);
-        let a_rs = match prev {
-            Some(p) => staggered_rows(&mut h_rows, p, h6, n, h),
-            None => 0,
-        };
-        let h_rows = &h_rows;
-        let task = rows_per_task(n);
-        cur[..n * h6]
-            .par_chunks_mut(task * h6)
-            .zip(pre_rows.par_chunks_mut(task * g4p))
-            .enumerate()
-            .for_each(|(part, (rows, pre))| {
-                let (r0, m) = (part * task, rows.len() / h6);
-                let pre = &mut pre[..m * g4p];
-                pre.fill(0.0);
-                if prev.is_some() {
-                    // h_{t-1} · W_hhᵀ.
-                    for p in 0..g4p / WIDTH {
-                        let a = &h_rows[r0 * a_rs..];
-                        panel_product(&mut pre[p * WIDTH..], g4p, a, a_rs, m, panels.panel(p));
-                    }
-                }
-                for (r, (row, pre)) in rows
-                    .chunks_exact_mut(h6)
-                    .zip(pre.chunks_exact_mut(g4p))
-                    .enumerate()
-                {
-                    let r = r0 + r;
-                    let x = &xp[(t * b + r) * g4..(t * b + r + 1) * g4];
-                    for ((p, &x), &bias) in pre.iter_mut().zip(x).zip(bias) {
-                        *p += x + bias;
-                    }
-                    let c_prev = match prev {
-                        Some(p) => &p[r * h6 + h..r * h6 + 2 * h],
-                        None => &zeros[..],
-                    };
-                    let (h_out, rest) = row.split_at_mut(h);
-                    let (c_out, acts) = rest.split_at_mut(h);
-                    gates::forward(&pre[..g4], c_prev, h_out, c_out, acts);
-                }
+    let runs = balanced_runs(live, b, rayon::current_num_threads().max(1));
+    let base = SendPtr(out.as_mut_ptr());
+    runs.into_par_iter().for_each(|run| {
+        let (mut h_rows, mut pre) = (Vec::new(), Vec::new());
+        for t in 0..t_len {
+            let n = live.get(t).copied().unwrap_or(0).min(b).min(run.end);
+            if n <= run.start {
+                break;
+            }
+            let (r0, m) = (run.start, n - run.start);
+            // SAFETY: this task alone writes and reads rows `run` of every step, and `out`
+            // outlives the tasks; step t's rows and step t-1's rows do not overlap.
+            let rows = unsafe {
+                std::slice::from_raw_parts_mut(base.get().add((t * b + r0) * h6), m * h6)
+            };
+            let prev = (t > 0).then(|| unsafe {
+                std::slice::from_raw_parts(base.get().add(((t - 1) * b + r0) * h6), m * h6)
             });
-    }
+            pre.clear();
+            pre.resize(m * g4p, 0.0);
+            if let Some(prev) = prev {
+                // h_{t-1} · W_hhᵀ.
+                let a_rs = staggered_rows(&mut h_rows, prev, h6, m, h);
+                for p in 0..g4p / WIDTH {
+                    panel_product(
+                        &mut pre[p * WIDTH..],
+                        g4p,
+                        &h_rows,
+                        a_rs,
+                        m,
+                        panels.panel(p),
+                    );
+                }
+            }
+            for (r, (row, pre)) in rows
+                .chunks_exact_mut(h6)
+                .zip(pre.chunks_exact_mut(g4p))
+                .enumerate()
+            {
+                let x = &xp[(t * b + r0 + r) * g4..(t * b + r0 + r + 1) * g4];
+                for ((p, &x), &bias) in pre.iter_mut().zip(x).zip(bias) {
+                    *p += x + bias;
+                }
+                let c_prev = match prev {
+                    Some(p) => &p[r * h6 + h..r * h6 + 2 * h],
+                    None => &zeros[..],
+                };
+                let (h_out, rest) = row.split_at_mut(h);
+                let (c_out, acts) = rest.split_at_mut(h);
+                gates::forward(&pre[..g4], c_prev, h_out, c_out, acts);
+            }
+        }
+    });
     Ok(out)
 }
 
@@ -295,106 +305,164 @@ impl CustomOp3 for LstmRows {
 /// (d xp `[T, B, 4H]`, d W_hh `[4H, H]`).
 /// Only the live prefix of each step runs (`live`, as in [`recurrence`]): going back in time the
 /// prefix only grows, so the rows of `dh_next` and `dc_next` beyond it are still zero.
-///
-/// A batch row's gradients depend on its own row only, so each step is one parallel section over
-/// runs of rows, as in [`recurrence`]: a task runs its rows' gate backward and then, when
-/// `on_panels` (where the CPU has AVX-512, [`panels_pay_backward`]), their `dh_{t-1} = dgates_t · W_hh` with W_hh
-/// packed into panels once for the pass. Elsewhere that product goes through `gemm`, a second
-/// parallel section per step that packs W_hh (4 MB at H 512) again each time.
+/// `on_panels` picks how the per-step product `dh_{t-1} = dgates_t · W_hh` runs
+/// ([`panels_pay_backward`]): on the packed panels in [`rows_through_time`], or through `gemm` in
+/// [`steps_through_time`].
 fn through_time(
+    saved: &[f32],
+    gh: &[f32],
+    w: &[f32],
+    dims: (usize, usize, usize),
+    live: &[usize],
+    on_panels: bool,
+) -> candle_core::Result<(Vec<f32>, Vec<f32>)> {
+    let d_xp = if on_panels {
+        rows_through_time(saved, gh, w, dims, live)
+    } else {
+        steps_through_time(saved, gh, w, dims, live)?
+    };
+    let d_w = recurrent_weight_gradient(&d_xp, saved, dims, live)?;
+    Ok((d_xp, d_w))
+}
+
+/// One step's gate backward for `m` rows from batch row `r0`: adds the loss's gradient `gh` to
+/// `dh`, then turns `dh` and `dc` (carried from step t+1) into `dgates` rows `dg` and the next
+/// `dc`.
+#[allow(clippy::too_many_arguments)]
+fn gates_backward_rows(
+    saved: &[f32],
+    gh: &[f32],
+    (t, b, h): (usize, usize, usize),
+    r0: usize,
+    dg: &mut [f32],
+    dh: &mut [f32],
+    dc: &mut [f32],
+    zeros: &[f32],
+) {
+    let (g4, h6) = (4 * h, 6 * h);
+    for (r, ((dg, dc), dh)) in dg
+        .chunks_exact_mut(g4)
+        .zip(dc.chunks_exact_mut(h))
+        .zip(dh.chunks_exact_mut(h))
+        .enumerate()
+    {
+        let at = t * b + r0 + r;
+        let row = &saved[at * h6..(at + 1) * h6];
+        let c_prev = if t == 0 {
+            zeros
+        } else {
+            &saved[(at - b) * h6 + h..(at - b) * h6 + 2 * h]
+        };
+        // This step's h feeds the loss and the next step.
+        for (d, &g) in dh.iter_mut().zip(&gh[at * h..(at + 1) * h]) {
+            *d += g;
+        }
+        gates::backward(&row[2 * h..], &row[h..2 * h], c_prev, dh, dc, dg);
+    }
+}
+
+/// The steps of backward through time with one task per thread for the whole pass, as in
+/// [`recurrence`]: a row's gradients depend on its own row only, so each thread carries its run of
+/// rows back through every step with no barrier between steps, running their gate backward and
+/// then `dh_{t-1} = dgates_t · W_hh` on W_hh packed into panels once for the pass. Through `gemm`
+/// that product packed all of W_hh (4 MB at H 512) again every step.
+fn rows_through_time(
     saved: &[f32],
     gh: &[f32],
     w: &[f32],
     (t_len, b, h): (usize, usize, usize),
     live: &[usize],
-    on_panels: bool,
-) -> candle_core::Result<(Vec<f32>, Vec<f32>)> {
-    let (g4, h6) = (4 * h, 6 * h);
+) -> Vec<f32> {
+    let g4 = 4 * h;
+    let mut d_xp = vec![0f32; t_len * b * g4];
+    let zeros = vec![0f32; h];
+    // W_hh [4H, H] as it is: K = 4H, N = H, padded to whole panels.
+    let hp = h.div_ceil(WIDTH) * WIDTH;
+    let panels = Panels::pack(
+        g4,
+        (0..hp / WIDTH).map(|p| (p * WIDTH, WIDTH.min(h - p * WIDTH))),
+        |k, col| w[k * h + col],
+    );
+    let runs = balanced_runs(live, b, rayon::current_num_threads().max(1));
+    let base = SendPtr(d_xp.as_mut_ptr());
+    runs.into_par_iter().for_each(|run| {
+        let mut dh = vec![0f32; run.len() * h];
+        let mut dc = vec![0f32; run.len() * h];
+        let (mut a_rows, mut product) = (Vec::new(), Vec::new());
+        for t in (0..t_len).rev() {
+            let n = live.get(t).copied().unwrap_or(0).min(run.end);
+            if n <= run.start {
+                continue;
+            }
+            let (r0, m) = (run.start, n - run.start);
+            // SAFETY: this task alone touches rows `run` of every step of `d_xp`, which outlives
+            // the tasks.
+            let dg = unsafe {
+                std::slice::from_raw_parts_mut(base.get().add((t * b + r0) * g4), m * g4)
+            };
+            let (dh, dc) = (&mut dh[..m * h], &mut dc[..m * h]);
+            gates_backward_rows(saved, gh, (t, b, h), r0, dg, dh, dc, &zeros);
+            if t > 0 {
+                let a_rs = staggered_rows(&mut a_rows, dg, g4, m, g4);
+                product.clear();
+                product.resize(m * hp, 0.0);
+                for p in 0..hp / WIDTH {
+                    panel_product(
+                        &mut product[p * WIDTH..],
+                        hp,
+                        &a_rows,
+                        a_rs,
+                        m,
+                        panels.panel(p),
+                    );
+                }
+                for (d, p) in dh.chunks_exact_mut(h).zip(product.chunks_exact(hp)) {
+                    d.copy_from_slice(&p[..h]);
+                }
+            }
+        }
+    });
+    d_xp
+}
+
+/// The steps of backward through time one at a time: the gate backward of the step's rows in
+/// parallel, then `dh_{t-1} = dgates_t · W_hh` through `gemm`.
+fn steps_through_time(
+    saved: &[f32],
+    gh: &[f32],
+    w: &[f32],
+    (t_len, b, h): (usize, usize, usize),
+    live: &[usize],
+) -> candle_core::Result<Vec<f32>> {
+    let g4 = 4 * h;
     let mut d_xp = vec![0f32; t_len * b * g4];
     let mut dh_next = vec![0f32; b * h];
     let mut dc_next = vec![0f32; b * h];
     let zeros = vec![0f32; h];
-    // W_hh [4H, H] as it is: K = 4H, N = H, padded to whole panels.
-    let hp = h.div_ceil(WIDTH) * WIDTH;
-    let panels = on_panels.then(|| {
-        Panels::pack(
-            g4,
-            (0..hp / WIDTH).map(|p| (p * WIDTH, WIDTH.min(h - p * WIDTH))),
-            |k, col| w[k * h + col],
-        )
-    });
-    // Each task's copy of its dgates rows and its product rows, kept across steps.
-    let mut buffers: Vec<(Vec<f32>, Vec<f32>)> = Vec::new();
     for t in (0..t_len).rev() {
         let n = live.get(t).copied().unwrap_or(0).min(b);
         if n == 0 {
             continue;
         }
-        let task = rows_per_task(n);
-        let parts = n.div_ceil(task);
-        if buffers.len() < parts {
-            buffers.resize_with(parts, Default::default);
-        }
         let dg = &mut d_xp[t * b * g4..(t * b + n) * g4];
-        dg.par_chunks_mut(task * g4)
-            .zip(dc_next[..n * h].par_chunks_mut(task * h))
-            .zip(dh_next[..n * h].par_chunks_mut(task * h))
-            .zip(buffers.par_iter_mut())
+        dg.par_chunks_mut(g4)
+            .zip(dc_next[..n * h].par_chunks_mut(h))
+            .zip(dh_next[..n * h].par_chunks_mut(h))
             .enumerate()
-            .for_each(|(part, (((dg, dc), dh), (a_rows, product)))| {
-                let r0 = part * task;
-                let m = dg.len() / g4;
-                for (r, ((dg, dc), dh)) in dg
-                    .chunks_exact_mut(g4)
-                    .zip(dc.chunks_exact_mut(h))
-                    .zip(dh.chunks_exact_mut(h))
-                    .enumerate()
-                {
-                    let at = t * b + r0 + r;
-                    let row = &saved[at * h6..(at + 1) * h6];
-                    let c_prev = if t == 0 {
-                        &zeros[..]
-                    } else {
-                        &saved[(at - b) * h6 + h..(at - b) * h6 + 2 * h]
-                    };
-                    // This step's h feeds the loss and the next step.
-                    for (d, &g) in dh.iter_mut().zip(&gh[at * h..(at + 1) * h]) {
-                        *d += g;
-                    }
-                    gates::backward(&row[2 * h..], &row[h..2 * h], c_prev, dh, dc, dg);
-                }
-                if let (true, Some(panels)) = (t > 0, &panels) {
-                    // dh_{t-1} = dgates_t · W_hh for these rows.
-                    let a_rs = staggered_rows(a_rows, dg, g4, m, g4);
-                    product.clear();
-                    product.resize(m * hp, 0.0);
-                    for p in 0..hp / WIDTH {
-                        panel_product(
-                            &mut product[p * WIDTH..],
-                            hp,
-                            a_rows,
-                            a_rs,
-                            m,
-                            panels.panel(p),
-                        );
-                    }
-                    for (d, p) in dh.chunks_exact_mut(h).zip(product.chunks_exact(hp)) {
-                        d.copy_from_slice(&p[..h]);
-                    }
-                }
+            .for_each(|(r, ((dg, dc), dh))| {
+                gates_backward_rows(saved, gh, (t, b, h), r, dg, dh, dc, &zeros);
             });
-        if t > 0 && panels.is_none() {
+        if t > 0 {
             matmul_into(
                 &mut dh_next[..n * h],
-                View::row_major(&d_xp[t * b * g4..(t * b + n) * g4], n, g4),
+                View::row_major(dg, n, g4),
                 View::row_major(w, g4, h),
                 1.0,
                 false,
             )?;
         }
     }
-    let d_w = recurrent_weight_gradient(&d_xp, saved, (t_len, b, h), live)?;
-    Ok((d_xp, d_w))
+    Ok(d_xp)
 }
 
 /// dW_hh `[4H, H]` = Σ_{t≥1} dgates_tᵀ · h_{t-1} over the live rows (`live`, as in
@@ -500,5 +568,23 @@ mod tests {
                 "{name}: {gap} of {scale}"
             );
         }
+    }
+
+    /// The runs cover the batch in order, without gaps, and split the live steps about evenly
+    /// (rows of a batch sorted longest first have decreasing work).
+    #[test]
+    fn balanced_runs_split_the_live_steps_evenly() {
+        let live = vec![8, 8, 8, 6, 3, 3, 1, 1];
+        let runs = balanced_runs(&live, 8, 2);
+        assert_eq!(runs, vec![0..3, 3..8]);
+        let work = |r: &std::ops::Range<usize>| {
+            r.clone()
+                .map(|row| live.iter().filter(|&&n| row < n).count())
+                .sum::<usize>()
+        };
+        assert_eq!(runs.iter().map(work).collect::<Vec<_>>(), vec![20, 18]);
+        assert_eq!(balanced_runs(&[4; 5], 4, 2), vec![0..2, 2..4]);
+        assert_eq!(balanced_runs(&[2, 1], 2, 4), vec![0..1, 1..2]);
+        assert_eq!(balanced_runs(&[3; 3], 3, 1), vec![0..3]);
     }
 }
