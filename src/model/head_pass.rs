@@ -1,7 +1,8 @@
 //! The head's training-mode forward and backward as explicit code over host buffers, for the
-//! CPU training step ([`crate::train::teacher_step`]): `Linear(F → E)` then `BatchNorm1d(E)` on
-//! the batch's statistics, exactly [`Head::forward_train`]'s arithmetic (its tests compare the two),
-//! without a graph of a dozen small candle ops and their zero-filled gradients.
+//! CPU training step (the train layer's teacher step): `Linear(F → E)` then `BatchNorm1d(E)` on
+//! the batch's statistics, the arithmetic of [`Head::forward_train`] and of candle's backward
+//! through it (the teacher step's test compares them), without a graph of a dozen small candle
+//! ops and their zero-filled gradients.
 
 use crate::model::cpu_math::{matmul_into, View};
 use crate::model::head::{Head, BN_EPS, BN_MOMENTUM};
