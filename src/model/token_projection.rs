@@ -70,26 +70,42 @@ impl TokenProjection {
         image: &[f32],
         (e, g4): (usize, usize),
     ) -> candle_core::Result<Vec<f32>> {
+        let (table, index) = self.forward_table(embed, w, image, (e, g4))?;
+        let mut xp = vec![0f32; index.len() * g4];
+        xp.par_chunks_mut(g4.max(1))
+            .zip(&index)
+            .for_each(|(row, &s)| {
+                row.copy_from_slice(&table[s as usize * g4..(s as usize + 1) * g4])
+            });
+        Ok(xp)
+    }
+
+    /// [`TokenProjection::forward`]'s rows without the copies: a table of the image rows
+    /// `image · W_ihᵀ` (`B` of them) then each distinct word's `embed[w] · W_ihᵀ`, and for each of
+    /// the `(1 + S)·B` positions its row in the table.
+    pub(crate) fn forward_table(
+        &self,
+        embed: &[f32],
+        w: &[f32],
+        image: &[f32],
+        (e, g4): (usize, usize),
+    ) -> candle_core::Result<(Vec<f32>, Vec<u32>)> {
         let (b, u) = (self.batch, self.words.len());
         let w_t = View::row_major(w, g4, e).t();
-        let mut projected = vec![0f32; u * g4];
+        let mut table = vec![0f32; (b + u) * g4];
+        let (first, words) = table.split_at_mut(b * g4);
+        matmul_into(first, View::row_major(image, b, e), w_t, 1.0, false)?;
         matmul_into(
-            &mut projected,
+            words,
             View::row_major(&self.gather(embed, e), u, e),
             w_t,
             1.0,
             false,
         )?;
-        let mut xp = vec![0f32; (b + self.slot.len()) * g4];
-        let (first, words) = xp.split_at_mut(b * g4);
-        matmul_into(first, View::row_major(image, b, e), w_t, 1.0, false)?;
-        words
-            .par_chunks_mut(g4)
-            .zip(&self.slot)
-            .for_each(|(row, &s)| {
-                row.copy_from_slice(&projected[s as usize * g4..(s as usize + 1) * g4])
-            });
-        Ok(xp)
+        let index = (0..b as u32)
+            .chain(self.slot.iter().map(|&s| b as u32 + s))
+            .collect();
+        Ok((table, index))
     }
 
     /// The gradients `(d embed [V, E], d W_ih [4H, E], d image [B, E])` from `dxp`, the gradient

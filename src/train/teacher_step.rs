@@ -9,7 +9,7 @@
 use crate::model::cpu_math::host_data;
 use crate::model::decoder::TeacherBatch;
 use crate::model::head_pass::{self, HeadPass};
-use crate::model::lstm::sequence::LstmRows;
+use crate::model::lstm::sequence::{InputRows, LstmRows};
 use crate::model::token_projection::TokenProjection;
 use crate::model::CaptionModel;
 use crate::train::loss::batch_loss;
@@ -64,14 +64,14 @@ pub fn forward(
         dec.lstm.weight_ih.shape(),
         &Shape::from((b, dec.embed_size())),
     )?;
-    let xp = projection.forward(
+    let (table, index) = projection.forward_table(
         &host_data(dec.embed.as_tensor(), "embedding")?,
         &host_data(dec.lstm.weight_ih.as_tensor(), "W_ih")?,
         &image,
         (e, g4),
     )?;
     let h = dec.hidden_size();
-    let dims = (xp.len() / (b * g4).max(1), b, h);
+    let dims = (index.len() / b.max(1), b, h);
     // The first LSTM step sees the image; its output is not scored.
     let rows: Vec<u32> = batch.positions.iter().map(|&p| p + b as u32).collect();
     let lstm = LstmRows::new(b, rows);
@@ -82,13 +82,17 @@ pub fn forward(
         );
         i.iter().zip(hh.iter()).map(|(&a, &b)| a + b).collect()
     };
+    let xp = InputRows {
+        table: &table,
+        index: Some(&index),
+    };
     let (hidden, states) = lstm.forward(
-        &xp,
+        xp,
         &host_data(dec.lstm.weight_hh.as_tensor(), "W_hh")?,
         &bias,
         dims,
     )?;
-    drop(xp);
+    drop(table);
     let targets = batch.targets.to_vec1::<u32>()?;
     let (loss, scored) = projected_loss::mean_loss(
         &hidden,

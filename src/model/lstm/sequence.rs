@@ -35,12 +35,47 @@ impl LstmRows {
     }
 }
 
+/// The input projections `x_t · W_ihᵀ` the recurrence adds at each step and batch row: row `i`
+/// (time-major, `t · B + r`) of `table`, or row `index[i]` of it when there is an index (a
+/// teacher-forced batch repeats few distinct words: their projections once, and an index).
+#[derive(Clone, Copy)]
+pub(crate) struct InputRows<'a> {
+    /// Rows of 4H values.
+    pub table: &'a [f32],
+    /// Which row of `table` each of the T·B positions reads; `None`: row `i` itself.
+    pub index: Option<&'a [u32]>,
+}
+
+impl InputRows<'_> {
+    /// Position `i`'s row of `g4` values.
+    #[inline]
+    fn row(&self, i: usize, g4: usize) -> &[f32] {
+        let at = match self.index {
+            Some(index) => index[i] as usize,
+            None => i,
+        };
+        &self.table[at * g4..(at + 1) * g4]
+    }
+
+    /// Whether the rows cover `positions` positions of `g4` values.
+    fn fits(&self, positions: usize, g4: usize) -> bool {
+        let rows = self.table.len() / g4.max(1);
+        self.table.len() == rows * g4
+            && match self.index {
+                Some(index) => {
+                    index.len() == positions && index.iter().all(|&i| (i as usize) < rows)
+                }
+                None => rows == positions,
+            }
+    }
+}
+
 impl LstmRows {
     /// The hidden states `[N, H]` of the op's rows, and every step's `h | c | i f g o` for
     /// [`LstmRows::backward`]; `dims` `(T, B, H)` as [`sizes`] checks them.
     pub(crate) fn forward(
         &self,
-        xp: &[f32],
+        xp: InputRows<'_>,
         w: &[f32],
         bias: &[f32],
         dims: (usize, usize, usize),
@@ -49,7 +84,7 @@ impl LstmRows {
         if let Some(&bad) = self.rows.iter().find(|&&r| r as usize >= t_len * b) {
             candle_core::bail!("lstm sequence: row {bad} outside {t_len} steps of {b}");
         }
-        if xp.len() != t_len * b * 4 * h || w.len() != 4 * h * h || bias.len() != 4 * h {
+        if !xp.fits(t_len * b, 4 * h) || w.len() != 4 * h * h || bias.len() != 4 * h {
             candle_core::bail!("lstm sequence: operands do not fit {t_len} steps of {b} × {h}");
         }
         let out = recurrence(xp, w, bias, dims, &self.live)?;
@@ -170,7 +205,7 @@ fn balanced_runs(live: &[usize], b: usize, parts: usize) -> Vec<std::ops::Range<
 /// 64-byte pieces of every row, which measured slower. One parallel section per step instead (the rows split anew at each) gave the same bits and
 /// measured 13–15% slower on Zen 4 (29.0–30.3 against 24.8–26.5 ms, bench shapes, min of 10).
 fn recurrence(
-    xp: &[f32],
+    xp: InputRows<'_>,
     w: &[f32],
     bias: &[f32],
     (t_len, b, h): (usize, usize, usize),
@@ -224,7 +259,7 @@ fn recurrence(
                 .zip(pre.chunks_exact_mut(g4p))
                 .enumerate()
             {
-                let x = &xp[(t * b + r0 + r) * g4..(t * b + r0 + r + 1) * g4];
+                let x = xp.row(t * b + r0 + r, g4);
                 for ((p, &x), &bias) in pre.iter_mut().zip(x).zip(bias) {
                     *p += x + bias;
                 }
@@ -256,8 +291,9 @@ impl CustomOp3 for LstmRows {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let dims = sizes(l1.shape(), l2.shape(), l3.shape(), self.batch)?;
+        let table = f32_data(s1, l1, "lstm sequence: input")?;
         let (hidden, out) = self.forward(
-            f32_data(s1, l1, "lstm sequence: input")?,
+            InputRows { table, index: None },
             f32_data(s2, l2, "lstm sequence: W_hh")?,
             f32_data(s3, l3, "lstm sequence: bias")?,
             dims,
@@ -286,6 +322,10 @@ impl CustomOp3 for LstmRows {
                     Some(s) => s,
                     // Backward run twice over the same graph: run the recurrence again.
                     None => with_data(xp, |x| {
+                        let x = InputRows {
+                            table: x,
+                            index: None,
+                        };
                         with_data(bias, |bs| recurrence(x, w, bs, dims, &self.live))
                     })?,
                 };
@@ -557,7 +597,11 @@ mod tests {
             gh[(t * b + n) * h..(t + 1) * b * h].fill(0.0);
         }
         let dims = (t_len, b, h);
-        let saved = recurrence(&xp, &w, &bias, dims, &live).unwrap();
+        let x = InputRows {
+            table: &xp,
+            index: None,
+        };
+        let saved = recurrence(x, &w, &bias, dims, &live).unwrap();
         let panels = through_time(&saved, &gh, &w, dims, &live, true).unwrap();
         let gemm = through_time(&saved, &gh, &w, dims, &live, false).unwrap();
         for (name, p, g) in [("d_xp", &panels.0, &gemm.0), ("d_w", &panels.1, &gemm.1)] {
