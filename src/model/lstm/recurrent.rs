@@ -74,6 +74,26 @@ impl Panels {
     pub fn panel(&self, p: usize) -> &[f32] {
         &self.data[p * self.k * WIDTH..(p + 1) * self.k * WIDTH]
     }
+
+    /// `out [m, panels · WIDTH] = rows · M` for the `m` rows of `k` values `src_rs` apart in `src`
+    /// (copied into `a` first, [`staggered_rows`]); `out` is resized and overwritten.
+    pub fn product_of_rows(
+        &self,
+        out: &mut Vec<f32>,
+        a: &mut Vec<f32>,
+        src: &[f32],
+        src_rs: usize,
+        m: usize,
+    ) {
+        let panels = self.data.len() / (self.k * WIDTH).max(1);
+        let out_rs = panels * WIDTH;
+        let a_rs = staggered_rows(a, src, src_rs, m, self.k);
+        out.clear();
+        out.resize(m * out_rs, 0.0);
+        for p in 0..panels {
+            panel_product(&mut out[p * WIDTH..], out_rs, a, a_rs, m, self.panel(p));
+        }
+    }
 }
 
 /// `out[r · out_rs + c] += Σ_kk a[r · a_rs + kk] · panel[kk · WIDTH + c]` for `rows` rows, `c` in

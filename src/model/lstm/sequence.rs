@@ -5,7 +5,7 @@
 //! each step's cell and gates itself, for its backward pass.
 
 use super::gates;
-use super::recurrent::{panel_product, panels_pay_backward, staggered_rows, Panels, WIDTH};
+use super::recurrent::{panels_pay_backward, Panels, WIDTH};
 use crate::model::cpu_math::{column_sums, f32_data, matmul_into, with_data, SendPtr, View};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
@@ -238,20 +238,12 @@ fn recurrence(
             let prev = (t > 0).then(|| unsafe {
                 std::slice::from_raw_parts(base.get().add(((t - 1) * b + r0) * h6), m * h6)
             });
-            pre.clear();
-            pre.resize(m * g4p, 0.0);
-            if let Some(prev) = prev {
+            match prev {
                 // h_{t-1} · W_hhᵀ.
-                let a_rs = staggered_rows(&mut h_rows, prev, h6, m, h);
-                for p in 0..g4p / WIDTH {
-                    panel_product(
-                        &mut pre[p * WIDTH..],
-                        g4p,
-                        &h_rows,
-                        a_rs,
-                        m,
-                        panels.panel(p),
-                    );
+                Some(prev) => panels.product_of_rows(&mut pre, &mut h_rows, prev, h6, m),
+                None => {
+                    pre.clear();
+                    pre.resize(m * g4p, 0.0);
                 }
             }
             for (r, (row, pre)) in rows
@@ -443,19 +435,7 @@ fn rows_through_time(
             let (dh, dc) = (&mut dh[..m * h], &mut dc[..m * h]);
             gates_backward_rows(saved, gh, (t, b, h), r0, dg, dh, dc, &zeros);
             if t > 0 {
-                let a_rs = staggered_rows(&mut a_rows, dg, g4, m, g4);
-                product.clear();
-                product.resize(m * hp, 0.0);
-                for p in 0..hp / WIDTH {
-                    panel_product(
-                        &mut product[p * WIDTH..],
-                        hp,
-                        &a_rows,
-                        a_rs,
-                        m,
-                        panels.panel(p),
-                    );
-                }
+                panels.product_of_rows(&mut product, &mut a_rows, dg, g4, m);
                 for (d, p) in dh.chunks_exact_mut(h).zip(product.chunks_exact(hp)) {
                     d.copy_from_slice(&p[..h]);
                 }
