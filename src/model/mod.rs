@@ -8,6 +8,7 @@ pub mod caption_model;
 pub(crate) mod cpu_math;
 pub mod decoder;
 pub mod decoder_model;
+pub(crate) mod f32_panels;
 pub mod head;
 pub(crate) mod head_pass;
 pub mod lstm;

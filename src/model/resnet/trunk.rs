@@ -10,6 +10,8 @@ use super::cpu_ops::{BiasAct, BiasResidualRelu, Im2Col, MaxPool};
 use super::winograd::{self, After, LazyWinograd};
 use super::{check_state_dict, Arch, ConvSpec};
 use crate::model::bf16::{self, Activations, Kernel, PackedWeights};
+use crate::model::cpu_math::with_data;
+use crate::model::f32_panels::{self, product, F32Panels, Finish, Rows};
 use crate::model::precision::Precision;
 use crate::model::weights::load_state_dict;
 use crate::Result;
@@ -44,8 +46,7 @@ struct FoldedConv {
     k: usize,
     stride: usize,
     pad: usize,
-    /// NHWC: `[k·k·Cin, Cout]`, rows ordered (dy, dx, cin). NCHW: `[Cout, Cin, k, k]`.
-    weight: Tensor,
+    weight: ConvWeight,
     bias: Tensor,
     bias_host: Vec<f32>,
     /// The NHWC weight in bf16, packed, when the trunk runs in [`Precision::Bf16`].
@@ -53,6 +54,46 @@ struct FoldedConv {
     /// For a 3×3 stride-1 NHWC convolution: its weights in the Winograd domain, for the f32
     /// products.
     winograd: Option<LazyWinograd>,
+}
+
+/// A convolution's folded weight, in one copy.
+#[derive(Debug, Clone)]
+enum ConvWeight {
+    /// NHWC: `[k·k·Cin, Cout]`, rows ordered (dy, dx, cin). NCHW: `[Cout, Cin, k, k]`.
+    Tensor(Tensor),
+    /// The NHWC `[k·k·Cin, Cout]` packed for [`f32_panels`], where products run there (AVX-512,
+    /// `Cout` a multiple of 64): packed at load, so neither a second copy (+100 MB for
+    /// ResNet-50) nor the packing is paid by the first image.
+    Panels(F32Panels),
+}
+
+impl ConvWeight {
+    /// The NHWC weight as a row-major host `[k·k·Cin, Cout]`, for the one-time conversions
+    /// (bf16 packing, Winograd transform).
+    fn nhwc_rows(&self) -> Result<Vec<f32>> {
+        Ok(match self {
+            Self::Tensor(t) => t.flatten_all()?.to_vec1::<f32>()?,
+            Self::Panels(p) => p.unpack(),
+        })
+    }
+
+    /// `(k·k·Cin, Cout)` of the NHWC weight.
+    fn nhwc_dims(&self) -> Result<(usize, usize)> {
+        Ok(match self {
+            Self::Tensor(t) => t.dims2()?,
+            Self::Panels(p) => (p.k(), p.n()),
+        })
+    }
+
+    /// The tensor, for the products that take one (`gemm`, candle's `conv2d`).
+    fn tensor(&self) -> Result<&Tensor> {
+        match self {
+            Self::Tensor(t) => Ok(t),
+            Self::Panels(_) => Err(crate::Error::Internal(
+                "a convolution packed for the f32 panel products has no tensor".into(),
+            )),
+        }
+    }
 }
 
 /// What follows a convolution's bias.
@@ -154,9 +195,17 @@ impl FoldedConv {
             })?
         };
         let kk = k * k;
-        let weight = match layout {
-            TrunkLayout::Nhwc => Tensor::from_vec(folded, (kk * cin, cout), &Device::Cpu)?,
-            TrunkLayout::Nchw => Tensor::from_vec(folded, (cout, cin, k, k), &Device::Cpu)?,
+        let panels = (layout == TrunkLayout::Nhwc && dev.is_cpu() && f32_panels::pays())
+            .then(|| F32Panels::pack(&folded, kk * cin, cout))
+            .flatten();
+        let weight = match (panels, layout) {
+            (Some(p), _) => ConvWeight::Panels(p),
+            (None, TrunkLayout::Nhwc) => ConvWeight::Tensor(
+                Tensor::from_vec(folded, (kk * cin, cout), &Device::Cpu)?.to_device(dev)?,
+            ),
+            (None, TrunkLayout::Nchw) => ConvWeight::Tensor(
+                Tensor::from_vec(folded, (cout, cin, k, k), &Device::Cpu)?.to_device(dev)?,
+            ),
         };
         let bias = Tensor::from_vec(bias, cout, &Device::Cpu)?;
         let winograd = (layout == TrunkLayout::Nhwc && k == 3 && spec.stride == 1 && spec.pad == 1)
@@ -171,7 +220,7 @@ impl FoldedConv {
             k: spec.k,
             stride: spec.stride,
             pad: spec.pad,
-            weight: weight.to_device(dev)?,
+            weight,
             bias_host: bias.to_vec1::<f32>()?,
             bias: bias.to_device(dev)?,
             packed: None,
@@ -184,9 +233,8 @@ impl FoldedConv {
         self.packed = match precision {
             Precision::F32 => None,
             Precision::Bf16 => {
-                let (k, n) = self.weight.dims2()?;
-                let w = self.weight.flatten_all()?.to_vec1::<f32>()?;
-                Some(PackedWeights::pack(&w, k, n)?)
+                let (k, n) = self.weight.nhwc_dims()?;
+                Some(PackedWeights::pack(&self.weight.nhwc_rows()?, k, n)?)
             }
         };
         Ok(())
@@ -219,7 +267,11 @@ impl FoldedConv {
                 pad: self.pad,
             })?
         };
-        let y = crate::model::cpu_math::matmul_fresh(&a, &self.weight)?;
+        if let ConvWeight::Panels(panels) = &self.weight {
+            let y = self.product_on_panels(&a, panels, &epi)?;
+            return Ok(Tensor::from_vec(y, (b, ho, wo, panels.n()), x.device())?);
+        }
+        let y = crate::model::cpu_math::matmul_fresh(&a, self.weight.tensor()?)?;
         let bias = &self.bias_host;
         match epi {
             Epilogue::Linear => y.inplace_op1(&BiasAct { bias, relu: false })?,
@@ -227,6 +279,48 @@ impl FoldedConv {
             Epilogue::ResidualRelu(r) => y.inplace_op2(r, &BiasResidualRelu { bias })?,
         }
         Ok(y.reshape((b, ho, wo, bias.len()))?)
+    }
+
+    /// `relu?(a · weight + bias + residual?)` on [`f32_panels`], `a` the im2col rows (or the
+    /// input itself for a 1×1 stride-1 convolution), the epilogue applied as each block is stored.
+    fn product_on_panels(
+        &self,
+        a: &Tensor,
+        panels: &F32Panels,
+        epi: &Epilogue,
+    ) -> Result<Vec<f32>> {
+        let (m, k) = a.dims2()?;
+        Ok(with_data(a, |data| {
+            let rows = Rows { data, m, k, rs: k };
+            let bias = &self.bias_host;
+            let relu = !matches!(epi, Epilogue::Linear);
+            match epi {
+                Epilogue::ResidualRelu(r) => with_data(r, |res| {
+                    let residual = Some(res);
+                    Ok(product(
+                        rows,
+                        panels,
+                        Some(Finish {
+                            bias,
+                            residual,
+                            relu,
+                        }),
+                    ))
+                }),
+                _ => {
+                    let residual = None;
+                    Ok(product(
+                        rows,
+                        panels,
+                        Some(Finish {
+                            bias,
+                            residual,
+                            relu,
+                        }),
+                    ))
+                }
+            }
+        })?)
     }
 
     /// The 3×3 stride-1 convolution by Winograd's algorithm with `tile`, as NHWC values.
@@ -237,11 +331,10 @@ impl FoldedConv {
         tile: winograd::Tile,
         epi: &Epilogue,
     ) -> Result<Vec<f32>> {
-        use crate::model::cpu_math::with_data;
         let dims = x.dims4()?;
         let bias = &self.bias_host;
         let cout = bias.len();
-        let wg = with_data(&self.weight, |w| Ok(lazy.get(tile, w, dims.3, cout)))?;
+        let wg = lazy.get(tile, dims.3, cout, || self.weight.nhwc_rows())?;
         Ok(with_data(x, |xs| match epi {
             Epilogue::Linear => Ok(winograd::conv3x3(xs, dims, wg, bias, After::Linear)),
             Epilogue::Relu => Ok(winograd::conv3x3(xs, dims, wg, bias, After::Relu)),
@@ -299,11 +392,11 @@ impl FoldedConv {
         let (b, cin, h, w) = x.dims4()?;
         let cout = self.bias_host.len();
         let y = if self.k == 1 && self.stride == 1 {
-            let w2 = self.weight.reshape((cout, cin))?;
+            let w2 = self.weight.tensor()?.reshape((cout, cin))?;
             w2.broadcast_matmul(&x.reshape((b, cin, h * w))?)?
                 .reshape((b, cout, h, w))?
         } else {
-            x.conv2d(&self.weight, self.pad, self.stride, 1, 1)?
+            x.conv2d(self.weight.tensor()?, self.pad, self.stride, 1, 1)?
         };
         let y = y.broadcast_add(&self.bias.reshape((1, cout, 1, 1))?)?;
         Ok(match epi {

@@ -4,7 +4,8 @@
 //! `Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`; over all tiles the element-wise products become α² independent
 //! matrix products `[tiles, Cin] · [Cin, Cout]`, with (m + 2)² / (9 m²) of the direct
 //! convolution's multiplications: 16/36 for F(2×2), 36/144 for F(4×4). Hand-written because candle
-//! has no NHWC convolution, let alone a Winograd one; the products go through `gemm`.
+//! has no NHWC convolution, let alone a Winograd one; the products go through `gemm`, or on AVX-512
+//! CPUs through [`f32_panels`] with `U` packed once.
 //!
 //! Data flow: the weights are transformed once at load (in f64, rounded once); a convolution
 //! transforms its input tiles into `V [tiles, α², Cin]`, multiplies each of the α² slices
@@ -12,6 +13,7 @@
 //! with the bias, the residual and the ReLU applied on the way.
 
 use crate::model::cpu_math::{matmul_serial_uninit, View};
+use crate::model::f32_panels::{self, product_serial_uninit, F32Panels, Rows};
 use crate::model::wide::wide_copies;
 use rayon::prelude::*;
 use std::sync::OnceLock;
@@ -108,7 +110,10 @@ pub struct WinogradWeights {
     tile: Tile,
     cin: usize,
     cout: usize,
+    /// `U`, row-major; empty when the products run on [`Self::panels`].
     u: Vec<f32>,
+    /// Each of the α² `[Cin, Cout]` matrices of `U` packed for [`f32_panels`], where that pays.
+    panels: Option<Vec<F32Panels>>,
 }
 
 impl WinogradWeights {
@@ -143,7 +148,21 @@ impl WinogradWeights {
                 *o = s as f32;
             }
         });
-        Self { tile, cin, cout, u }
+        let panels = f32_panels::pays()
+            .then(|| {
+                u.chunks_exact(cin * cout)
+                    .map(|up| F32Panels::pack(up, cin, cout))
+                    .collect::<Option<Vec<_>>>()
+            })
+            .flatten();
+        let u = if panels.is_some() { Vec::new() } else { u };
+        Self {
+            tile,
+            cin,
+            cout,
+            u,
+            panels,
+        }
     }
 }
 
@@ -191,13 +210,24 @@ pub struct LazyWinograd {
 }
 
 impl LazyWinograd {
-    /// The weights for `tile`, transformed from the direct `weight [9·Cin, Cout]` on first use.
-    pub fn get(&self, tile: Tile, weight: &[f32], cin: usize, cout: usize) -> &WinogradWeights {
+    /// The weights for `tile`, transformed on first use from the direct `[9·Cin, Cout]` that
+    /// `weight` gives.
+    pub fn get<E>(
+        &self,
+        tile: Tile,
+        cin: usize,
+        cout: usize,
+        weight: impl FnOnce() -> Result<Vec<f32>, E>,
+    ) -> Result<&WinogradWeights, E> {
         let cell = match tile {
             Tile::F2 => &self.f2,
             Tile::F4 => &self.f4,
         };
-        cell.get_or_init(|| WinogradWeights::new(weight, cin, cout, tile))
+        if let Some(w) = cell.get() {
+            return Ok(w);
+        }
+        let w = WinogradWeights::new(&weight()?, cin, cout, tile);
+        Ok(cell.get_or_init(|| w))
     }
 }
 
@@ -335,6 +365,15 @@ pub fn conv3x3(
         .par_chunks_mut(tiles * cout)
         .enumerate()
         .for_each(|(p, dst)| {
+            if let Some(panels) = &w.panels {
+                let vp = Rows {
+                    data: &v[p * cin..],
+                    m: tiles,
+                    k: cin,
+                    rs: aa * cin,
+                };
+                return product_serial_uninit(dst, vp, &panels[p]);
+            }
             let vp = View {
                 data: &v[p * cin..],
                 rows: tiles,
@@ -470,12 +509,14 @@ mod tests {
     #[test]
     fn winograd_matches_the_direct_convolution() {
         // Sizes the tiles do and do not divide, one and several images, a channel count that is
-        // not a multiple of the vector width.
+        // not a multiple of the vector width; output channels in whole panels of 64 (products on
+        // `f32_panels` where the CPU has AVX-512) and not.
         for tile in [Tile::F2, Tile::F4] {
             for &(b, h, w, cin, cout) in &[
                 (1, 7, 7, 24, 40),
                 (2, 8, 9, 13, 16),
                 (1, 14, 14, 64, 64),
+                (2, 9, 10, 32, 128),
                 (3, 5, 3, 8, 7),
                 (1, 1, 1, 4, 4),
             ] {
