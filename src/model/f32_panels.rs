@@ -216,28 +216,8 @@ pub fn product_serial_uninit(dst: &mut [std::mem::MaybeUninit<f32>], a: Rows<'_>
 /// # Safety
 /// AVX-512F; `rows` within `a.m`, `panels` within `w`'s panels; `out` valid for writes of
 /// those rows × columns.
+#[cfg_attr(target_arch = "x86_64", target_feature(enable = "avx512f"))]
 unsafe fn block(
-    a: Rows<'_>,
-    w: &F32Panels,
-    rows: std::ops::Range<usize>,
-    panels: std::ops::Range<usize>,
-    out: *mut f32,
-    finish: Option<&Finish<'_>>,
-) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        block_avx512(a, w, rows, panels, out, finish)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let _ = (a, w, rows, panels, out, finish);
-        unreachable!("f32 panels run on x86_64 only ([`pays`])")
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn block_avx512(
     a: Rows<'_>,
     w: &F32Panels,
     rows: std::ops::Range<usize>,
@@ -368,8 +348,14 @@ unsafe fn tile<const R: usize>(t: &Tile) {
     }
 }
 
+/// No kernel outside x86_64: [`pays`] is false there, so no product reaches it.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn tile<const R: usize>(_: &Tile) {
+    unreachable!("f32 panels run on x86_64 only")
+}
+
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn random(n: usize, seed: u64) -> Vec<f32> {
@@ -528,17 +514,6 @@ mod tests {
     #[ignore]
     fn time_panel_products() {
         use candle_core::{Device, Tensor};
-        use std::time::Instant;
-        fn min_ms(mut f: impl FnMut()) -> f64 {
-            f();
-            (0..15)
-                .map(|_| {
-                    let t = Instant::now();
-                    f();
-                    t.elapsed().as_secs_f64() * 1e3
-                })
-                .fold(f64::INFINITY, f64::min)
-        }
         let (mut total_gemm, mut total_panels) = (0.0, 0.0);
         for &(m, k, n) in &[
             (12544, 147, 64),
@@ -588,5 +563,18 @@ mod tests {
             );
         }
         eprintln!("total: gemm {total_gemm:.2} ms, panels {total_panels:.2} ms");
+    }
+
+    /// The fastest of 15 calls of `f` after one warm-up, in ms (the timing tests here and in
+    /// the Winograd module).
+    pub(crate) fn min_ms(mut f: impl FnMut()) -> f64 {
+        f();
+        (0..15)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                f();
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .fold(f64::INFINITY, f64::min)
     }
 }

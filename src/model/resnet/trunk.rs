@@ -292,33 +292,19 @@ impl FoldedConv {
         let (m, k) = a.dims2()?;
         Ok(with_data(a, |data| {
             let rows = Rows { data, m, k, rs: k };
-            let bias = &self.bias_host;
-            let relu = !matches!(epi, Epilogue::Linear);
+            fn finish<'a>(bias: &'a [f32], residual: Option<&'a [f32]>, relu: bool) -> Finish<'a> {
+                Finish {
+                    bias,
+                    residual,
+                    relu,
+                }
+            }
+            let (bias, relu) = (&self.bias_host[..], !matches!(epi, Epilogue::Linear));
             match epi {
                 Epilogue::ResidualRelu(r) => with_data(r, |res| {
-                    let residual = Some(res);
-                    Ok(product(
-                        rows,
-                        panels,
-                        Some(Finish {
-                            bias,
-                            residual,
-                            relu,
-                        }),
-                    ))
+                    Ok(product(rows, panels, Some(finish(bias, Some(res), relu))))
                 }),
-                _ => {
-                    let residual = None;
-                    Ok(product(
-                        rows,
-                        panels,
-                        Some(Finish {
-                            bias,
-                            residual,
-                            relu,
-                        }),
-                    ))
-                }
+                _ => Ok(product(rows, panels, Some(finish(bias, None, relu)))),
             }
         })?)
     }

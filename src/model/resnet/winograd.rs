@@ -591,20 +591,9 @@ mod wide_tests {
 #[cfg(test)]
 mod timing {
     use super::*;
+    use crate::model::f32_panels::tests::min_ms;
     use crate::model::resnet::cpu_ops::Im2Col;
     use candle_core::{Device, Tensor};
-    use std::time::Instant;
-
-    fn min_ms(mut f: impl FnMut()) -> f64 {
-        f();
-        (0..15)
-            .map(|_| {
-                let t = Instant::now();
-                f();
-                t.elapsed().as_secs_f64() * 1e3
-            })
-            .fold(f64::INFINITY, f64::min)
-    }
 
     #[test]
     #[ignore]
