@@ -166,16 +166,25 @@ impl WinogradWeights {
     }
 }
 
-/// Fewest tiles (of one image) for which a Winograd convolution beats the direct one. Per layer on the AVX2 Zen 3
+/// Fewest tiles (of one image) for which a Winograd convolution beats the direct one, with
+/// `gemm`'s products. Per layer on the AVX2 Zen 3
 /// (`cargo test --release --lib time_layers -- --ignored`, min of 15, ms direct / F2 / F4):
 /// batch 1 at 56×56×64 (196 F4 tiles) 1.99 / 1.75 / 1.20, 28×28×128 (49) 1.75 / 1.41 / 0.88,
 /// 14×14×256 (16 F4, 49 F2 tiles) 1.87 / 1.22 / 1.50, 7×7×512 (4 F4, 16 F2 tiles) 2.38 / 2.76 /
 /// 5.60; batch 16 at 7×7×512 (64 F4 tiles) 22.8 / 16.8 / 11.4. With few tiles the α² products
 /// have few rows and their weights, α²/9 times the direct one's, dominate.
-pub const MIN_TILES: usize = 49;
+pub const MIN_TILES_GEMM: usize = 49;
+
+/// [`MIN_TILES_GEMM`] with the products on [`f32_panels`] (AVX-512), which lose less on few
+/// rows. Zen 4, same test (direct on gemm): batch 1 at 14×14×256 1.19 / 0.69 / 0.52, 7×7×512
+/// 1.84 / 0.91 / 1.18. A whole batch-1 ResNet-50 (min of 15 passes, three alternating rounds,
+/// ms): 49.0, 51.4, 53.8 with 16 against 52.3, 53.8, 52.3 with 49; batch 16: 869–890 against
+/// 870–1006. The price: `layer3`'s F(4×4) and `layer4`'s F(2×2) weights, ~60 MB more.
+pub const MIN_TILES_PANELS: usize = 16;
 
 /// The tile for a 3×3 stride-1 convolution of `[h, w, ·]` maps: F(4×4) when one image makes at
-/// least [`MIN_TILES`] tiles, else F(2×2) when that does, else `None` (the direct convolution).
+/// least [`MIN_TILES_PANELS`] (or, where products run on `gemm`, [`MIN_TILES_GEMM`]) tiles, else
+/// F(2×2) when that does, else `None` (the direct convolution).
 /// Per image, not per batch: an image's features must not depend on the batch it came in
 /// (sharded extraction merges to the bytes of one process).
 /// `CAPTIONER_WINOGRAD=off|f2|f4` forces a choice (for comparisons).
@@ -191,9 +200,14 @@ pub fn tile_for(h: usize, w: usize) -> Option<Tile> {
         return *t;
     }
     let tiles = |m: usize| h.div_ceil(m) * w.div_ceil(m);
-    if tiles(4) >= MIN_TILES {
+    let min_tiles = if f32_panels::pays() {
+        MIN_TILES_PANELS
+    } else {
+        MIN_TILES_GEMM
+    };
+    if tiles(4) >= min_tiles {
         Some(Tile::F4)
-    } else if tiles(2) >= MIN_TILES {
+    } else if tiles(2) >= min_tiles {
         Some(Tile::F2)
     } else {
         None
