@@ -292,19 +292,21 @@ impl FoldedConv {
         let (m, k) = a.dims2()?;
         Ok(with_data(a, |data| {
             let rows = Rows { data, m, k, rs: k };
-            fn finish<'a>(bias: &'a [f32], residual: Option<&'a [f32]>, relu: bool) -> Finish<'a> {
-                Finish {
-                    bias,
-                    residual,
-                    relu,
-                }
-            }
             let (bias, relu) = (&self.bias_host[..], !matches!(epi, Epilogue::Linear));
+            let run = |residual: Option<&[f32]>| {
+                product(
+                    rows,
+                    panels,
+                    Some(Finish {
+                        bias,
+                        residual,
+                        relu,
+                    }),
+                )
+            };
             match epi {
-                Epilogue::ResidualRelu(r) => with_data(r, |res| {
-                    Ok(product(rows, panels, Some(finish(bias, Some(res), relu))))
-                }),
-                _ => Ok(product(rows, panels, Some(finish(bias, None, relu)))),
+                Epilogue::ResidualRelu(r) => with_data(r, |res| Ok(run(Some(res)))),
+                _ => Ok(run(None)),
             }
         })?)
     }
