@@ -46,7 +46,12 @@ pub(crate) struct InputRows<'a> {
     pub index: Option<&'a [u32]>,
 }
 
-impl InputRows<'_> {
+impl<'a> InputRows<'a> {
+    /// One row per position, in order (no index).
+    pub(crate) fn dense(table: &'a [f32]) -> Self {
+        Self { table, index: None }
+    }
+
     /// Position `i`'s row of `g4` values.
     #[inline]
     fn row(&self, i: usize, g4: usize) -> &[f32] {
@@ -285,7 +290,7 @@ impl CustomOp3 for LstmRows {
         let dims = sizes(l1.shape(), l2.shape(), l3.shape(), self.batch)?;
         let table = f32_data(s1, l1, "lstm sequence: input")?;
         let (hidden, out) = self.forward(
-            InputRows { table, index: None },
+            InputRows::dense(table),
             f32_data(s2, l2, "lstm sequence: W_hh")?,
             f32_data(s3, l3, "lstm sequence: bias")?,
             dims,
@@ -314,10 +319,7 @@ impl CustomOp3 for LstmRows {
                     Some(s) => s,
                     // Backward run twice over the same graph: run the recurrence again.
                     None => with_data(xp, |x| {
-                        let x = InputRows {
-                            table: x,
-                            index: None,
-                        };
+                        let x = InputRows::dense(x);
                         with_data(bias, |bs| recurrence(x, w, bs, dims, &self.live))
                     })?,
                 };
@@ -577,11 +579,7 @@ mod tests {
             gh[(t * b + n) * h..(t + 1) * b * h].fill(0.0);
         }
         let dims = (t_len, b, h);
-        let x = InputRows {
-            table: &xp,
-            index: None,
-        };
-        let saved = recurrence(x, &w, &bias, dims, &live).unwrap();
+        let saved = recurrence(InputRows::dense(&xp), &w, &bias, dims, &live).unwrap();
         let panels = through_time(&saved, &gh, &w, dims, &live, true).unwrap();
         let gemm = through_time(&saved, &gh, &w, dims, &live, false).unwrap();
         for (name, p, g) in [("d_xp", &panels.0, &gemm.0), ("d_w", &panels.1, &gemm.1)] {
