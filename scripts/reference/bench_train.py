@@ -4,10 +4,13 @@ Also runnable by hand:  python3 scripts/reference/bench_train.py --threads 2 --s
 The seed's training step: head (Linear 2048->256 + BatchNorm1d) and DecoderRNN (Embedding,
 LSTM 256->512, Linear 512->9000) on a batch of 64 captions of 19 words (image step + startofseq
 + 19 words = 21 LSTM steps, 20 scored tokens each), cross-entropy, backward, Adam.
-Prints one JSON line: {"ms": [per-step milliseconds], "threads": N, "torch": version}.
+Prints one JSON line: {"ms": [per-step milliseconds], "threads": N, "torch": version}. With
+--interleaved (how the bench runs it): a ready line after the warm-up, then one {"ms": [...]} line
+of --steps timed steps for each line read from stdin, so the bench can alternate the two sides.
 """
 import argparse
 import json
+import sys
 import time
 
 import torch
@@ -17,6 +20,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--steps", type=int, default=10)
 p.add_argument("--warmup", type=int, default=2)
+p.add_argument("--interleaved", action="store_true")
 p.add_argument("--batch", type=int, default=64)
 p.add_argument("--words", type=int, default=19)
 p.add_argument("--vocab", type=int, default=9000)
@@ -54,11 +58,23 @@ def step():
     return loss.item()
 
 
+def timed_steps():
+    ms = []
+    for _ in range(a.steps):
+        t = time.perf_counter()
+        step()
+        ms.append((time.perf_counter() - t) * 1000)
+    return ms
+
+
 for _ in range(a.warmup):
     step()
-ms = []
-for _ in range(a.steps):
-    t = time.perf_counter()
-    step()
-    ms.append((time.perf_counter() - t) * 1000)
-print(json.dumps({"ms": ms, "threads": torch.get_num_threads(), "torch": torch.__version__}))
+info = {"threads": torch.get_num_threads(), "torch": torch.__version__}
+if a.interleaved:
+    # Driven by `captioner bench train`: ready after the warm-up, then --steps timed steps for
+    # each line on stdin, until stdin closes.
+    print(json.dumps({"ready": True, **info}), flush=True)
+    for _ in sys.stdin:
+        print(json.dumps({"ms": timed_steps()}), flush=True)
+else:
+    print(json.dumps({"ms": timed_steps(), **info}))

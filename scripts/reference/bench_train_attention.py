@@ -7,10 +7,13 @@ written the way the tutorial's models.py / train.py write it: random encoder out
 20 decode steps with the full batch each), attention 512, embedding 512, LSTMCell hidden 512,
 dropout 0.5, fc 512->9000; cross-entropy over the packed targets + doubly stochastic attention
 regularisation, backward, gradients clamped to [-5, 5], Adam(lr=4e-4).
-Prints one JSON line: {"ms": [per-step milliseconds], "threads": N, "torch": version}.
+Prints one JSON line: {"ms": [per-step milliseconds], "threads": N, "torch": version}. With
+--interleaved (how the bench runs it): a ready line after the warm-up, then one {"ms": [...]} line
+of --steps timed steps for each line read from stdin, so the bench can alternate the two sides.
 """
 import argparse
 import json
+import sys
 import time
 
 import torch
@@ -20,6 +23,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--steps", type=int, default=10)
 p.add_argument("--warmup", type=int, default=2)
+p.add_argument("--interleaved", action="store_true")
 p.add_argument("--batch", type=int, default=64)
 p.add_argument("--cells", type=int, default=49)
 p.add_argument("--channels", type=int, default=2048)
@@ -139,11 +143,23 @@ def step():
     return loss.item()
 
 
+def timed_steps():
+    ms = []
+    for _ in range(a.steps):
+        t = time.perf_counter()
+        step()
+        ms.append((time.perf_counter() - t) * 1000)
+    return ms
+
+
 for _ in range(a.warmup):
     step()
-ms = []
-for _ in range(a.steps):
-    t = time.perf_counter()
-    step()
-    ms.append((time.perf_counter() - t) * 1000)
-print(json.dumps({"ms": ms, "threads": torch.get_num_threads(), "torch": torch.__version__}))
+info = {"threads": torch.get_num_threads(), "torch": torch.__version__}
+if a.interleaved:
+    # Driven by `captioner bench train`: ready after the warm-up, then --steps timed steps for
+    # each line on stdin, until stdin closes.
+    print(json.dumps({"ready": True, **info}), flush=True)
+    for _ in sys.stdin:
+        print(json.dumps({"ms": timed_steps()}), flush=True)
+else:
+    print(json.dumps({"ms": timed_steps(), **info}))

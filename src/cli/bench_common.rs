@@ -68,27 +68,23 @@ pub fn json_lines(cmd: &mut std::process::Command) -> Result<Vec<serde_json::Val
         .collect()
 }
 
-/// Median milliseconds of a training step and its three phases over `steps` timed steps after 2
-/// warm-up steps: `step` runs one on a rayon worker (as the trainer does, see `captioner::pool`)
-/// and returns the instants that bound its phases. Returns (total, phase 1, phase 2, phase 3).
-pub fn step_phase_medians(
+/// Milliseconds of a training step and its three phases, (total, phase 1, phase 2, phase 3), for
+/// each of `steps` timed steps after `warmup` untimed ones: `step` runs one on a rayon worker (as
+/// the trainer does, see `captioner::pool`) and returns the instants that bound its phases.
+pub fn step_phase_samples(
     steps: usize,
+    warmup: usize,
     mut step: impl FnMut() -> anyhow::Result<[std::time::Instant; 4]> + Send,
-) -> anyhow::Result<[f64; 4]> {
-    let mut phases: [Vec<f64>; 4] = Default::default();
-    for k in 0..steps + 2 {
+) -> anyhow::Result<Vec<[f64; 4]>> {
+    let mut samples = Vec::with_capacity(steps);
+    for k in 0..steps + warmup {
         let [t0, t1, t2, t3] = captioner::pool::in_pool(&mut step)?;
-        if k >= 2 {
+        if k >= warmup {
             let ms = |a: std::time::Instant, b: std::time::Instant| (b - a).as_secs_f64() * 1e3;
-            for (p, v) in phases
-                .iter_mut()
-                .zip([ms(t0, t3), ms(t0, t1), ms(t1, t2), ms(t2, t3)])
-            {
-                p.push(v);
-            }
+            samples.push([ms(t0, t3), ms(t0, t1), ms(t1, t2), ms(t2, t3)]);
         }
     }
-    Ok(phases.map(|mut p| median(&mut p)))
+    Ok(samples)
 }
 
 /// The two-row table of a training-step bench: captioner's ms/step, PyTorch's (or why it is

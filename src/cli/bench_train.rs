@@ -2,7 +2,8 @@
 //! words = 21 LSTM steps, vocab 9000, feature 2048 → head → decoder, loss, backward, Adam) in
 //! ms/step, and PyTorch's on the same shapes and thread count when `python3` has torch.
 
-use super::bench_common::{median, print_step_table, step_phase_medians, use_threads};
+use super::bench_common::{print_step_table, use_threads};
+use super::bench_rounds::{interleaved_steps, print_rounds, StepRounds, TorchRounds};
 use candle_core::{Device, Tensor};
 use captioner::model::decoder::TeacherBatch;
 use captioner::model::CaptionModel;
@@ -10,8 +11,6 @@ use captioner::train::adam::{Adam, AdamConfig};
 use captioner::train::teacher_step;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 const PY_BENCH: &str = include_str!("../../scripts/reference/bench_train.py");
@@ -22,9 +21,13 @@ pub struct Args {
     /// Threads for both sides (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
-    /// Timed steps (after 2 warm-up steps).
+    /// Timed steps per round and side (after 2 warm-up steps).
     #[arg(long, default_value_t = 10)]
     steps: usize,
+    /// Rounds: captioner's steps, then PyTorch's, this many times over, so both sides run in the
+    /// same minutes of a noisy machine.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Python interpreter with torch for the side-by-side run.
     #[arg(long, default_value = "python3")]
     python: String,
@@ -50,8 +53,13 @@ pub(super) const WORDS: usize = 19;
 const VOCAB: usize = 9000;
 const FEATURE: usize = 2048;
 
-/// Per-step milliseconds of captioner: (total, forward with the loss, backward, adam) medians.
-fn bench_captioner(steps: usize, vocab: usize) -> anyhow::Result<[f64; 4]> {
+/// captioner's step (and, when `torch` started, PyTorch's) in alternating rounds.
+fn bench_rounds(
+    rounds: usize,
+    steps: usize,
+    vocab: usize,
+    torch: Result<TorchRounds, String>,
+) -> anyhow::Result<StepRounds> {
     let dev = Device::Cpu;
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let mut model = CaptionModel::new(FEATURE, vocab, 256, 512, &mut rng, &dev)?;
@@ -62,7 +70,7 @@ fn bench_captioner(steps: usize, vocab: usize) -> anyhow::Result<[f64; 4]> {
     let feats = Tensor::from_vec(feats, (BATCH, FEATURE), &dev)?;
     let caps = random_captions(&mut rng, vocab);
     let refs: Vec<&[u32]> = caps.iter().map(|c| c.as_slice()).collect();
-    step_phase_medians(steps, || {
+    interleaved_steps(rounds, steps, torch, || {
         let t0 = Instant::now();
         let batch = TeacherBatch::new(&refs, &dev)?;
         let pass = teacher_step::forward(&mut model, &feats, &batch)?;
@@ -85,62 +93,29 @@ pub(super) fn random_captions(rng: &mut ChaCha8Rng, vocab: usize) -> Vec<Vec<u32
         .collect()
 }
 
-/// PyTorch's median ms/step of `script` (fed on stdin, with `args`), or why it could not run.
-pub(super) fn bench_torch(
-    python: &str,
+/// PyTorch's side of a step bench, started (its model built and warmed up) unless skipped.
+pub(super) fn start_torch(
+    python: Option<&str>,
     script: &str,
     args: &[String],
-) -> Result<(f64, String), String> {
-    let mut child = Command::new(python)
-        .arg("-")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {python}: {e}"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(script.as_bytes())
-            .map_err(|e| format!("cannot feed {python}: {e}"))?;
+) -> Result<TorchRounds, String> {
+    match python {
+        None => Err("skipped (--no-python)".to_string()),
+        Some(python) => TorchRounds::start(python, script, args),
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("{python} failed: {e}"))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        return Err(format!(
-            "{python} failed: {}",
-            err.lines().last().unwrap_or("no message")
-        ));
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(text.trim())
-        .map_err(|e| format!("unexpected output from {python}: {e}"))?;
-    let mut ms: Vec<f64> = v["ms"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
-        .unwrap_or_default();
-    if ms.is_empty() {
-        return Err(format!("no timings from {python}"));
-    }
-    Ok((
-        median(&mut ms),
-        v["torch"].as_str().unwrap_or("?").to_string(),
-    ))
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let threads = use_threads(args.threads);
     anyhow::ensure!(
-        threads >= 1 && args.steps >= 1 && args.vocab >= 5,
-        "--threads and --steps must be >= 1, --vocab >= 5"
+        threads >= 1 && args.steps >= 1 && args.rounds >= 1 && args.vocab >= 5,
+        "--threads, --steps and --rounds must be >= 1, --vocab >= 5"
     );
     let vocab = args.vocab;
     if args.decoder == super::train::Decoder::Attention {
         return super::bench_train_attention::run(
             threads,
-            args.steps,
+            (args.rounds, args.steps),
             vocab,
             args.cells,
             if args.no_python {
@@ -152,25 +127,25 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     }
     println!(
         "training step: batch {BATCH}, {} LSTM steps, vocab {vocab}, feature {FEATURE}, Adam; \
-         {threads} threads, median of {} steps",
+         {threads} threads, median of {} rounds of {} steps per side",
         WORDS + 2,
+        args.rounds,
         args.steps
     );
-    let [total, fwd, bwd, adam] = bench_captioner(args.steps, vocab)?;
-    let torch = if args.no_python {
-        Err("skipped (--no-python)".to_string())
-    } else {
-        let flags = [
-            "--threads".to_string(),
-            threads.to_string(),
-            "--steps".into(),
-            args.steps.to_string(),
-            "--vocab".into(),
-            vocab.to_string(),
-        ];
-        bench_torch(&args.python, PY_BENCH, &flags)
-    };
-    print_step_table(total, &torch);
+    let flags = [
+        "--threads".to_string(),
+        threads.to_string(),
+        "--steps".into(),
+        args.steps.to_string(),
+        "--vocab".into(),
+        vocab.to_string(),
+    ];
+    let python = (!args.no_python).then_some(args.python.as_str());
+    let torch = start_torch(python, PY_BENCH, &flags);
+    let measured = bench_rounds(args.rounds, args.steps, vocab, torch)?;
+    let [total, fwd, bwd, adam] = measured.captioner;
+    print_rounds(&measured.per_round);
+    print_step_table(total, &measured.torch);
     println!(
         "captioner phases (ms): forward with loss {fwd:.1}, backward {bwd:.1}, adam {adam:.1}"
     );

@@ -4,8 +4,9 @@
 //! beside the PyTorch tutorial's own step on the same shapes
 //! (scripts/reference/bench_train_attention.py).
 
-use super::bench_common::{print_step_table, step_phase_medians};
-use super::bench_train::{bench_torch, random_captions, BATCH, WORDS};
+use super::bench_common::print_step_table;
+use super::bench_rounds::{interleaved_steps, print_rounds, StepRounds, TorchRounds};
+use super::bench_train::{random_captions, start_torch, BATCH, WORDS};
 use captioner::model::attention::teacher::{backward, forward, PassOptions, TeacherBatch};
 use captioner::model::attention::{AttentionDecoder, AttentionDims};
 use captioner::text::{END, START};
@@ -19,9 +20,14 @@ const PY_BENCH: &str = include_str!("../../scripts/reference/bench_train_attenti
 const CHANNELS: usize = 2048;
 const SIZE: usize = 512;
 
-/// Median ms of captioner's step and its phases: (total, forward with the loss, backward,
-/// clamp + Adam).
-fn bench_captioner(steps: usize, vocab: usize, cells: usize) -> anyhow::Result<[f64; 4]> {
+/// captioner's step, with its phases (forward with the loss, backward, clamp + Adam), and when
+/// `torch` started PyTorch's, in alternating rounds.
+fn bench_rounds(
+    (rounds, steps): (usize, usize),
+    vocab: usize,
+    cells: usize,
+    torch: Result<TorchRounds, String>,
+) -> anyhow::Result<StepRounds> {
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let dims = AttentionDims {
         vocab,
@@ -47,7 +53,7 @@ fn bench_captioner(steps: usize, vocab: usize, cells: usize) -> anyhow::Result<[
         dropout: 0.5,
         alpha_c: 1.0,
     };
-    step_phase_medians(steps, || {
+    interleaved_steps(rounds, steps, torch, || {
         let t0 = Instant::now();
         let batch = TeacherBatch {
             maps: &maps,
@@ -73,7 +79,7 @@ fn bench_captioner(steps: usize, vocab: usize, cells: usize) -> anyhow::Result<[
 /// Runs the bench and prints its table.
 pub fn run(
     threads: usize,
-    steps: usize,
+    (rounds, steps): (usize, usize),
     vocab: usize,
     cells: usize,
     python: Option<&String>,
@@ -82,26 +88,23 @@ pub fn run(
     println!(
         "attention training step: batch {BATCH}, {} steps, vocab {vocab}, {cells} cells of \
          {CHANNELS}, embedding/attention/hidden {SIZE}, dropout 0.5, clamp 5, Adam; {threads} \
-         threads, median of {steps} steps",
+         threads, median of {rounds} rounds of {steps} steps per side",
         WORDS + 1
     );
-    let [total, fwd, bwd, adam] = bench_captioner(steps, vocab, cells)?;
-    let torch = match python {
-        None => Err("skipped (--no-python)".to_string()),
-        Some(python) => {
-            let flags: Vec<String> = [
-                ("--threads", threads),
-                ("--steps", steps),
-                ("--vocab", vocab),
-                ("--cells", cells),
-            ]
-            .iter()
-            .flat_map(|(k, v)| [k.to_string(), v.to_string()])
-            .collect();
-            bench_torch(python, PY_BENCH, &flags)
-        }
-    };
-    print_step_table(total, &torch);
+    let flags: Vec<String> = [
+        ("--threads", threads),
+        ("--steps", steps),
+        ("--vocab", vocab),
+        ("--cells", cells),
+    ]
+    .iter()
+    .flat_map(|(k, v)| [k.to_string(), v.to_string()])
+    .collect();
+    let torch = start_torch(python.map(String::as_str), PY_BENCH, &flags);
+    let measured = bench_rounds((rounds, steps), vocab, cells, torch)?;
+    let [total, fwd, bwd, adam] = measured.captioner;
+    print_rounds(&measured.per_round);
+    print_step_table(total, &measured.torch);
     println!(
         "captioner phases (ms): forward with loss {fwd:.1}, backward {bwd:.1}, clamp + adam {adam:.1}"
     );

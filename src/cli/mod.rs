@@ -6,6 +6,7 @@ mod bench_common;
 mod bench_encoder;
 mod bench_index;
 mod bench_precision;
+mod bench_rounds;
 mod bench_search;
 mod bench_train;
 mod bench_train_attention;

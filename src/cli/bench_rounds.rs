@@ -1,0 +1,187 @@
+//! The training-step benches run both sides in alternating rounds: captioner's steps, then
+//! PyTorch's in a Python process kept alive between rounds, then captioner's again. On a shared
+//! 2-core VM the same binary's step time drifts by up to 1.8× over minutes (docs/performance.md);
+//! with one block per side, whichever ran in the slow minute lost. Alternating rounds give both
+//! sides the same minutes, and each round's own ratio shows how far the machine moved.
+
+use super::bench_common::median;
+use std::io::{BufRead, BufReader, Read, Seek, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Idle time before each side's round, so the other side's spinning threads (OpenMP's spin for
+/// up to 200 ms after a parallel region) have stopped before the clock starts.
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// The PyTorch side of a step bench: a Python process that has built its model and run its
+/// warm-up steps, and runs `--steps` timed steps each time it is given a line on stdin.
+pub struct TorchRounds {
+    python: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    stderr: std::fs::File,
+    /// torch's version, from the ready line.
+    pub version: String,
+}
+
+impl TorchRounds {
+    /// Starts `python -c script --interleaved args…` and waits for its ready line.
+    pub fn start(python: &str, script: &str, args: &[String]) -> Result<Self, String> {
+        let stderr = tempfile::tempfile().map_err(|e| format!("cannot make a temp file: {e}"))?;
+        let err_handle = stderr
+            .try_clone()
+            .map_err(|e| format!("cannot share a temp file: {e}"))?;
+        let mut child = Command::new(python)
+            .arg("-c")
+            .arg(script)
+            .arg("--interleaved")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(err_handle)
+            .spawn()
+            .map_err(|e| format!("cannot run {python}: {e}"))?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(format!("{python}: no pipes"));
+        };
+        let mut rounds = Self {
+            python: python.to_string(),
+            child,
+            stdin: Some(stdin),
+            stdout: BufReader::new(stdout),
+            stderr,
+            version: String::new(),
+        };
+        let ready = rounds.line()?;
+        rounds.version = ready["torch"].as_str().unwrap_or("?").to_string();
+        Ok(rounds)
+    }
+
+    /// One round: PyTorch's per-step milliseconds.
+    pub fn round(&mut self) -> Result<Vec<f64>, String> {
+        let sent = self
+            .stdin
+            .as_mut()
+            .map(|s| s.write_all(b"go\n").and_then(|()| s.flush()));
+        if !matches!(sent, Some(Ok(()))) {
+            return Err(self.failure());
+        }
+        let v = self.line()?;
+        let ms: Vec<f64> = v["ms"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+            .unwrap_or_default();
+        if ms.is_empty() {
+            return Err(format!("no timings from {}", self.python));
+        }
+        Ok(ms)
+    }
+
+    /// The next JSON line of the script's output.
+    fn line(&mut self) -> Result<serde_json::Value, String> {
+        let mut text = String::new();
+        match self.stdout.read_line(&mut text) {
+            Ok(n) if n > 0 => serde_json::from_str(text.trim())
+                .map_err(|e| format!("unexpected output from {}: {e}", self.python)),
+            _ => Err(self.failure()),
+        }
+    }
+
+    /// Why the script stopped: the last line it wrote to stderr.
+    fn failure(&mut self) -> String {
+        self.stdin = None;
+        let _ = self.child.wait();
+        let mut err = String::new();
+        let _ = self.stderr.rewind();
+        let _ = self.stderr.read_to_string(&mut err);
+        format!(
+            "{} failed: {}",
+            self.python,
+            err.lines().last().unwrap_or("no message")
+        )
+    }
+}
+
+impl Drop for TorchRounds {
+    fn drop(&mut self) {
+        // End of input ends the script's loop.
+        self.stdin = None;
+        if !matches!(self.child.try_wait(), Ok(Some(_))) {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// What an interleaved step bench measured: medians of every timed step of every round.
+pub struct StepRounds {
+    /// captioner's (total, phase 1, phase 2, phase 3) medians, ms.
+    pub captioner: [f64; 4],
+    /// PyTorch's median ms and torch's version, or why it did not run.
+    pub torch: Result<(f64, String), String>,
+    /// Each round's medians: (captioner, PyTorch when it ran).
+    pub per_round: Vec<(f64, Option<f64>)>,
+}
+
+/// Runs `rounds` rounds of `steps` timed steps of captioner's `step` (see
+/// [`super::bench_common::step_phase_samples`]; 2 warm-up steps before the first round) and,
+/// when `torch` started, as many of PyTorch's after each.
+pub fn interleaved_steps(
+    rounds: usize,
+    steps: usize,
+    mut torch: Result<TorchRounds, String>,
+    mut step: impl FnMut() -> anyhow::Result<[Instant; 4]> + Send,
+) -> anyhow::Result<StepRounds> {
+    let mut ours: Vec<[f64; 4]> = Vec::new();
+    let mut theirs: Vec<f64> = Vec::new();
+    let mut per_round = Vec::with_capacity(rounds);
+    for r in 0..rounds.max(1) {
+        std::thread::sleep(SETTLE);
+        let warmup = if r == 0 { 2 } else { 0 };
+        let mut samples = super::bench_common::step_phase_samples(steps, warmup, &mut step)?;
+        let mine = median(&mut samples.iter().map(|s| s[0]).collect::<Vec<_>>());
+        ours.append(&mut samples);
+        let mut other = None;
+        if let Ok(t) = &mut torch {
+            std::thread::sleep(SETTLE);
+            match t.round() {
+                Ok(mut ms) => {
+                    other = Some(median(&mut ms.clone()));
+                    theirs.append(&mut ms);
+                }
+                Err(e) => torch = Err(e),
+            }
+        }
+        per_round.push((mine, other));
+    }
+    let captioner =
+        std::array::from_fn(|i| median(&mut ours.iter().map(|s| s[i]).collect::<Vec<_>>()));
+    let torch = torch.map(|t| (median(&mut theirs), t.version.clone()));
+    Ok(StepRounds {
+        captioner,
+        torch,
+        per_round,
+    })
+}
+
+/// Prints each round's medians and ratio (when there was more than one round).
+pub fn print_rounds(per_round: &[(f64, Option<f64>)]) {
+    if per_round.len() < 2 {
+        return;
+    }
+    for (r, (mine, other)) in per_round.iter().enumerate() {
+        match other {
+            Some(t) => println!(
+                "round {}: captioner {mine:.1} ms, pytorch {t:.1} ms, {:.2}x",
+                r + 1,
+                t / mine
+            ),
+            None => println!("round {}: captioner {mine:.1} ms", r + 1),
+        }
+    }
+}
