@@ -31,8 +31,18 @@ pub fn median_seconds(iters: usize, f: impl FnMut() -> anyhow::Result<()>) -> an
 pub fn median_seconds_after(
     iters: usize,
     pause: std::time::Duration,
-    mut f: impl FnMut() -> anyhow::Result<()>,
+    f: impl FnMut() -> anyhow::Result<()>,
 ) -> anyhow::Result<f64> {
+    Ok(median(&mut seconds_after(iters, pause, f)?))
+}
+
+/// Seconds of each of `iters` calls of `f` (at least one) after one warm-up call, each after
+/// `pause` idle.
+pub fn seconds_after(
+    iters: usize,
+    pause: std::time::Duration,
+    mut f: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<Vec<f64>> {
     f()?;
     let mut t = Vec::with_capacity(iters.max(1));
     for _ in 0..iters.max(1) {
@@ -43,7 +53,7 @@ pub fn median_seconds_after(
         f()?;
         t.push(t0.elapsed().as_secs_f64());
     }
-    Ok(median(&mut t))
+    Ok(t)
 }
 
 /// The median of `v` (the upper one for an even count), sorting it in place; `v` must not be empty.

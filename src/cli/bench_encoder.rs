@@ -4,8 +4,8 @@
 //! `--bf16` adds captioner's bf16 trunk and PyTorch under bf16 autocast; `--pause-ms` starts every
 //! timed call from an idle machine, as a one-off `caption` or `features --batch-size 1` does.
 
-use super::bench_common::{json_lines, median_seconds, median_seconds_after, use_threads};
-use anyhow::Context;
+use super::bench_common::{median, median_seconds, seconds_after, use_threads};
+use super::bench_rounds::{json_ms, TorchRounds, SETTLE};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use captioner::model::resnet::{formula, Arch, ResNet, ResNetTrunk, TrunkLayout};
@@ -21,9 +21,13 @@ pub struct Args {
     /// Threads for captioner (rayon/gemm) and PyTorch (torch.set_num_threads); default: all cores.
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Timed iterations per batch size (the median is reported).
+    /// Timed iterations per batch size and round (the median of all rounds' is reported).
     #[arg(long, default_value_t = 5)]
     pub iters: usize,
+    /// Rounds: each batch size timed on captioner, then on PyTorch, this many times over, so
+    /// both sides run in the same minutes of a noisy machine.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Batch sizes, comma separated.
     #[arg(long, default_value = "1,16", value_delimiter = ',')]
     pub batches: Vec<usize>,
@@ -52,11 +56,11 @@ pub struct Args {
     pub f32_stages: usize,
 }
 
-/// One PyTorch timing: batch, precision, images/s.
-type TorchRow = (usize, Precision, f64);
-
-/// PyTorch images/s per batch size, or why there is none.
-fn pytorch(args: &Args, threads: usize) -> Result<Vec<TorchRow>, String> {
+/// Starts PyTorch's side (its model built), or says why there is none.
+fn start_pytorch(args: &Args, threads: usize) -> Result<TorchRounds, String> {
+    if args.no_python {
+        return Err("skipped (--no-python)".to_string());
+    }
     let probe = Command::new(&args.python)
         .args(["-c", "import torch, torchvision"])
         .output()
@@ -67,34 +71,55 @@ fn pytorch(args: &Args, threads: usize) -> Result<Vec<TorchRow>, String> {
             args.python
         ));
     }
-    let batches: Vec<String> = args.batches.iter().map(|b| b.to_string()).collect();
-    let lines = json_lines(
-        Command::new(&args.python)
-            .args(["-c", PYTORCH_SCRIPT, "--threads", &threads.to_string()])
-            .args([
-                "--iters",
-                &args.iters.to_string(),
-                "--batches",
-                &batches.join(","),
-            ])
-            .args(["--arch", &args.arch.to_string()])
-            .args(["--pause-ms", &args.pause_ms.to_string()])
-            .args(args.bf16.then_some("--bf16")),
-    )?;
-    lines
-        .into_iter()
-        .map(|v| {
-            let precision = v["precision"].as_str().and_then(|p| p.parse().ok());
-            match (v["batch"].as_u64(), precision, v["images_per_s"].as_f64()) {
-                (Some(b), Some(p), Some(r)) => Ok((b as usize, p, r)),
-                _ => Err(format!("unexpected line from the PyTorch script: {v}")),
-            }
-        })
-        .collect()
+    let mut flags = vec![
+        "--threads".to_string(),
+        threads.to_string(),
+        "--iters".into(),
+        args.iters.to_string(),
+        "--arch".into(),
+        args.arch.to_string(),
+        "--pause-ms".into(),
+        args.pause_ms.to_string(),
+    ];
+    if args.bf16 {
+        flags.push("--bf16".into());
+    }
+    TorchRounds::start(&args.python, PYTORCH_SCRIPT, &flags)
+}
+
+/// PyTorch's seconds per call at batch `b`, f32 then (when `bf16`) bf16.
+fn pytorch_batch(t: &mut TorchRounds, b: usize, bf16: bool) -> Result<[Vec<f64>; 2], String> {
+    let mut out: [Vec<f64>; 2] = Default::default();
+    for (i, slot) in out.iter_mut().enumerate().take(if bf16 { 2 } else { 1 }) {
+        let v = if i == 0 {
+            t.request(&b.to_string())?
+        } else {
+            t.line()?
+        };
+        let want = if i == 0 { "f32" } else { "bf16" };
+        if v["batch"].as_u64() != Some(b as u64) || v["precision"].as_str() != Some(want) {
+            return Err(format!("unexpected line from the PyTorch script: {v}"));
+        }
+        *slot = json_ms(&v).iter().map(|ms| ms / 1e3).collect();
+    }
+    Ok(out)
+}
+
+/// Every timed call at one batch size, in seconds, over all rounds.
+#[derive(Default)]
+struct BatchTimes {
+    ours: Vec<f64>,
+    ours_bf16: Vec<f64>,
+    /// The folded NCHW graph and candle's stock path (first round only).
+    nchw: Option<f64>,
+    stock: Option<f64>,
+    torch: Vec<f64>,
+    torch_bf16: Vec<f64>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let threads = use_threads(args.threads);
+    anyhow::ensure!(args.rounds >= 1, "--rounds must be >= 1");
 
     let dev = Device::Cpu;
     let sd = formula::state_dict(args.arch)?;
@@ -113,8 +138,6 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         None
     };
     let pause = Duration::from_millis(args.pause_ms);
-    let timed =
-        |f: &dyn Fn() -> anyhow::Result<()>, iters: usize| median_seconds_after(iters, pause, f);
     let extra = if args.compare_candle {
         let nchw = ResNetTrunk::with_layout(args.arch, &sd, &dev, TrunkLayout::Nchw)?;
         let stock = ResNet::new(args.arch, VarBuilder::from_tensors(sd, DType::F32, &dev))?;
@@ -122,60 +145,78 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     } else {
         None
     };
-
-    let mut rows = Vec::new();
-    for &b in &args.batches {
-        let x = Tensor::randn(0f32, 1.0, (b, 3, 224, 224), &dev)?;
-        let ours = timed(
-            &|| {
-                trunk.forward(&x)?;
+    let inputs = args
+        .batches
+        .iter()
+        .map(|&b| Tensor::randn(0f32, 1.0, (b, 3, 224, 224), &dev))
+        .collect::<candle_core::Result<Vec<_>>>()?;
+    let mut torch = start_pytorch(&args, threads);
+    let mut times: Vec<BatchTimes> = args.batches.iter().map(|_| Default::default()).collect();
+    let ips = |b: usize, s: f64| b as f64 / s;
+    for round in 0..args.rounds {
+        for ((&b, x), t) in args.batches.iter().zip(&inputs).zip(&mut times) {
+            std::thread::sleep(SETTLE);
+            let mut ours = seconds_after(args.iters, pause, || {
+                trunk.forward(x)?;
                 Ok(())
-            },
-            args.iters,
-        )?;
-        let ours_bf16 = match &bf16 {
-            Some(t) => Some(timed(
-                &|| {
-                    t.forward(&x)?;
+            })?;
+            let mut line = format!(
+                "round {}, batch {b}: captioner {:.2} images/s",
+                round + 1,
+                ips(b, median(&mut ours.clone()))
+            );
+            t.ours.append(&mut ours);
+            if let Some(t16) = &bf16 {
+                t.ours_bf16.extend(seconds_after(args.iters, pause, || {
+                    t16.forward(x)?;
                     Ok(())
-                },
-                args.iters,
-            )?),
-            None => None,
-        };
-        let (nchw, stock) = match &extra {
-            Some((nchw, stock)) => (
-                Some(median_seconds(args.iters, || {
-                    nchw.forward(&x)?;
+                })?);
+            }
+            if let (Some((nchw, stock)), 0) = (&extra, round) {
+                t.nchw = Some(median_seconds(args.iters, || {
+                    nchw.forward(x)?;
                     Ok(())
-                })?),
-                Some(median_seconds(args.iters.min(3), || {
-                    stock.features_t(&x, false)?;
+                })?);
+                t.stock = Some(median_seconds(args.iters.min(3), || {
+                    stock.features_t(x, false)?;
                     Ok(())
-                })?),
-            ),
-            None => (None, None),
-        };
-        eprintln!("batch {b}: captioner {:.1} ms", ours * 1e3);
-        rows.push((b, ours, ours_bf16, nchw, stock));
+                })?);
+            }
+            if let Ok(py) = &mut torch {
+                std::thread::sleep(SETTLE);
+                match pytorch_batch(py, b, bf16.is_some()) {
+                    Ok([mut f32s, mut bf16s]) => {
+                        let theirs = ips(b, median(&mut f32s.clone()));
+                        let mine =
+                            ips(b, median(&mut t.ours[t.ours.len() - args.iters..].to_vec()));
+                        line.push_str(&format!(
+                            ", pytorch {theirs:.2} images/s, {:.2}x",
+                            mine / theirs
+                        ));
+                        t.torch.append(&mut f32s);
+                        t.torch_bf16.append(&mut bf16s);
+                    }
+                    Err(e) => torch = Err(e),
+                }
+            }
+            if args.rounds > 1 {
+                println!("{line}");
+            }
+        }
     }
-    let torch = if args.no_python {
-        Err("skipped (--no-python)".to_string())
-    } else {
-        pytorch(&args, threads)
-    };
+    let torch_ok = torch.is_ok();
 
     println!(
-        "{} encoder, 224x224 {}, {threads} threads, median of {} iterations (images/s, higher is better)",
+        "{} encoder, 224x224 {}, {threads} threads, median of {} rounds of {} iterations (images/s, higher is better)",
         args.arch,
         if bf16.is_some() {
             "f32 and bf16 (bf16 columns: from layer2 on unless --f32-stages says otherwise)"
         } else {
             "f32"
         },
+        args.rounds,
         args.iters
     );
-    let ips = |b: usize, s: f64| b as f64 / s;
     if args.pause_ms > 0 {
         println!("each timed call after {} ms idle", args.pause_ms);
     }
@@ -183,12 +224,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     if extra.is_some() {
         header.push_str(&format!(" {:>13} {:>13}", "folded-NCHW", "candle-stock"));
     }
-    if torch.is_ok() {
+    if torch_ok {
         header.push_str(&format!(" {:>9} {:>17}", "pytorch", "captioner/pytorch"));
     }
     if bf16.is_some() {
         header.push_str(&format!(" {:>14} {:>10}", "captioner-bf16", "bf16/f32"));
-        if torch.is_ok() {
+        if torch_ok {
             header.push_str(&format!(
                 " {:>12} {:>16} {:>16}",
                 "pytorch-bf16", "bf16/pytorch-f32", "bf16/pytorch-bf16"
@@ -196,30 +237,21 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         }
     }
     println!("{header}");
-    let torch_at = |b: usize, p: Precision| -> anyhow::Result<Option<f64>> {
-        match &torch {
-            Ok(t) => Ok(Some(
-                t.iter()
-                    .find(|(tb, tp, _)| *tb == b && *tp == p)
-                    .map(|x| x.2)
-                    .context("PyTorch skipped a batch size")?,
-            )),
-            Err(_) => Ok(None),
+    for (&b, t) in args.batches.iter().zip(&mut times) {
+        let ours = ips(b, median(&mut t.ours));
+        let mut line = format!("{b:>6} {ours:>12.2}");
+        if let (Some(n), Some(s)) = (t.nchw, t.stock) {
+            line.push_str(&format!(" {:>13.2} {:>13.2}", ips(b, n), ips(b, s)));
         }
-    };
-    for (b, ours, ours_bf16, nchw, stock) in &rows {
-        let mut line = format!("{b:>6} {:>12.2}", ips(*b, *ours));
-        if let (Some(n), Some(s)) = (nchw, stock) {
-            line.push_str(&format!(" {:>13.2} {:>13.2}", ips(*b, *n), ips(*b, *s)));
-        }
-        let torch_f32 = torch_at(*b, Precision::F32)?;
+        let torch_f32 = (torch_ok && !t.torch.is_empty()).then(|| ips(b, median(&mut t.torch)));
         if let Some(r) = torch_f32 {
-            line.push_str(&format!(" {r:>9.2} {:>16.2}x", ips(*b, *ours) / r));
+            line.push_str(&format!(" {r:>9.2} {:>16.2}x", ours / r));
         }
-        if let Some(o) = ours_bf16 {
-            let v = ips(*b, *o);
-            line.push_str(&format!(" {v:>14.2} {:>9.2}x", v / ips(*b, *ours)));
-            if let (Some(rf), Some(rb)) = (torch_f32, torch_at(*b, Precision::Bf16)?) {
+        if !t.ours_bf16.is_empty() {
+            let v = ips(b, median(&mut t.ours_bf16));
+            line.push_str(&format!(" {v:>14.2} {:>9.2}x", v / ours));
+            if let (Some(rf), false) = (torch_f32, t.torch_bf16.is_empty()) {
+                let rb = ips(b, median(&mut t.torch_bf16));
                 line.push_str(&format!(" {rb:>12.2} {:>15.2}x {:>16.2}x", v / rf, v / rb));
             }
         }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 /// Idle time before each side's round, so the other side's spinning threads (OpenMP's spin for
 /// up to 200 ms after a parallel region) have stopped before the clock starts.
-const SETTLE: Duration = Duration::from_millis(300);
+pub const SETTLE: Duration = Duration::from_millis(300);
 
 /// The PyTorch side of a step bench: a Python process that has built its model and run its
 /// warm-up steps, and runs `--steps` timed steps each time it is given a line on stdin.
@@ -58,28 +58,31 @@ impl TorchRounds {
         Ok(rounds)
     }
 
-    /// One round: PyTorch's per-step milliseconds.
+    /// One round of a step bench: PyTorch's per-step milliseconds.
     pub fn round(&mut self) -> Result<Vec<f64>, String> {
-        let sent = self
-            .stdin
-            .as_mut()
-            .map(|s| s.write_all(b"go\n").and_then(|()| s.flush()));
-        if !matches!(sent, Some(Ok(()))) {
-            return Err(self.failure());
-        }
-        let v = self.line()?;
-        let ms: Vec<f64> = v["ms"]
-            .as_array()
-            .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
-            .unwrap_or_default();
+        let v = self.request("go")?;
+        let ms = json_ms(&v);
         if ms.is_empty() {
             return Err(format!("no timings from {}", self.python));
         }
         Ok(ms)
     }
 
+    /// Sends `line` to the script and returns the first JSON line of its answer (read the
+    /// others with [`TorchRounds::line`]).
+    pub fn request(&mut self, line: &str) -> Result<serde_json::Value, String> {
+        let sent = self
+            .stdin
+            .as_mut()
+            .map(|s| writeln!(s, "{line}").and_then(|()| s.flush()));
+        if !matches!(sent, Some(Ok(()))) {
+            return Err(self.failure());
+        }
+        self.line()
+    }
+
     /// The next JSON line of the script's output.
-    fn line(&mut self) -> Result<serde_json::Value, String> {
+    pub fn line(&mut self) -> Result<serde_json::Value, String> {
         let mut text = String::new();
         match self.stdout.read_line(&mut text) {
             Ok(n) if n > 0 => serde_json::from_str(text.trim())
@@ -116,6 +119,14 @@ impl Drop for TorchRounds {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The `"ms"` list of a line from a PyTorch script.
+pub fn json_ms(v: &serde_json::Value) -> Vec<f64> {
+    v["ms"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+        .unwrap_or_default()
 }
 
 /// What an interleaved step bench measured: medians of every timed step of every round.
