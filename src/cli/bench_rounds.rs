@@ -196,3 +196,60 @@ pub fn print_rounds(per_round: &[(f64, Option<f64>)]) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stand-in for a PyTorch script, run by `sh -c` as the bench runs `python -c`: its
+    /// arguments arrive as `$0 $1 …` (`$0` is `--interleaved`).
+    const FAKE: &str = r#"
+[ "$0" = --interleaved ] || { echo "not interleaved: $0" >&2; exit 3; }
+echo '{"ready": true, "torch": "9.9-fake"}'
+n=0
+while read -r line; do
+  n=$((n + 1))
+  [ "$1" = fail ] && [ $n = 2 ] && { echo 'RuntimeError: out of patience' >&2; exit 1; }
+  echo "{\"ms\": [$n, $((n * 10)), $((n * 100))]}"
+done
+"#;
+
+    #[test]
+    fn rounds_read_each_answer_and_report_a_failure_by_its_last_line() {
+        let mut t = TorchRounds::start("sh", FAKE, &[]).unwrap();
+        assert_eq!(t.version, "9.9-fake");
+        assert_eq!(t.round().unwrap(), vec![1.0, 10.0, 100.0]);
+        assert_eq!(t.round().unwrap(), vec![2.0, 20.0, 200.0]);
+
+        let mut failing = TorchRounds::start("sh", FAKE, &["fail".to_string()]).unwrap();
+        assert_eq!(failing.round().unwrap(), vec![1.0, 10.0, 100.0]);
+        let err = failing.round().unwrap_err();
+        assert_eq!(err, "sh failed: RuntimeError: out of patience");
+        assert!(TorchRounds::start("/nonexistent/python", FAKE, &[])
+            .err()
+            .is_some_and(|e| e.starts_with("cannot run /nonexistent/python")));
+    }
+
+    #[test]
+    fn interleaved_steps_pool_every_round_and_keep_each_rounds_medians() {
+        let torch = TorchRounds::start("sh", FAKE, &[]).unwrap();
+        let mut k = 0u32;
+        let measured = interleaved_steps(2, 3, Ok(torch), || {
+            k += 1;
+            let t0 = Instant::now();
+            std::thread::sleep(Duration::from_millis(if k <= 5 { 1 } else { 30 }));
+            let t1 = Instant::now();
+            Ok([t0, t1, t1, t1])
+        })
+        .unwrap();
+        // 2 warm-up steps, then 3 timed steps per round: the second round's are the slow ones.
+        assert_eq!(k, 2 + 2 * 3);
+        let (first, second) = (measured.per_round[0], measured.per_round[1]);
+        assert!(first.0 < 20.0 && second.0 >= 30.0, "{first:?} {second:?}");
+        assert_eq!((first.1, second.1), (Some(10.0), Some(20.0)));
+        // Pooled: PyTorch's six steps are 1, 10, 100, 2, 20, 200 (upper median 20).
+        let (ms, version) = measured.torch.unwrap();
+        assert_eq!((ms, version.as_str()), (20.0, "9.9-fake"));
+        assert!(measured.captioner[0] >= 30.0);
+    }
+}
