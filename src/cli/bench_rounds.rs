@@ -1,5 +1,6 @@
-//! The training-step benches run both sides in alternating rounds: captioner's steps, then
-//! PyTorch's in a Python process kept alive between rounds, then captioner's again. On a shared
+//! The training-step and encoder benches run both sides in alternating rounds: captioner's steps
+//! (or calls), then PyTorch's in a Python process kept alive between rounds, then captioner's
+//! again. On a shared
 //! 2-core VM the same binary's step time drifts by up to 1.8× over minutes (docs/performance.md);
 //! with one block per side, whichever ran in the slow minute lost. Alternating rounds give both
 //! sides the same minutes, and each round's own ratio shows how far the machine moved.
@@ -13,8 +14,8 @@ use std::time::{Duration, Instant};
 /// up to 200 ms after a parallel region) have stopped before the clock starts.
 pub const SETTLE: Duration = Duration::from_millis(300);
 
-/// The PyTorch side of a step bench: a Python process that has built its model and run its
-/// warm-up steps, and runs `--steps` timed steps each time it is given a line on stdin.
+/// The PyTorch side of a bench: a Python process that has built its model (and, for a step
+/// bench, run its warm-up steps) and answers each line it is given on stdin with one round.
 pub struct TorchRounds {
     python: String,
     child: Child,
