@@ -89,20 +89,22 @@ fn start_pytorch(args: &Args, threads: usize) -> Result<TorchRounds, String> {
 
 /// PyTorch's seconds per call at batch `b`, f32 then (when `bf16`) bf16.
 fn pytorch_batch(t: &mut TorchRounds, b: usize, bf16: bool) -> Result<[Vec<f64>; 2], String> {
-    let mut out: [Vec<f64>; 2] = Default::default();
-    for (i, slot) in out.iter_mut().enumerate().take(if bf16 { 2 } else { 1 }) {
-        let v = if i == 0 {
-            t.request(&b.to_string())?
-        } else {
-            t.line()?
-        };
-        let want = if i == 0 { "f32" } else { "bf16" };
-        if v["batch"].as_u64() != Some(b as u64) || v["precision"].as_str() != Some(want) {
-            return Err(format!("unexpected line from the PyTorch script: {v}"));
-        }
-        *slot = json_ms(&v).iter().map(|ms| ms / 1e3).collect();
+    let f32s = seconds_of(t.request(&b.to_string())?, b, "f32")?;
+    let bf16s = if bf16 {
+        seconds_of(t.line()?, b, "bf16")?
+    } else {
+        Vec::new()
+    };
+    Ok([f32s, bf16s])
+}
+
+/// The seconds per call of one line of the PyTorch script, which must be for batch `b` and
+/// `precision`.
+fn seconds_of(v: serde_json::Value, b: usize, precision: &str) -> Result<Vec<f64>, String> {
+    if v["batch"].as_u64() != Some(b as u64) || v["precision"].as_str() != Some(precision) {
+        return Err(format!("unexpected line from the PyTorch script: {v}"));
     }
-    Ok(out)
+    Ok(json_ms(&v).iter().map(|ms| ms / 1e3).collect())
 }
 
 /// Every timed call at one batch size, in seconds, over all rounds.
@@ -160,10 +162,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                 trunk.forward(x)?;
                 Ok(())
             })?;
+            let mine = ips(b, median(&mut ours.clone()));
             let mut line = format!(
-                "round {}, batch {b}: captioner {:.2} images/s",
-                round + 1,
-                ips(b, median(&mut ours.clone()))
+                "round {}, batch {b}: captioner {mine:.2} images/s",
+                round + 1
             );
             t.ours.append(&mut ours);
             if let Some(t16) = &bf16 {
@@ -187,8 +189,6 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                 match pytorch_batch(py, b, bf16.is_some()) {
                     Ok([mut f32s, mut bf16s]) => {
                         let theirs = ips(b, median(&mut f32s.clone()));
-                        let mine =
-                            ips(b, median(&mut t.ours[t.ours.len() - args.iters..].to_vec()));
                         line.push_str(&format!(
                             ", pytorch {theirs:.2} images/s, {:.2}x",
                             mine / theirs
