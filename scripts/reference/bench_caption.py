@@ -6,7 +6,9 @@ convert("RGB"), Resize((224, 224)) + ToTensor + Normalize, torchvision resnet50 
 Linear + BatchNorm1d head, and the seed's DecoderRNN (Embedding, LSTM, Linear) decoded with the
 tutorial's inference loop fixed to carry the LSTM state (one LSTM step per word, nothing re-fed).
 Random weights, vocabulary 9000; endofseq is suppressed (its bias is -1e4) so every caption is the
-full 25 words on both sides: equal work. Prints one JSON object per mode: {"mode", "ms", "words"}.
+full 25 words on both sides: equal work. Prints one JSON object per mode: {"mode", "ms" (the median),
+"all_ms", "words"}; with --interleaved (how the bench runs it) a ready line, then the line of each mode read
+from stdin, so the bench can alternate the two sides.
 
 With --decoder attention: the trunk without its pool and fc (the 7x7x2048 map), and the soft-attention
 decoder of sgrvinod's tutorial (Attention, LSTMCell, f_beta gate; E = A = H = 512) decoded as its
@@ -16,6 +18,7 @@ tutorial's module does.
 
 import argparse
 import json
+import sys
 import time
 
 import torch
@@ -150,15 +153,15 @@ class AttentionModel(nn.Module):
         return seqs[0]
 
 
-def median_ms(iters, f):
+def timed_ms(iters, f):
+    """Milliseconds of `iters` calls of f after one warm-up call."""
     f()  # warm-up
     times = []
     for _ in range(iters):
         t0 = time.perf_counter()
         f()
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return times[len(times) // 2] * 1e3
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
 
 
 def main():
@@ -170,6 +173,7 @@ def main():
     ap.add_argument("--vocab", type=int, default=9000)
     ap.add_argument("--beam", type=int, default=3)
     ap.add_argument("--decoder", default="lstm", choices=["lstm", "attention"])
+    ap.add_argument("--interleaved", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -177,13 +181,27 @@ def main():
         model = AttentionModel(a.arch, a.vocab).eval()
     else:
         model = Model(a.arch, a.vocab).eval()
+    modes = {
+        "greedy": lambda: model.greedy(a.image),
+        f"beam{a.beam}": lambda: model.beam(a.image, a.beam),
+    }
+
+    def line(mode):
+        words = len(modes[mode]())
+        ms = timed_ms(a.iters, modes[mode])
+        med = sorted(ms)[len(ms) // 2]
+        print(json.dumps({"mode": mode, "ms": med, "all_ms": ms, "words": words}), flush=True)
+
     with torch.no_grad():
-        words = len(model.greedy(a.image))
-        ms = median_ms(a.iters, lambda: model.greedy(a.image))
-        print(json.dumps({"mode": "greedy", "ms": ms, "words": words}), flush=True)
-        words = len(model.beam(a.image, a.beam))
-        ms = median_ms(a.iters, lambda: model.beam(a.image, a.beam))
-        print(json.dumps({"mode": f"beam{a.beam}", "ms": ms, "words": words}), flush=True)
+        if a.interleaved:
+            # Driven by `captioner bench caption`: a ready line, then one line for each mode read
+            # from stdin, until stdin closes.
+            print(json.dumps({"ready": True, "torch": torch.__version__}), flush=True)
+            for request in sys.stdin:
+                line(request.strip())
+        else:
+            for mode in modes:
+                line(mode)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 //! Weights are random (trunk from a formula, head and decoder from a seed), vocabulary 9000. endofseq is
 //! suppressed on both sides so every caption is the full 25 words: both do the same amount of work.
 
-use super::bench_common::{json_lines, median_seconds, use_threads};
+use super::bench_common::{median, median_seconds, seconds_after, use_threads};
+use super::bench_rounds::{TorchRounds, SETTLE};
 use anyhow::Context;
 use candle_core::{Device, Tensor};
 use captioner::decode::{beam_search, greedy, AttentionSteps, BeamOptions, LstmSteps, MAX_WORDS};
@@ -19,6 +20,7 @@ use captioner::vision::preprocess::{preprocess, IMAGE_SIZE};
 use rand::SeedableRng;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 const PYTORCH_SCRIPT: &str = include_str!("../../scripts/reference/bench_caption.py");
 
@@ -28,6 +30,10 @@ pub struct Args {
     /// Timed runs per mode (the median is reported).
     #[arg(long, default_value_t = 10)]
     pub iters: usize,
+    /// Rounds: each mode timed on captioner, then on PyTorch, this many times over, so both
+    /// sides run in the same minutes of a noisy machine.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
     /// Threads for captioner and PyTorch; default: all cores.
     #[arg(long)]
     pub threads: Option<usize>,
@@ -111,7 +117,11 @@ fn test_jpeg(path: &Path) -> anyhow::Result<()> {
 }
 
 /// PyTorch (mode, ms, words) rows, or why there are none.
-fn pytorch(args: &Args, image: &Path, threads: usize) -> Result<Vec<(String, f64, u64)>, String> {
+/// Starts PyTorch's side (its model built), or says why there is none.
+fn start_pytorch(args: &Args, image: &Path, threads: usize) -> Result<TorchRounds, String> {
+    if args.no_python {
+        return Err("skipped (--no-python)".to_string());
+    }
     let probe = Command::new(&args.python)
         .args(["-c", "import torch, torchvision, PIL"])
         .output()
@@ -122,36 +132,44 @@ fn pytorch(args: &Args, image: &Path, threads: usize) -> Result<Vec<(String, f64
             args.python
         ));
     }
-    let lines = json_lines(
-        Command::new(&args.python)
-            .args(["-c", PYTORCH_SCRIPT, "--image"])
-            .arg(image)
-            .args(["--threads", &threads.to_string()])
-            .args(["--iters", &args.iters.to_string()])
-            .args(["--arch", &args.arch.to_string()])
-            .args(["--vocab", &args.vocab.to_string()])
-            .args(["--beam", &args.beam.to_string()])
-            .args([
-                "--decoder",
-                match args.decoder {
-                    super::train::Decoder::Lstm => "lstm",
-                    super::train::Decoder::Attention => "attention",
-                },
-            ]),
-    )?;
-    lines
-        .into_iter()
-        .map(
-            |v| match (v["mode"].as_str(), v["ms"].as_f64(), v["words"].as_u64()) {
-                (Some(m), Some(ms), Some(w)) => Ok((m.to_string(), ms, w)),
-                _ => Err(format!("unexpected line from the PyTorch script: {v}")),
-            },
-        )
-        .collect()
+    let flags: Vec<String> = [
+        ("--image", image.display().to_string()),
+        ("--threads", threads.to_string()),
+        ("--iters", args.iters.to_string()),
+        ("--arch", args.arch.to_string()),
+        ("--vocab", args.vocab.to_string()),
+        ("--beam", args.beam.to_string()),
+        (
+            "--decoder",
+            match args.decoder {
+                super::train::Decoder::Lstm => "lstm",
+                super::train::Decoder::Attention => "attention",
+            }
+            .to_string(),
+        ),
+    ]
+    .into_iter()
+    .flat_map(|(k, v)| [k.to_string(), v])
+    .collect();
+    TorchRounds::start(&args.python, PYTORCH_SCRIPT, &flags)
+}
+
+/// PyTorch's milliseconds per caption in `mode` and its caption's length.
+fn pytorch_mode(t: &mut TorchRounds, mode: &str) -> Result<(Vec<f64>, u64), String> {
+    let v = t.request(mode)?;
+    let ms: Vec<f64> = v["all_ms"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+        .unwrap_or_default();
+    match (v["mode"].as_str(), v["words"].as_u64()) {
+        (Some(m), Some(words)) if m == mode && !ms.is_empty() => Ok((ms, words)),
+        _ => Err(format!("unexpected line from the PyTorch script: {v}")),
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let threads = use_threads(args.threads);
+    anyhow::ensure!(args.rounds >= 1, "--rounds must be >= 1");
     let dir = tempfile_dir()?;
     let image = match &args.image {
         Some(p) => p.clone(),
@@ -193,21 +211,53 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         let x = Tensor::from_vec(preprocess(&rgb), (1, 3, IMAGE_SIZE, IMAGE_SIZE), &dev)?;
         model.features(&trunk, &x)
     };
-    let mut words = 0;
-    let greedy_ms = median_ms(args.iters, || {
-        let f = features(&image)?;
-        // On a rayon worker, as `Captioner::decode_features` decodes (see `captioner::pool`).
-        words = model.greedy(&f)?;
-        Ok(())
-    })?;
     let beam_opts = BeamOptions {
         beam: args.beam,
         length_alpha: 0.0,
     };
-    let beam_ms = median_ms(args.iters, || {
-        let f = features(&image)?;
-        model.beam(&f, beam_opts)
-    })?;
+    let beam_name = format!("beam{}", args.beam);
+    let modes = [("greedy", false), (beam_name.as_str(), true)];
+    let mut torch = start_pytorch(&args, &image, threads);
+    // Per mode, every timed call over all rounds (ms): captioner's and PyTorch's.
+    let mut ours: [Vec<f64>; 2] = Default::default();
+    let mut theirs: [Vec<f64>; 2] = Default::default();
+    let mut words = 0;
+    for round in 0..args.rounds {
+        for (i, &(mode, beam)) in modes.iter().enumerate() {
+            std::thread::sleep(SETTLE);
+            let mut ms: Vec<f64> = seconds_after(args.iters, Duration::ZERO, || {
+                let f = features(&image)?;
+                if beam {
+                    model.beam(&f, beam_opts)
+                } else {
+                    // On a rayon worker, as `Captioner::decode_features` decodes (see
+                    // `captioner::pool`).
+                    words = model.greedy(&f)?;
+                    Ok(())
+                }
+            })?
+            .iter()
+            .map(|s| s * 1e3)
+            .collect();
+            let mine = median(&mut ms.clone());
+            let mut line = format!("round {}, {mode}: captioner {mine:.1} ms", round + 1);
+            ours[i].append(&mut ms);
+            if let Ok(t) = &mut torch {
+                std::thread::sleep(SETTLE);
+                match pytorch_mode(t, mode) {
+                    Ok((mut ms, _)) => {
+                        let other = median(&mut ms.clone());
+                        line.push_str(&format!(", pytorch {other:.1} ms, {:.2}x", other / mine));
+                        theirs[i].append(&mut ms);
+                    }
+                    Err(e) => torch = Err(e),
+                }
+            }
+            if args.rounds > 1 {
+                println!("{line}");
+            }
+        }
+    }
     // Where the time goes (captioner only).
     let bytes = std::fs::read(&image)?;
     let read_ms = median_ms(args.iters, || {
@@ -233,15 +283,9 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         model.greedy(&f)?;
         Ok(())
     })?;
-    let torch = if args.no_python {
-        Err("skipped (--no-python)".to_string())
-    } else {
-        pytorch(&args, &image, threads)
-    };
-
     println!(
         "caption one {} end to end ({} trunk, {} decoder, vocabulary {}, {MAX_WORDS} words), \
-         {threads} threads, median of {} runs (ms, lower is better)",
+         {threads} threads, median of {} rounds of {} runs (ms, lower is better)",
         match &args.image {
             Some(p) => p.display().to_string(),
             None => "generated 500x375 JPEG".to_string(),
@@ -252,6 +296,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             Decoder::Attention(_) => "attention",
         },
         args.vocab,
+        args.rounds,
         args.iters
     );
     let mut header = format!("{:>8} {:>10}", "mode", "captioner");
@@ -259,14 +304,11 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         header.push_str(&format!(" {:>9} {:>18}", "pytorch", "pytorch/captioner"));
     }
     println!("{header}");
-    let beam_name = format!("beam{}", args.beam);
-    for (mode, ms) in [("greedy", greedy_ms), (beam_name.as_str(), beam_ms)] {
+    for (i, &(mode, _)) in modes.iter().enumerate() {
+        let ms = median(&mut ours[i]);
         let mut line = format!("{mode:>8} {ms:>10.1}");
-        if let Ok(t) = &torch {
-            let (_, tms, _) = t
-                .iter()
-                .find(|(m, _, _)| m == mode)
-                .context("PyTorch skipped a mode")?;
+        if torch.is_ok() {
+            let tms = median(&mut theirs[i]);
             line.push_str(&format!(" {tms:>9.1} {:>17.2}x", tms / ms));
         }
         println!("{line}");

@@ -62,22 +62,6 @@ pub fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-/// Runs the PyTorch side of a bench (`cmd`, already given its script and flags) and parses each line it
-/// prints as JSON; a failing run comes back as its standard error.
-pub fn json_lines(cmd: &mut std::process::Command) -> Result<Vec<serde_json::Value>, String> {
-    let out = cmd.output().map_err(|e| e.to_string())?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(|l| {
-            serde_json::from_str(l)
-                .map_err(|e| format!("unexpected line from the PyTorch script: {l} ({e})"))
-        })
-        .collect()
-}
-
 /// Milliseconds of a training step and its three phases, (total, phase 1, phase 2, phase 3), for
 /// each of `steps` timed steps after `warmup` untimed ones: `step` runs one on a rayon worker (as
 /// the trainer does, see `captioner::pool`) and returns the instants that bound its phases.
