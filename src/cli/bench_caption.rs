@@ -154,17 +154,17 @@ fn start_pytorch(args: &Args, image: &Path, threads: usize) -> Result<TorchRound
     TorchRounds::start(&args.python, PYTORCH_SCRIPT, &flags)
 }
 
-/// PyTorch's milliseconds per caption in `mode` and its caption's length.
-fn pytorch_mode(t: &mut TorchRounds, mode: &str) -> Result<(Vec<f64>, u64), String> {
+/// PyTorch's milliseconds per caption in `mode`.
+fn pytorch_mode(t: &mut TorchRounds, mode: &str) -> Result<Vec<f64>, String> {
     let v = t.request(mode)?;
     let ms: Vec<f64> = v["all_ms"]
         .as_array()
         .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
         .unwrap_or_default();
-    match (v["mode"].as_str(), v["words"].as_u64()) {
-        (Some(m), Some(words)) if m == mode && !ms.is_empty() => Ok((ms, words)),
-        _ => Err(format!("unexpected line from the PyTorch script: {v}")),
+    if v["mode"].as_str() != Some(mode) || ms.is_empty() {
+        return Err(format!("unexpected line from the PyTorch script: {v}"));
     }
+    Ok(ms)
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
@@ -245,7 +245,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             if let Ok(t) = &mut torch {
                 std::thread::sleep(SETTLE);
                 match pytorch_mode(t, mode) {
-                    Ok((mut ms, _)) => {
+                    Ok(mut ms) => {
                         let other = median(&mut ms.clone());
                         line.push_str(&format!(", pytorch {other:.1} ms, {:.2}x", other / mine));
                         theirs[i].append(&mut ms);
