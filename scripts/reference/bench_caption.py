@@ -153,11 +153,13 @@ class AttentionModel(nn.Module):
         return seqs[0]
 
 
-def timed_ms(iters, f):
-    """Milliseconds of `iters` calls of f after one warm-up call."""
+def timed_ms(iters, f, pause_ms=0.0):
+    """Milliseconds of `iters` calls of f after one warm-up call, each after `pause_ms` idle."""
     f()  # warm-up
     times = []
     for _ in range(iters):
+        if pause_ms > 0:
+            time.sleep(pause_ms / 1e3)
         t0 = time.perf_counter()
         f()
         times.append((time.perf_counter() - t0) * 1e3)
@@ -174,6 +176,7 @@ def main():
     ap.add_argument("--beam", type=int, default=3)
     ap.add_argument("--decoder", default="lstm", choices=["lstm", "attention"])
     ap.add_argument("--interleaved", action="store_true")
+    ap.add_argument("--pause-ms", type=float, default=0.0)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -188,7 +191,7 @@ def main():
 
     def line(mode):
         words = len(modes[mode]())
-        ms = timed_ms(a.iters, modes[mode])
+        ms = timed_ms(a.iters, modes[mode], a.pause_ms)
         med = sorted(ms)[len(ms) // 2]
         print(json.dumps({"mode": mode, "ms": med, "all_ms": ms, "words": words}), flush=True)
 

@@ -34,6 +34,10 @@ pub struct Args {
     /// sides run in the same minutes of a noisy machine.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Sleep this long before every timed caption (both sides), so each starts from an idle
+    /// machine, as a one-off `caption` or a `serve` request after a quiet spell does.
+    #[arg(long, default_value_t = 0)]
+    pub pause_ms: u64,
     /// Threads for captioner and PyTorch; default: all cores.
     #[arg(long)]
     pub threads: Option<usize>,
@@ -139,6 +143,7 @@ fn start_pytorch(args: &Args, image: &Path, threads: usize) -> Result<TorchRound
         ("--arch", args.arch.to_string()),
         ("--vocab", args.vocab.to_string()),
         ("--beam", args.beam.to_string()),
+        ("--pause-ms", args.pause_ms.to_string()),
         (
             "--decoder",
             match args.decoder {
@@ -225,7 +230,8 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     for round in 0..args.rounds {
         for (i, &(mode, beam)) in modes.iter().enumerate() {
             std::thread::sleep(SETTLE);
-            let mut ms: Vec<f64> = seconds_after(args.iters, Duration::ZERO, || {
+            let pause = Duration::from_millis(args.pause_ms);
+            let mut ms: Vec<f64> = seconds_after(args.iters, pause, || {
                 let f = features(&image)?;
                 if beam {
                     model.beam(&f, beam_opts)
@@ -299,6 +305,9 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         args.rounds,
         args.iters
     );
+    if args.pause_ms > 0 {
+        println!("each timed caption after {} ms idle", args.pause_ms);
+    }
     let mut header = format!("{:>8} {:>10}", "mode", "captioner");
     if torch.is_ok() {
         header.push_str(&format!(" {:>9} {:>18}", "pytorch", "pytorch/captioner"));
