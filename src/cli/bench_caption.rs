@@ -6,7 +6,7 @@
 //! suppressed on both sides so every caption is the full 25 words: both do the same amount of work.
 
 use super::bench_common::{median, median_seconds, seconds_after, use_threads};
-use super::bench_rounds::{TorchRounds, SETTLE};
+use super::bench_rounds::{json_floats, TorchRounds, SETTLE};
 use anyhow::Context;
 use candle_core::{Device, Tensor};
 use captioner::decode::{beam_search, greedy, AttentionSteps, BeamOptions, LstmSteps, MAX_WORDS};
@@ -120,7 +120,6 @@ fn test_jpeg(path: &Path) -> anyhow::Result<()> {
     std::fs::write(path, bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// PyTorch (mode, ms, words) rows, or why there are none.
 /// Starts PyTorch's side (its model built), or says why there is none.
 fn start_pytorch(args: &Args, image: &Path, threads: usize) -> Result<TorchRounds, String> {
     if args.no_python {
@@ -162,10 +161,7 @@ fn start_pytorch(args: &Args, image: &Path, threads: usize) -> Result<TorchRound
 /// PyTorch's milliseconds per caption in `mode`.
 fn pytorch_mode(t: &mut TorchRounds, mode: &str) -> Result<Vec<f64>, String> {
     let v = t.request(mode)?;
-    let ms: Vec<f64> = v["all_ms"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
-        .unwrap_or_default();
+    let ms = json_floats(&v, "all_ms");
     if v["mode"].as_str() != Some(mode) || ms.is_empty() {
         return Err(format!("unexpected line from the PyTorch script: {v}"));
     }
@@ -227,10 +223,10 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     let mut ours: [Vec<f64>; 2] = Default::default();
     let mut theirs: [Vec<f64>; 2] = Default::default();
     let mut words = 0;
+    let pause = Duration::from_millis(args.pause_ms);
     for round in 0..args.rounds {
         for (i, &(mode, beam)) in modes.iter().enumerate() {
             std::thread::sleep(SETTLE);
-            let pause = Duration::from_millis(args.pause_ms);
             let mut ms: Vec<f64> = seconds_after(args.iters, pause, || {
                 let f = features(&image)?;
                 if beam {

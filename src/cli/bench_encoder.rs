@@ -5,7 +5,7 @@
 //! timed call from an idle machine, as a one-off `caption` or `features --batch-size 1` does.
 
 use super::bench_common::{median, median_seconds, seconds_after, use_threads};
-use super::bench_rounds::{json_ms, TorchRounds, SETTLE};
+use super::bench_rounds::{json_floats, TorchRounds, SETTLE};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use captioner::model::resnet::{formula, Arch, ResNet, ResNetTrunk, TrunkLayout};
@@ -104,7 +104,7 @@ fn seconds_of(v: serde_json::Value, b: usize, precision: &str) -> Result<Vec<f64
     if v["batch"].as_u64() != Some(b as u64) || v["precision"].as_str() != Some(precision) {
         return Err(format!("unexpected line from the PyTorch script: {v}"));
     }
-    Ok(json_ms(&v).iter().map(|ms| ms / 1e3).collect())
+    Ok(json_floats(&v, "ms").iter().map(|ms| ms / 1e3).collect())
 }
 
 /// Every timed call at one batch size, in seconds, over all rounds.

@@ -62,7 +62,7 @@ impl TorchRounds {
     /// One round of a step bench: PyTorch's per-step milliseconds.
     pub fn round(&mut self) -> Result<Vec<f64>, String> {
         let v = self.request("go")?;
-        let ms = json_ms(&v);
+        let ms = json_floats(&v, "ms");
         if ms.is_empty() {
             return Err(format!("no timings from {}", self.python));
         }
@@ -122,9 +122,9 @@ impl Drop for TorchRounds {
     }
 }
 
-/// The `"ms"` list of a line from a PyTorch script.
-pub fn json_ms(v: &serde_json::Value) -> Vec<f64> {
-    v["ms"]
+/// The numbers listed under `key` in a line from a PyTorch script (none when it is missing).
+pub fn json_floats(v: &serde_json::Value, key: &str) -> Vec<f64> {
+    v[key]
         .as_array()
         .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
         .unwrap_or_default()
