@@ -4,6 +4,11 @@ Also runnable by hand:  python3 scripts/reference/bench_train.py --threads 2 --s
 The seed's training step: head (Linear 2048->256 + BatchNorm1d) and DecoderRNN (Embedding,
 LSTM 256->512, Linear 512->9000) on a batch of 64 captions of 19 words (image step + startofseq
 + 19 words = 21 LSTM steps, 20 scored tokens each), cross-entropy, backward, Adam.
+--lengths 15,12,9,... (how the bench runs it, longest first) gives each caption its own word
+count instead: the batch is padded to the longest caption, as the seed's collate pads it, and the
+LSTM, the output layer and the loss (ignore_index) run over every padded position, as the seed's
+do. The LSTM runs on the padded batch, not packed: on the CPU, a packed batch of mixed lengths
+took PyTorch longer (vocabulary 63: ~200 against ~140 ms a step; 3000: ~330 against ~290 ms).
 Prints one JSON line: {"ms": [per-step milliseconds], "threads": N, "torch": version}. With
 --interleaved (how the bench runs it): a ready line after the warm-up, then one {"ms": [...]} line
 of --steps timed steps for each line read from stdin, so the bench can alternate the two sides.
@@ -25,7 +30,11 @@ p.add_argument("--batch", type=int, default=64)
 p.add_argument("--words", type=int, default=19)
 p.add_argument("--vocab", type=int, default=9000)
 p.add_argument("--feature", type=int, default=2048)
+p.add_argument("--lengths", help="comma-separated words per caption, longest first")
 a = p.parse_args()
+words_per_caption = (
+    [int(w) for w in a.lengths.split(",")] if a.lengths else [a.words] * a.batch
+)
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
 
@@ -37,19 +46,24 @@ linear = nn.Linear(512, a.vocab)
 params = [q for m in (linear_h, bn, embed, lstm, linear) for q in m.parameters()]
 opt = torch.optim.Adam(params, lr=1e-3)
 
-feats = torch.randn(a.batch, a.feature)
-words = torch.randint(4, a.vocab, (a.batch, a.words))
-inputs = torch.cat([torch.ones(a.batch, 1, dtype=torch.long), words], 1)
-targets = torch.cat([words, torch.full((a.batch, 1), 2, dtype=torch.long)], 1)
-lengths = [a.words + 2] * a.batch
+batch = len(words_per_caption)
+longest = max(words_per_caption)
+feats = torch.randn(batch, a.feature)
+# inputs: startofseq w1..wn pad...; targets: w1..wn endofseq pad... (pad = 0, ignored by the loss)
+inputs = torch.zeros(batch, longest + 1, dtype=torch.long)
+targets = torch.zeros(batch, longest + 1, dtype=torch.long)
+for row, n in enumerate(words_per_caption):
+    words = torch.randint(4, a.vocab, (n,))
+    inputs[row, 0] = 1
+    inputs[row, 1 : n + 1] = words
+    targets[row, :n] = words
+    targets[row, n] = 2
 
 
 def step():
     img = bn(linear_h(feats))
     x = torch.cat([img.unsqueeze(1), embed(inputs)], 1)
-    packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True)
-    out, _ = lstm(packed)
-    hidden, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True)
+    hidden, _ = lstm(x)
     logits = linear(hidden[:, 1:].reshape(-1, 512))
     loss = nn.functional.cross_entropy(logits, targets.reshape(-1), ignore_index=0)
     opt.zero_grad()

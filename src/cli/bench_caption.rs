@@ -170,7 +170,9 @@ fn pytorch_mode(t: &mut TorchRounds, mode: &str) -> Result<Vec<f64>, String> {
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let threads = use_threads(args.threads);
-    anyhow::ensure!(args.rounds >= 1, "--rounds must be >= 1");
+    if args.rounds == 0 {
+        return Err(super::exit::usage("--rounds must be >= 1"));
+    }
     let dir = tempfile_dir()?;
     let image = match &args.image {
         Some(p) => p.clone(),

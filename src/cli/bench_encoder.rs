@@ -121,7 +121,9 @@ struct BatchTimes {
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let threads = use_threads(args.threads);
-    anyhow::ensure!(args.rounds >= 1, "--rounds must be >= 1");
+    if args.rounds == 0 {
+        return Err(super::exit::usage("--rounds must be >= 1"));
+    }
 
     let dev = Device::Cpu;
     let sd = formula::state_dict(args.arch)?;

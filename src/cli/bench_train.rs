@@ -1,7 +1,11 @@
-//! `captioner bench train`: the seed's training step (batch 64, image step + startofseq + 19
-//! words = 21 LSTM steps, vocab 9000, feature 2048 → head → decoder, loss, backward, Adam) in
-//! ms/step, and PyTorch's on the same shapes and thread count when `python3` has torch.
+//! `captioner bench train`: the seed's training step (batch 64 captions of Flickr8k's lengths, or
+//! all `--words` long; the LSTM sees the image step + startofseq + the words; vocab 9000, feature
+//! 2048 → head → decoder, loss, backward, Adam) in ms/step, and PyTorch's on the same batch and
+//! thread count when `python3` has torch.
 
+use super::bench_batch::{
+    caption_lengths, describe, lengths_flag, random_captions, Lengths, BATCH,
+};
 use super::bench_common::{print_step_table, use_threads};
 use super::bench_rounds::{interleaved_steps, print_rounds, StepRounds, TorchRounds};
 use candle_core::{Device, Tensor};
@@ -44,12 +48,13 @@ pub struct Args {
     /// Feature-map cells of the attention decoder (7×7 for ResNet-50 at 224).
     #[arg(long, default_value_t = 49)]
     cells: usize,
+    /// Every caption this many words long (no padding for either side; the bench before the
+    /// lengths were drawn from Flickr8k used 19). Default: 64 lengths drawn from Flickr8k's
+    /// captions, padded to the longest as a real batch is (the LSTM decoder only).
+    #[arg(long)]
+    words: Option<usize>,
 }
 
-/// Captions per step of both training-step benches.
-pub(super) const BATCH: usize = 64;
-/// Words per caption of both training-step benches.
-pub(super) const WORDS: usize = 19;
 const VOCAB: usize = 9000;
 const FEATURE: usize = 2048;
 
@@ -58,6 +63,7 @@ fn bench_rounds(
     rounds: usize,
     steps: usize,
     vocab: usize,
+    lengths: &[usize],
     torch: Result<TorchRounds, String>,
 ) -> anyhow::Result<StepRounds> {
     let dev = Device::Cpu;
@@ -68,7 +74,7 @@ fn bench_rounds(
         .map(|_| rng.random_range(-1.0..1.0))
         .collect();
     let feats = Tensor::from_vec(feats, (BATCH, FEATURE), &dev)?;
-    let caps = random_captions(&mut rng, vocab);
+    let caps = random_captions(&mut rng, vocab, lengths);
     let refs: Vec<&[u32]> = caps.iter().map(|c| c.as_slice()).collect();
     interleaved_steps(rounds, steps, torch, || {
         let t0 = Instant::now();
@@ -80,17 +86,6 @@ fn bench_rounds(
         opt.step(&grads)?;
         Ok([t0, t1, t2, Instant::now()])
     })
-}
-
-/// The benches' batch: [`BATCH`] captions of [`WORDS`] random word ids (never a special token).
-pub(super) fn random_captions(rng: &mut ChaCha8Rng, vocab: usize) -> Vec<Vec<u32>> {
-    (0..BATCH)
-        .map(|_| {
-            (0..WORDS)
-                .map(|_| rng.random_range(4..vocab as u32))
-                .collect()
-        })
-        .collect()
 }
 
 /// PyTorch's side of a step bench, started (its model built and warmed up) unless skipped.
@@ -107,12 +102,24 @@ pub(super) fn start_torch(
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let threads = use_threads(args.threads);
-    anyhow::ensure!(
-        threads >= 1 && args.steps >= 1 && args.rounds >= 1 && args.vocab >= 5,
-        "--threads, --steps and --rounds must be >= 1, --vocab >= 5"
-    );
+    if !(threads >= 1
+        && args.steps >= 1
+        && args.rounds >= 1
+        && args.vocab >= 5
+        && args.words != Some(0))
+    {
+        return Err(super::exit::usage(
+            "--threads, --steps, --rounds and --words must be >= 1, --vocab >= 5",
+        ));
+    }
     let vocab = args.vocab;
     if args.decoder == super::train::Decoder::Attention {
+        if args.words.is_some() {
+            return Err(super::exit::usage(
+                "--words is for the LSTM decoder's bench (the attention bench's captions are all \
+                 19 words)",
+            ));
+        }
         return super::bench_train_attention::run(
             threads,
             (args.rounds, args.steps),
@@ -125,10 +132,14 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             },
         );
     }
+    let kind = args.words.map_or(Lengths::Flickr8k, Lengths::Fixed);
+    // Its own seed, so the batch's lengths do not depend on the model's draws.
+    let lengths = caption_lengths(&mut ChaCha8Rng::seed_from_u64(19), kind);
     println!(
-        "training step: batch {BATCH}, {} LSTM steps, vocab {vocab}, feature {FEATURE}, Adam; \
+        "training step: {}, {} LSTM steps, vocab {vocab}, feature {FEATURE}, Adam; \
          {threads} threads, median of {} rounds of {} steps per side",
-        WORDS + 2,
+        describe(&lengths, kind),
+        lengths[0] + 2,
         args.rounds,
         args.steps
     );
@@ -139,10 +150,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         args.steps.to_string(),
         "--vocab".into(),
         vocab.to_string(),
+        "--lengths".into(),
+        lengths_flag(&lengths),
     ];
     let python = (!args.no_python).then_some(args.python.as_str());
     let torch = start_torch(python, PY_BENCH, &flags);
-    let measured = bench_rounds(args.rounds, args.steps, vocab, torch)?;
+    let measured = bench_rounds(args.rounds, args.steps, vocab, &lengths, torch)?;
     let [total, fwd, bwd, adam] = measured.captioner;
     print_rounds(&measured.per_round);
     print_step_table(total, &measured.torch);

@@ -4,9 +4,10 @@
 //! beside the PyTorch tutorial's own step on the same shapes
 //! (scripts/reference/bench_train_attention.py).
 
+use super::bench_batch::{random_captions, BATCH, WORDS};
 use super::bench_common::print_step_table;
 use super::bench_rounds::{interleaved_steps, print_rounds, StepRounds, TorchRounds};
-use super::bench_train::{random_captions, start_torch, BATCH, WORDS};
+use super::bench_train::start_torch;
 use captioner::model::attention::teacher::{backward, forward, PassOptions, TeacherBatch};
 use captioner::model::attention::{AttentionDecoder, AttentionDims};
 use captioner::text::{END, START};
@@ -47,7 +48,7 @@ fn bench_rounds(
     let maps: Vec<f32> = (0..BATCH * cells * CHANNELS)
         .map(|_| rng.random_range(0.0..1.0))
         .collect();
-    let caps = random_captions(&mut rng, vocab);
+    let caps = random_captions(&mut rng, vocab, &[WORDS; BATCH]);
     let refs: Vec<&[u32]> = caps.iter().map(Vec::as_slice).collect();
     let opts = PassOptions {
         dropout: 0.5,
@@ -84,7 +85,9 @@ pub fn run(
     cells: usize,
     python: Option<&String>,
 ) -> anyhow::Result<i32> {
-    anyhow::ensure!(cells >= 1, "--cells must be >= 1");
+    if cells == 0 {
+        return Err(super::exit::usage("--cells must be >= 1"));
+    }
     println!(
         "attention training step: batch {BATCH}, {} steps, vocab {vocab}, {cells} cells of \
          {CHANNELS}, embedding/attention/hidden {SIZE}, dropout 0.5, clamp 5, Adam; {threads} \

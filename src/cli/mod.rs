@@ -1,6 +1,7 @@
 //! Subcommand table. Each command's flags and body are in their own file.
 
 mod bench;
+mod bench_batch;
 mod bench_caption;
 mod bench_common;
 mod bench_encoder;

@@ -6,6 +6,7 @@
 //! `captioner::train::interrupt::global()`, rayon's global pool) that another test depends on.
 
 mod attention;
+mod bench_train_cli;
 mod browser;
 mod caption;
 mod common;
