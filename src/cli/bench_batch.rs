@@ -7,8 +7,8 @@ use rand_chacha::ChaCha8Rng;
 
 /// Captions per step of both training-step benches.
 pub(super) const BATCH: usize = 64;
-/// Words per caption of the fixed-length batch (the attention bench's, and `--words`' default
-/// meaning before the lengths were drawn from Flickr8k).
+/// Words per caption of the attention bench, and of `bench train`'s batch before its lengths were
+/// drawn from Flickr8k (`--words 19` now).
 pub(super) const WORDS: usize = 19;
 
 /// Flickr8k caption lengths: `(words, captions)` for 739 captions of Flickr8k.token.txt (four
@@ -54,7 +54,7 @@ pub(super) enum Lengths {
 }
 
 /// [`BATCH`] caption lengths in words, longest first (the order `train::batches` lays a batch
-/// out in, and the order PyTorch's `pack_padded_sequence` wants).
+/// out in, so the recurrence's live prefixes are the captions still running).
 pub(super) fn caption_lengths(rng: &mut ChaCha8Rng, lengths: Lengths) -> Vec<usize> {
     let mut out: Vec<usize> = match lengths {
         Lengths::Fixed(words) => vec![words; BATCH],
