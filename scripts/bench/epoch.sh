@@ -13,7 +13,7 @@
 # random ResNet-50 at 64×64 pixels (2048-d features like the pretrained one at 224; the decoder's
 # work does not depend on the image size). With --words N (e.g. 3000, Flickr8k's vocabulary at
 # min-freq 5), every caption is replaced by one of Flickr8k's lengths (the histogram in
-# src/cli/bench_batch.rs) in words drawn uniformly from N made-up words, so the vocabulary is ~N:
+# scripts/bench/flickr8k_caption_lengths.txt) in words drawn uniformly from N made-up words, so the vocabulary is ~N:
 # the captions no longer describe the images, which an epoch's speed does not depend on. Prints
 # each side's per-epoch seconds and the ratio of their medians. CAPTIONER_BIN overrides the
 # binary (default: target/release/captioner). CI never runs it.
@@ -43,11 +43,10 @@ fi
 if [ -n "$words" ]; then
   corpus="$work/words$words"
   rm -rf "$corpus" && mkdir -p "$corpus" && ln -s "$work/scenes/Images" "$corpus/Images"
-  "$python" - "$work/scenes/captions.txt" "$corpus/captions.txt" "$words" "$root/src/cli/bench_batch.rs" <<'PY'
-import csv, random, re, sys
-src, dst, n, table = sys.argv[1], sys.argv[2], int(sys.argv[3]), open(sys.argv[4]).read()
-body = table.split("FLICKR8K_LENGTHS")[1].split("];")[0]
-lengths = [(int(w), int(c)) for w, c in re.findall(r"\((\d+), (\d+)\)", body)]
+  "$python" - "$work/scenes/captions.txt" "$corpus/captions.txt" "$words" "$root/scripts/bench/flickr8k_caption_lengths.txt" <<'PY'
+import csv, random, sys
+src, dst, n, table = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+lengths = [tuple(map(int, l.split())) for l in open(table) if l.strip() and not l.startswith("#")]
 rng = random.Random(5)
 with open(src, newline="") as f, open(dst, "w", newline="") as g:
     out = csv.writer(g)

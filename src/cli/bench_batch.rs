@@ -11,38 +11,25 @@ pub(super) const BATCH: usize = 64;
 /// drawn from Flickr8k (`--words 19` now).
 pub(super) const WORDS: usize = 19;
 
-/// Flickr8k caption lengths: `(words, captions)` for 739 captions of Flickr8k.token.txt (four
-/// stretches of the file: its start and 25%, 50% and 75% into it), counted as the vocabulary
-/// counts them (`\w+` tokens of the lower-cased caption). Mean 11.3 words, median 11, 90th
-/// percentile 17, longest 31.
-const FLICKR8K_LENGTHS: &[(usize, u32)] = &[
-    (2, 1),
-    (3, 2),
-    (4, 7),
-    (5, 20),
-    (6, 45),
-    (7, 59),
-    (8, 66),
-    (9, 68),
-    (10, 69),
-    (11, 84),
-    (12, 74),
-    (13, 54),
-    (14, 41),
-    (15, 35),
-    (16, 31),
-    (17, 29),
-    (18, 14),
-    (19, 15),
-    (20, 9),
-    (21, 4),
-    (22, 3),
-    (23, 4),
-    (24, 1),
-    (25, 2),
-    (30, 1),
-    (31, 1),
-];
+/// Flickr8k caption lengths, a line `words captions` each (`#` lines are comments): 739 captions
+/// sampled from Flickr8k.token.txt, counted as the vocabulary counts them.
+const FLICKR8K_LENGTHS: &str = include_str!("../../scripts/bench/flickr8k_caption_lengths.txt");
+
+/// [`FLICKR8K_LENGTHS`] as `(words, captions)` pairs.
+fn flickr8k_lengths() -> Vec<(usize, u32)> {
+    FLICKR8K_LENGTHS
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let mut f = l.split_whitespace().map(str::parse::<u32>);
+            match (f.next(), f.next()) {
+                (Some(Ok(words)), Some(Ok(n))) => (words as usize, n),
+                // The file is compiled in; `lengths_table_parses` checks it.
+                _ => panic!("flickr8k_caption_lengths.txt: bad line {l:?}"),
+            }
+        })
+        .collect()
+}
 
 /// How long the bench's captions are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,17 +45,20 @@ pub(super) enum Lengths {
 pub(super) fn caption_lengths(rng: &mut ChaCha8Rng, lengths: Lengths) -> Vec<usize> {
     let mut out: Vec<usize> = match lengths {
         Lengths::Fixed(words) => vec![words; BATCH],
-        Lengths::Flickr8k => (0..BATCH).map(|_| flickr8k_length(rng)).collect(),
+        Lengths::Flickr8k => {
+            let table = flickr8k_lengths();
+            (0..BATCH).map(|_| draw_length(rng, &table)).collect()
+        }
     };
     out.sort_unstable_by(|a, b| b.cmp(a));
     out
 }
 
-/// One length drawn from [`FLICKR8K_LENGTHS`] with its sample's frequency.
-fn flickr8k_length(rng: &mut ChaCha8Rng) -> usize {
-    let total: u32 = FLICKR8K_LENGTHS.iter().map(|&(_, n)| n).sum();
+/// One length drawn from `table` with its sample's frequency.
+fn draw_length(rng: &mut ChaCha8Rng, table: &[(usize, u32)]) -> usize {
+    let total: u32 = table.iter().map(|&(_, n)| n).sum();
     let mut pick = rng.random_range(0..total);
-    for &(words, n) in FLICKR8K_LENGTHS {
+    for &(words, n) in table {
         if pick < n {
             return words;
         }
@@ -131,10 +121,19 @@ mod tests {
         let lengths = caption_lengths(&mut rng, Lengths::Flickr8k);
         assert_eq!(lengths.len(), BATCH);
         assert!(lengths.windows(2).all(|w| w[0] >= w[1]), "{lengths:?}");
-        let known: Vec<usize> = FLICKR8K_LENGTHS.iter().map(|&(w, _)| w).collect();
+        let known: Vec<usize> = flickr8k_lengths().iter().map(|&(w, _)| w).collect();
         assert!(lengths.iter().all(|l| known.contains(l)), "{lengths:?}");
         // A real batch mixes lengths: padding is the point of drawing them.
         assert!(lengths[0] > lengths[BATCH - 1], "{lengths:?}");
+    }
+
+    #[test]
+    fn lengths_table_parses() {
+        let table = flickr8k_lengths();
+        assert_eq!(table.iter().map(|&(_, n)| n).sum::<u32>(), 739);
+        assert_eq!(table.first(), Some(&(2, 1)));
+        assert_eq!(table.last(), Some(&(31, 1)));
+        assert!(table.windows(2).all(|w| w[0].0 < w[1].0), "{table:?}");
     }
 
     #[test]
