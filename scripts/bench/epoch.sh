@@ -13,10 +13,10 @@
 # random ResNet-50 at 64×64 pixels (2048-d features like the pretrained one at 224; the decoder's
 # work does not depend on the image size). With --words N (e.g. 3000, Flickr8k's vocabulary at
 # min-freq 5), every caption is replaced by one of Flickr8k's lengths (the histogram in
-# scripts/bench/flickr8k_caption_lengths.txt) in words drawn uniformly from N made-up words, so the vocabulary is ~N:
-# the captions no longer describe the images, which an epoch's speed does not depend on. Prints
-# each side's per-epoch seconds and the ratio of their medians. CAPTIONER_BIN overrides the
-# binary (default: target/release/captioner). CI never runs it.
+# scripts/bench/flickr8k_caption_lengths.txt) in words drawn uniformly from N made-up words, so
+# the vocabulary is ~N: the captions no longer describe the images, which an epoch's speed does
+# not depend on. Prints each side's per-epoch seconds and the ratio of their medians.
+# CAPTIONER_BIN overrides the binary (default: target/release/captioner). CI never runs it.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 python=python3 images=2000 epochs=3 threads=2 words="" work=""
