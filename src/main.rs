@@ -25,6 +25,7 @@ fn main() {
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
+    quiet_on_closed_stdout();
     let cli = cli::Cli::parse();
     let code = match cli::run(cli) {
         Ok(code) => code,
@@ -39,6 +40,27 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+/// `captioner bench train | head -1`: once the reader has gone, the next `println!` panics on
+/// the broken pipe (Rust ignores SIGPIPE, so that a closed socket or a dead child's stdin is an
+/// error to handle, not a kill). The reader has what it wanted: exit 0 quietly, as `search` does,
+/// instead of printing a panic and a backtrace. Every other panic keeps the default report.
+fn quiet_on_closed_stdout() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let message = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        // std's wording for a failed `print!` (library/std/src/io/stdio.rs) and EPIPE's.
+        if message.starts_with("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default(info)
+    }));
 }
 
 /// The error and its causes, `: `-separated, leaving out a cause whose text the line already ends

@@ -1,5 +1,6 @@
 //! `captioner bench train` without PyTorch: its batch (Flickr8k's caption lengths by default,
-//! padded to the longest; `--words N` for captions all N long) and its refusals.
+//! padded to the longest; `--words N` for captions all N long), its refusals, and (for every
+//! command that prints) a reader that closes the pipe early.
 
 use crate::common::exe;
 
@@ -69,4 +70,36 @@ fn words_is_refused_where_it_means_nothing() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("--words"), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn a_reader_that_leaves_early_ends_the_output_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    // The header comes first; the table only after the step, by when the reader is gone.
+    let mut child = exe()
+        .args([
+            "bench",
+            "train",
+            "--no-python",
+            "--threads",
+            "1",
+            "--steps",
+            "1",
+        ])
+        .args(["--rounds", "1", "--vocab", "40"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("training step: "), "{first}");
+    // The reader (and with it the pipe's only read end) is dropped here.
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
 }
