@@ -29,6 +29,8 @@ fn main() {
     let cli = cli::Cli::parse();
     let code = match cli::run(cli) {
         Ok(code) => code,
+        // `captioner search ... | head`: the reader has what it wanted.
+        Err(err) if cli::reader_gone(&err) => 0,
         Err(err) => {
             let code = cli::exit_code(&err);
             if code == 130 {
@@ -44,8 +46,9 @@ fn main() {
 
 /// `captioner bench train | head -1`: once the reader has gone, the next `println!` panics on
 /// the broken pipe (Rust ignores SIGPIPE, so that a closed socket or a dead child's stdin is an
-/// error to handle, not a kill). The reader has what it wanted: exit 0 quietly, as `search` does,
-/// instead of printing a panic and a backtrace. Every other panic keeps the default report.
+/// error to handle, not a kill). The reader has what it wanted: exit 0 quietly, as the commands
+/// that write through `cli::output` do, instead of printing a panic and a backtrace. Every other
+/// panic keeps the default report.
 fn quiet_on_closed_stdout() {
     let default = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {

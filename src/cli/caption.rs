@@ -184,8 +184,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     };
     // Counted before sharding, so every shard writes the lines an unsharded run would.
     let several = listed > 1;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut out = super::output::Output::stdout();
     if args.format == Format::Csv {
         writeln!(out, "image,caption")?;
     }

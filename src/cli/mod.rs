@@ -25,6 +25,7 @@ mod index_merge;
 mod init_backbone;
 mod inspect;
 mod interrupt;
+mod output;
 mod precision_arg;
 mod progress;
 mod render;
@@ -79,6 +80,7 @@ pub enum Command {
 }
 
 pub use exit::code as exit_code;
+pub use output::reader_gone;
 
 /// Runs the parsed command; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<i32> {

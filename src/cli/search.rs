@@ -81,23 +81,9 @@ fn write_hit(
 }
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
-    match print(args) {
-        // `search --all | head`: the reader has what it wanted.
-        Err(e)
-            if e.downcast_ref::<std::io::Error>()
-                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
-        {
-            Ok(0)
-        }
-        other => other,
-    }
-}
-
-fn print(args: Args) -> anyhow::Result<i32> {
     let library = Library::open(&args.db)
         .usage_context(|| format!("--db {}: not a usable library", args.db.display()))?;
-    let stdout = std::io::stdout();
-    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut out = super::output::Output::stdout();
     let mut first = true;
     if args.all {
         let mut failed = None;

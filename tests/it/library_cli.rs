@@ -2,6 +2,7 @@
 //! line, the output formats, XMP read back by ExifTool, kill -9 at random moments then resume,
 //! two runs at once on one library, and N = 3 shards merged equal to one unsharded run. Each
 //! result is compared with a clean run's rows and the database passes `PRAGMA integrity_check`.
+//! Also `caption` over the same folder, read only up to its first line (`| head -1`).
 
 use crate::caption::trained;
 use crate::common::{exe, ok, run_ok, synth};
@@ -332,4 +333,30 @@ fn three_shards_merged_equal_one_unsharded_run() {
     );
     assert_eq!(rows(&db), rows(&c.clean));
     assert_intact(&db);
+}
+
+#[test]
+fn caption_ends_quietly_when_its_reader_leaves_early() {
+    use std::io::{BufRead, BufReader};
+    let c = corpus();
+    // 200 lines of ~100 bytes: more than one 8 KB buffer, so a write comes after the reader left.
+    let mut child = exe()
+        .arg("caption")
+        .arg(&c.images)
+        .arg("--model")
+        .arg(&trained().run)
+        .arg("--no-progress")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains(".jpg\t"), "{first}");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("error"), "{err}");
 }
