@@ -2,23 +2,20 @@
 //! padded to the longest; `--words N` for captions all N long), its refusals, and (for every
 //! command that prints) a reader that closes the pipe early.
 
-use crate::common::exe;
+use crate::common::{exe, first_line_then_close};
+use std::process::Command;
+
+/// One quick step per side, PyTorch skipped.
+fn bench_train_cmd(args: &[&str]) -> Command {
+    let mut cmd = exe();
+    cmd.args(["bench", "train", "--no-python", "--threads", "1"])
+        .args(["--steps", "1", "--rounds", "1", "--vocab", "40"])
+        .args(args);
+    cmd
+}
 
 fn bench_train(args: &[&str]) -> std::process::Output {
-    exe()
-        .args([
-            "bench",
-            "train",
-            "--no-python",
-            "--threads",
-            "1",
-            "--steps",
-            "1",
-        ])
-        .args(["--rounds", "1", "--vocab", "40"])
-        .args(args)
-        .output()
-        .unwrap()
+    bench_train_cmd(args).output().unwrap()
 }
 
 /// The header's "(A–B words, mean M; ...)" of the default batch, and its LSTM step count.
@@ -74,31 +71,9 @@ fn words_is_refused_where_it_means_nothing() {
 
 #[test]
 fn a_reader_that_leaves_early_ends_the_output_quietly() {
-    use std::io::{BufRead, BufReader};
-    use std::process::Stdio;
     // The header comes first; the table only after the step, by when the reader is gone.
-    let mut child = exe()
-        .args([
-            "bench",
-            "train",
-            "--no-python",
-            "--threads",
-            "1",
-            "--steps",
-            "1",
-        ])
-        .args(["--rounds", "1", "--vocab", "40"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+    let (first, out) = first_line_then_close(bench_train_cmd(&[]));
     assert!(first.starts_with("training step: "), "{first}");
-    // The reader (and with it the pipe's only read end) is dropped here.
-    let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(out.status.code(), Some(0), "{err}");

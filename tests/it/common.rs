@@ -12,6 +12,23 @@ pub fn exe() -> Command {
     Command::new(env!("CARGO_BIN_EXE_captioner"))
 }
 
+/// Runs `cmd`, reads the first line of its stdout and then closes the pipe, as `| head -1` does;
+/// returns that line and the finished command (its stderr captured).
+pub fn first_line_then_close(mut cmd: Command) -> (String, Output) {
+    use std::io::{BufRead, BufReader};
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    // The reader, and with it the pipe's only read end, is dropped at the end of this statement.
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    (first, child.wait_with_output().unwrap())
+}
+
 /// Asserts that a finished command succeeded; returns its stdout.
 pub fn ok(out: Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -5,7 +5,7 @@
 //! Also `caption` over the same folder, read only up to its first line (`| head -1`).
 
 use crate::caption::trained;
-use crate::common::{exe, ok, run_ok, synth};
+use crate::common::{exe, first_line_then_close, ok, run_ok, synth};
 use crate::library::{assert_intact, rows};
 use crate::webdriver::find_program;
 use rand::{Rng, SeedableRng};
@@ -337,25 +337,16 @@ fn three_shards_merged_equal_one_unsharded_run() {
 
 #[test]
 fn caption_ends_quietly_when_its_reader_leaves_early() {
-    use std::io::{BufRead, BufReader};
     let c = corpus();
     // 200 lines of ~100 bytes: more than one 8 KB buffer, so a write comes after the reader left.
-    let mut child = exe()
-        .arg("caption")
+    let mut cmd = exe();
+    cmd.arg("caption")
         .arg(&c.images)
         .arg("--model")
         .arg(&trained().run)
-        .arg("--no-progress")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
+        .arg("--no-progress");
+    let (first, out) = first_line_then_close(cmd);
     assert!(first.contains(".jpg\t"), "{first}");
-    let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(!err.contains("error"), "{err}");
