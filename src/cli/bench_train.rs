@@ -102,14 +102,10 @@ pub(super) fn start_torch(
 
 pub fn run(args: Args) -> anyhow::Result<i32> {
     let threads = use_threads(args.threads);
-    if !(threads >= 1
-        && args.steps >= 1
-        && args.rounds >= 1
-        && args.vocab >= 5
-        && args.words != Some(0))
-    {
+    // `use_threads` makes `--threads 0` one thread.
+    if args.steps == 0 || args.rounds == 0 || args.vocab < 5 || args.words == Some(0) {
         return Err(super::exit::usage(
-            "--threads, --steps, --rounds and --words must be >= 1, --vocab >= 5",
+            "--steps, --rounds and --words must be >= 1, --vocab >= 5",
         ));
     }
     let vocab = args.vocab;
