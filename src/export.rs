@@ -4,6 +4,7 @@
 
 use crate::data::DatasetSplit;
 use crate::model::resnet::{check_state_dict, Arch};
+use crate::model::state_dict::{MappedSafetensors, TensorSource};
 use crate::model::weights::{load_state_dict, sha256_file};
 use crate::model::DecoderModel;
 use crate::run::{RunConfig, RunDir};
@@ -21,8 +22,9 @@ pub const TRUNK_PREFIX: &str = "trunk.";
 /// An exported model, read back: tensors split by part, vocabulary and configuration.
 #[derive(Debug)]
 pub struct ExportedModel {
-    /// The backbone's state_dict under its torchvision names (prefix removed).
-    pub trunk: HashMap<String, Tensor>,
+    /// The backbone's state_dict under its torchvision names (prefix removed), mapped from the
+    /// file and read tensor by tensor.
+    pub trunk: MappedSafetensors,
     /// Head and decoder tensors under their checkpoint names (`encoder.*`, `decoder.*`).
     pub model: HashMap<String, Tensor>,
     /// The decoder's vocabulary.
@@ -138,10 +140,12 @@ pub fn export_run(run_dir: &Path, out: &Path) -> Result<ExportSummary> {
 
 /// Reads a file written by [`export_run`].
 pub fn read_export(path: &Path) -> Result<ExportedModel> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| Error::format(path, format!("not a .safetensors model file: {e}")))?;
-    let meta = meta.metadata().clone().unwrap_or_default();
+    let file = MappedSafetensors::open(path).map_err(|e| match e {
+        // A model file, not a backbone: the same message under the model file's error kind.
+        Error::Weights { msg, .. } => Error::format(path, msg),
+        e => e,
+    })?;
+    let meta = file.metadata();
     if meta.get("format").map(String::as_str) != Some(EXPORT_FORMAT) {
         return Err(Error::format(
             path,
@@ -167,20 +171,19 @@ pub fn read_export(path: &Path) -> Result<ExportedModel> {
         ),
         None => None,
     };
-    let all = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
-        .map_err(|e| Error::format(path, format!("unreadable tensors: {e}")))?;
-    let mut trunk = HashMap::new();
-    let mut model = HashMap::new();
-    for (name, t) in all {
-        match name.strip_prefix(TRUNK_PREFIX) {
-            Some(rest) => {
-                trunk.insert(rest.to_string(), t);
-            }
-            None => {
-                model.insert(name, t);
-            }
-        }
-    }
+    // The head and decoder are read now; the trunk's tensors as the trunk folds them.
+    let model = file
+        .names()
+        .into_iter()
+        .filter(|n| !n.starts_with(TRUNK_PREFIX))
+        .map(|n| {
+            let t = file
+                .tensor(&n)?
+                .ok_or_else(|| Error::format(path, format!("unreadable tensor {n}")))?;
+            Ok((n, t))
+        })
+        .collect::<Result<HashMap<_, _>>>()?;
+    let trunk = MappedSafetensors::open_prefixed(path, TRUNK_PREFIX)?;
     Ok(ExportedModel {
         trunk,
         model,

@@ -15,9 +15,32 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// constant for it).
 const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
+/// Turns transparent huge pages off for this process, unless the user set mimalloc's own switch
+/// (`MIMALLOC_ALLOW_THP`). mimalloc asks for huge pages on its arenas; on the VMs this project
+/// runs on, a huge page first touched after a few idle seconds is handed over by the host slowly
+/// (the guest reports free memory to the host in large blocks, and only huge pages come from
+/// them). A one-off `captioner features --batch-size 1` over 16 images spent 2.2–2.6 s of its
+/// 2.8–3.5 s in the kernel zeroing them; with 4 KiB pages, 0.2–0.3 s of 1.05–1.15 s, as fast as
+/// the same command run again at once. Steady-state speed did not move (`bench encoder`,
+/// `bench train`; docs/performance.md). mimalloc's own switch only works when set before its first
+/// allocation, which precedes `main`; the process-wide `PR_SET_THP_DISABLE` covers every fault
+/// from here on.
+fn no_transparent_huge_pages() {
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    // SAFETY: a process attribute; the call reads no memory of ours. On failure (an old kernel)
+    // nothing changes but speed.
+    unsafe {
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+    }
+}
+
 fn main() {
     // SAFETY: sets a process-wide allocator option; -1 = keep freed memory mapped.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    no_transparent_huge_pages();
     // candle runs element-wise ops on a pool of its own whose threads spin after each op, beside
     // rayon's threads that run the matrix products: on 2 cores they fight. With the pool off
     // (element-wise ops are memory-bound anyway) `bench train --vocab 63` measured 8% faster

@@ -15,6 +15,7 @@ pub mod lstm;
 pub mod precision;
 pub mod pth;
 pub mod resnet;
+pub mod state_dict;
 pub(crate) mod token_projection;
 pub mod weights;
 pub(crate) mod wide;

@@ -1,8 +1,9 @@
 //! Weight files: `.pth` (torch zip-pickle, read safely by [`super::pth`]) and `.safetensors`,
 //! the sha256 that identifies a backbone, and torchvision's hash-prefix check on file names.
 
+use super::state_dict::{MappedSafetensors, TensorSource};
 use crate::{Error, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Read;
@@ -63,6 +64,35 @@ pub fn verify_hash_prefix(path: &Path) -> Result<Option<String>> {
 /// Loads every tensor of a `.pth` or `.safetensors` file (recognised by content, not by name),
 /// in the dtype it was saved with, on the CPU. Checks torchvision's hash prefix first.
 pub fn load_state_dict(path: &Path) -> Result<HashMap<String, Tensor>> {
+    match open_state_dict(path)? {
+        WeightsFile::Pth(sd) => Ok(sd),
+        WeightsFile::Safetensors(mapped) => mapped.load_all(),
+    }
+}
+
+/// A weights file opened for reading: a `.pth` is read whole (a zip of pickles), a
+/// `.safetensors` is mapped and read one tensor at a time.
+#[derive(Debug)]
+pub enum WeightsFile {
+    /// Every tensor of a `.pth`.
+    Pth(HashMap<String, Tensor>),
+    /// A mapped `.safetensors`.
+    Safetensors(MappedSafetensors),
+}
+
+impl WeightsFile {
+    /// Its tensors, read on demand.
+    pub fn source(&self) -> &dyn TensorSource {
+        match self {
+            Self::Pth(sd) => sd,
+            Self::Safetensors(m) => m,
+        }
+    }
+}
+
+/// Opens a `.pth` or `.safetensors` file (recognised by content, not by name) after checking
+/// torchvision's hash prefix.
+pub fn open_state_dict(path: &Path) -> Result<WeightsFile> {
     verify_hash_prefix(path)?;
     let mut magic = [0u8; 9];
     let n = {
@@ -70,7 +100,7 @@ pub fn load_state_dict(path: &Path) -> Result<HashMap<String, Tensor>> {
         read_up_to(&mut f, &mut magic).map_err(|e| Error::io(path, e))?
     };
     if n >= 4 && &magic[..4] == b"PK\x03\x04" {
-        return super::pth::load_pth(path);
+        return Ok(WeightsFile::Pth(super::pth::load_pth(path)?));
     }
     if n >= 2 && magic[0] == 0x80 && magic[1] <= 5 {
         return Err(weights_err(
@@ -80,7 +110,7 @@ pub fn load_state_dict(path: &Path) -> Result<HashMap<String, Tensor>> {
         ));
     }
     if n == 9 && magic[8] == b'{' {
-        return load_safetensors(path);
+        return Ok(WeightsFile::Safetensors(MappedSafetensors::open(path)?));
     }
     Err(weights_err(
         path,
@@ -100,52 +130,6 @@ fn read_up_to(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// The dtypes a `.safetensors` weights file may hold; each is loaded as it is (the model casts).
-const SAFETENSORS_DTYPES: [DType; 7] = [
-    DType::F32,
-    DType::F16,
-    DType::BF16,
-    DType::F64,
-    DType::I64,
-    DType::U8,
-    DType::U32,
-];
-
-fn load_safetensors(path: &Path) -> Result<HashMap<String, Tensor>> {
-    use candle_core::safetensors::{Load, SliceSafetensors};
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let st = SliceSafetensors::new(&bytes).map_err(|e| {
-        weights_err(
-            path,
-            format!("not a valid .safetensors file (truncated?): {e}"),
-        )
-    })?;
-    st.tensors()
-        .into_iter()
-        .map(|(name, view)| {
-            // candle would also load I16, I32, U16 (as U32) and the 8/6/4-bit floats; a backbone
-            // never holds those, so they are refused here by name rather than failing later.
-            match DType::try_from(view.dtype()) {
-                Ok(dtype) if SAFETENSORS_DTYPES.contains(&dtype) => {}
-                _ => {
-                    return Err(weights_err(
-                        path,
-                        format!(
-                            "tensor {name}: unsupported dtype {:?} (expected one of {:?})",
-                            view.dtype(),
-                            SAFETENSORS_DTYPES
-                        ),
-                    ))
-                }
-            }
-            let t = view
-                .load(&Device::Cpu)
-                .map_err(|e| weights_err(path, format!("tensor {name}: {e}")))?;
-            Ok((name, t))
-        })
-        .collect()
-}
-
 /// Writes tensors as `.safetensors`, e.g. formula weights for tests and benches.
 pub fn save_safetensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
     crate::fsutil::write_atomic_with(path, |tmp| {
@@ -157,6 +141,7 @@ pub fn save_safetensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::{DType, Device};
 
     #[test]
     fn hash_prefix_follows_torchvision_names() {

@@ -2,9 +2,9 @@
 //! wrong file fails with the names that differ instead of a shape error deep in the network.
 
 use super::Arch;
+use crate::model::state_dict::TensorSource;
 use crate::{Error, Result};
-use candle_core::Tensor;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::Path;
 
 /// How many names of each kind an error message lists.
@@ -24,38 +24,35 @@ impl Mismatch {
     }
 }
 
-fn compare(arch: Arch, sd: &HashMap<String, Tensor>) -> Mismatch {
+fn compare(arch: Arch, sd: &dyn TensorSource) -> Mismatch {
     let expected = arch.param_shapes();
     let names: HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
     let mut m = Mismatch::default();
     for (name, shape) in &expected {
-        match sd.get(name) {
+        match sd.dims(name) {
             // fc may be missing or sized for another number of classes: it is not used.
             None if name.starts_with("fc.") => {}
             None => m.missing.push(name.clone()),
             Some(_) if name.starts_with("fc.") => {}
-            Some(t) if t.dims() != shape.as_slice() => {
-                m.shapes
-                    .push(format!("{name}: file {:?}, {arch} {:?}", t.dims(), shape))
-            }
+            Some(dims) if dims != *shape => m
+                .shapes
+                .push(format!("{name}: file {dims:?}, {arch} {shape:?}")),
             Some(_) => {}
         }
     }
-    if let (Some(w), Some(b)) = (sd.get("fc.weight"), sd.get("fc.bias")) {
-        let ok = w.rank() == 2 && w.dims()[1] == arch.feature_dim() && b.dims() == [w.dims()[0]];
+    if let (Some(w), Some(b)) = (sd.dims("fc.weight"), sd.dims("fc.bias")) {
+        let ok = w.len() == 2 && w[1] == arch.feature_dim() && b == [w[0]];
         if !ok {
             m.shapes.push(format!(
-                "fc: file weight {:?} bias {:?}, {arch} wants [n, {}] and [n]",
-                w.dims(),
-                b.dims(),
+                "fc: file weight {w:?} bias {b:?}, {arch} wants [n, {}] and [n]",
                 arch.feature_dim()
             ));
         }
     }
     let mut unexpected: Vec<String> = sd
-        .keys()
+        .names()
+        .into_iter()
         .filter(|k| !names.contains(k.as_str()) && !k.ends_with("num_batches_tracked"))
-        .cloned()
         .collect();
     unexpected.sort();
     m.unexpected = unexpected;
@@ -72,7 +69,7 @@ fn list(v: &[String]) -> String {
 
 /// Fails with [`Error::Weights`] naming the first missing and unexpected keys and shape
 /// mismatches, and which architecture the file does fit, if any.
-pub fn check_state_dict(path: &Path, arch: Arch, sd: &HashMap<String, Tensor>) -> Result<()> {
+pub fn check_state_dict(path: &Path, arch: Arch, sd: &dyn TensorSource) -> Result<()> {
     let m = compare(arch, sd);
     if m.is_empty() {
         return Ok(());

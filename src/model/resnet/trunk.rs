@@ -13,11 +13,11 @@ use crate::model::bf16::{self, Activations, Kernel, PackedWeights};
 use crate::model::cpu_math::with_data;
 use crate::model::f32_panels::{self, product, F32Panels, Finish, Rows};
 use crate::model::precision::Precision;
-use crate::model::weights::load_state_dict;
+use crate::model::state_dict::TensorSource;
+use crate::model::weights::open_state_dict;
 use crate::Result;
 use candle_core::{DType, Device, Tensor};
 use rayon::prelude::*;
-use std::collections::HashMap;
 use std::path::Path;
 
 const BN_EPS: f64 = 1e-5;
@@ -138,12 +138,14 @@ fn fold_weights<T: Copy + Into<f64> + Sync>(
 impl FoldedConv {
     fn fold(
         spec: &ConvSpec,
-        sd: &HashMap<String, Tensor>,
+        sd: &dyn TensorSource,
         layout: TrunkLayout,
         dev: &Device,
     ) -> Result<Self> {
-        let get = |n: String| -> Result<&Tensor> {
-            sd.get(&n)
+        // Each tensor is read when needed and dropped after folding (a mapped file's are
+        // copied out one at a time).
+        let get = |n: String| -> Result<Tensor> {
+            sd.tensor(&n)?
                 .ok_or_else(|| crate::Error::Invalid(format!("state_dict has no tensor {n}")))
         };
         let vec64 = |n: String| -> Result<Vec<f64>> {
@@ -416,18 +418,16 @@ pub struct ResNetTrunk {
 
 impl ResNetTrunk {
     /// Loads a `.pth` or `.safetensors` file, checks it is `arch`, and folds it.
+    /// A `.safetensors` file is mapped, not read whole, and its tensors are copied out one at a
+    /// time as they are folded (see [`crate::model::state_dict`]).
     pub fn load(path: &Path, arch: Arch, device: &Device) -> Result<Self> {
-        let sd = load_state_dict(path)?;
-        check_state_dict(path, arch, &sd)?;
-        Self::from_state_dict(arch, &sd, device)
+        let file = open_state_dict(path)?;
+        check_state_dict(path, arch, file.source())?;
+        Self::from_state_dict(arch, file.source(), device)
     }
 
     /// Folds an in-memory state_dict (torchvision names) in the best layout for `device`.
-    pub fn from_state_dict(
-        arch: Arch,
-        sd: &HashMap<String, Tensor>,
-        device: &Device,
-    ) -> Result<Self> {
+    pub fn from_state_dict(arch: Arch, sd: &dyn TensorSource, device: &Device) -> Result<Self> {
         let layout = if device.is_cpu() {
             TrunkLayout::Nhwc
         } else {
@@ -439,7 +439,7 @@ impl ResNetTrunk {
     /// Like [`Self::from_state_dict`] with an explicit layout (NHWC needs the CPU).
     pub fn with_layout(
         arch: Arch,
-        sd: &HashMap<String, Tensor>,
+        sd: &dyn TensorSource,
         device: &Device,
         layout: TrunkLayout,
     ) -> Result<Self> {
