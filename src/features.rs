@@ -115,6 +115,9 @@ pub struct ExtractSummary {
     pub reused: usize,
     /// Features computed now.
     pub computed: usize,
+    /// Seconds spent computing them, from the first image read to the last feature (the
+    /// backbone's load excluded); 0 when none was computed.
+    pub compute_seconds: f64,
     /// Images that could not be read or decoded: (file as in the corpus, error).
     pub failed: Vec<(String, String)>,
 }
@@ -487,6 +490,7 @@ pub fn extract(
     if !todo.is_empty() {
         let trunk =
             ResNetTrunk::load(backbone, opts.arch, device)?.with_precision(opts.precision)?;
+        let started = std::time::Instant::now();
         let computed = compute_missing(
             corpus,
             &trunk,
@@ -498,6 +502,7 @@ pub fn extract(
             progress,
         )?;
         summary.computed = computed.rows.len();
+        summary.compute_seconds = started.elapsed().as_secs_f64();
         chunks_written = computed.chunks;
         for (id, row) in computed.rows {
             known.insert(id, row);

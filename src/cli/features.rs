@@ -110,16 +110,30 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         None => String::new(),
     };
     println!(
-        "features: {} images ({} reused, {} computed, {} unreadable), {}-d{spatial}, in {:.1} s -> {}",
+        "features: {} images ({} reused, {} computed, {} unreadable), {}-d{spatial}, in {:.1} s{} -> {}",
         summary.images,
         summary.reused,
         summary.computed,
         summary.failed.len(),
         cache.dim(),
         start.elapsed().as_secs_f64(),
+        compute_rate(&summary),
         args.cache.display()
     );
     Ok(0)
+}
+
+/// How long computing took and its rate, after the backbone was loaded (empty when nothing was
+/// computed).
+fn compute_rate(summary: &captioner::features::ExtractSummary) -> String {
+    if summary.computed == 0 || summary.compute_seconds <= 0.0 {
+        return String::new();
+    }
+    format!(
+        " (computing {:.2} s, {:.1} images/s)",
+        summary.compute_seconds,
+        summary.computed as f64 / summary.compute_seconds
+    )
 }
 
 #[cfg(test)]
