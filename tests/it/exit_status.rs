@@ -144,12 +144,12 @@ fn usage_errors_exit_2_and_name_what_is_wrong() {
 }
 
 /// A running `captioner` whose stderr is watched for the address it serves on.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) addr: SocketAddr,
 }
 
-fn spawn_until_serving(cmd: &mut Command, startup: Duration) -> Server {
+pub(crate) fn spawn_until_serving(cmd: &mut Command, startup: Duration) -> Server {
     let mut child = cmd
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -175,7 +175,7 @@ fn spawn_until_serving(cmd: &mut Command, startup: Duration) -> Server {
     Server { child, addr }
 }
 
-fn signal(child: &Child, name: &str) {
+pub(crate) fn signal(child: &Child, name: &str) {
     let ok = Command::new("kill")
         .args([&format!("-{name}"), &child.id().to_string()])
         .status()
@@ -197,7 +197,7 @@ fn unfinished_upload(addr: SocketAddr) -> TcpStream {
     s
 }
 
-fn wait_exit(child: &mut Child, within: Duration) -> Option<i32> {
+pub(crate) fn wait_exit(child: &mut Child, within: Duration) -> Option<i32> {
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait().unwrap() {

@@ -26,6 +26,7 @@ mod metrics;
 mod pipeline;
 mod precision;
 mod preprocess;
+mod process;
 mod report;
 mod resnet;
 mod serve;
