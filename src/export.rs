@@ -4,7 +4,7 @@
 
 use crate::data::DatasetSplit;
 use crate::model::resnet::{check_state_dict, Arch};
-use crate::model::state_dict::{MappedSafetensors, TensorSource};
+use crate::model::state_dict::MappedSafetensors;
 use crate::model::weights::{load_state_dict, sha256_file};
 use crate::model::DecoderModel;
 use crate::run::{RunConfig, RunDir};
@@ -172,18 +172,8 @@ pub fn read_export(path: &Path) -> Result<ExportedModel> {
         None => None,
     };
     // The head and decoder are read now; the trunk's tensors as the trunk folds them.
-    let model = file
-        .names()
-        .into_iter()
-        .filter(|n| !n.starts_with(TRUNK_PREFIX))
-        .map(|n| {
-            let t = file
-                .tensor(&n)?
-                .ok_or_else(|| Error::format(path, format!("unreadable tensor {n}")))?;
-            Ok((n, t))
-        })
-        .collect::<Result<HashMap<_, _>>>()?;
-    let trunk = MappedSafetensors::open_prefixed(path, TRUNK_PREFIX)?;
+    let model = file.load_where(|n| !n.starts_with(TRUNK_PREFIX))?;
+    let trunk = file.with_prefix(TRUNK_PREFIX);
     Ok(ExportedModel {
         trunk,
         model,

@@ -2,11 +2,11 @@
 //! mapped into memory, whose tensors are copied out only when asked for.
 //!
 //! Why the mapped form exists: reading a 100 MB backbone whole, then copying every tensor out of
-//! the buffer, touches ~200 MB of fresh memory before a single weight is folded. On this project's
-//! VMs, fresh memory after a few idle seconds is handed over by the host slowly: a one-off
-//! `captioner features` spent 2–3 s of its 3–4 s in the kernel zeroing those pages (`perf`,
-//! docs/performance.md). Mapped, the file's bytes are the page cache's own pages, and the folding
-//! copies one tensor at a time and drops it.
+//! the buffer and keeping them all until the trunk is built, touches ~200 MB of fresh memory
+//! before a single weight is folded. Mapped, the file's bytes are the page cache's own pages, and
+//! the folding copies one tensor at a time and drops it. The peak resident size of a one-off
+//! `captioner features` went from 310–349 MB to 271–290 MB (together with the binary's 4 KiB
+//! pages, which removed the cold start's 2–3 s in the kernel; docs/performance.md).
 
 use crate::{Error, Result};
 use candle_core::safetensors::Load;
@@ -75,12 +75,6 @@ impl MappedSafetensors {
     /// Maps `path` and checks its header: every tensor's dtype one of [`SAFETENSORS_DTYPES`] and
     /// every byte range inside the file.
     pub fn open(path: &Path) -> Result<Self> {
-        Self::open_prefixed(path, "")
-    }
-
-    /// Like [`Self::open`], showing only the tensors whose names start with `prefix`, under their
-    /// names without it.
-    pub fn open_prefixed(path: &Path, prefix: &str) -> Result<Self> {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         // SAFETY: the map lives only while a model loads (a fraction of a second); a file
         // truncated by another program in that window would fault, as with every mapped reader
@@ -113,8 +107,15 @@ impl MappedSafetensors {
             data_start: 8 + header,
             map,
             meta,
-            prefix: prefix.to_string(),
+            prefix: String::new(),
         })
+    }
+
+    /// The same map, showing only the tensors whose names start with `prefix` (after any prefix
+    /// it had), under their names without it.
+    pub fn with_prefix(mut self, prefix: &str) -> Self {
+        self.prefix.push_str(prefix);
+        self
     }
 
     /// The file's `__metadata__` strings.
@@ -122,10 +123,17 @@ impl MappedSafetensors {
         self.meta.metadata().clone().unwrap_or_default()
     }
 
-    /// Every tensor of the file under the prefix, copied out (for the small parts of a model).
+    /// Every tensor of the file under the prefix, copied out.
     pub fn load_all(&self) -> Result<HashMap<String, Tensor>> {
+        self.load_where(|_| true)
+    }
+
+    /// The tensors under the prefix whose names pass `keep`, copied out (for the small parts of a
+    /// model).
+    pub fn load_where(&self, keep: impl Fn(&str) -> bool) -> Result<HashMap<String, Tensor>> {
         self.names()
             .into_iter()
+            .filter(|n| keep(n))
             .map(|n| {
                 let t = self.tensor(&n)?.ok_or_else(|| {
                     Error::Internal(format!("tensor {n} listed but not readable"))
@@ -228,7 +236,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.safetensors");
         crate::model::weights::save_safetensors(&path, &sample()).unwrap();
-        let trunk = MappedSafetensors::open_prefixed(&path, "trunk.").unwrap();
+        let trunk = MappedSafetensors::open(&path)
+            .unwrap()
+            .with_prefix("trunk.");
         let mut names = trunk.names();
         names.sort();
         assert_eq!(names, ["a", "b"]);
